@@ -1,0 +1,273 @@
+"""Apply the best stored configuration to this process's Brian2 before a run.
+
+:func:`apply` runs before every user run, so it stays cheap: it reads the profile with the
+standard library's sqlite3 (see :mod:`autotune.store.fastread`) and imports neither SQLAlchemy nor
+Optuna. It decides what to use, in this order:
+
+1. explicit overrides (``device``, ``threads``, ``precision``) — source ``override``;
+2. this host's newest profile (for the workload, when given), best config for the run length —
+   source ``profile``;
+3. otherwise the fallback rule (cpp_standalone with the memory-aware thread count, or runtime when
+   standalone cannot serve the script) — source ``fallback``, with the reason (no profile, or a
+   stale one and which host component changed).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
+from autotune.errors import ConfigError, ProfileError, StoreError
+from autotune.host import HostFingerprint, changed_components, collect_host
+from autotune.paths import cython_cache_dir, default_cache_root, standalone_build_dir
+from autotune.profile import Profile
+from autotune.store.fastread import UNSUPPORTED, read_profile_document, read_stale_candidate
+from autotune.store.location import resolve_url
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :func:`apply` set, and why.
+
+    Attributes:
+        config: the configuration now active in Brian2.
+        source: ``profile``, ``override`` or ``fallback``.
+        reason: a sentence explaining the choice.
+        predicted: predicted wall seconds for the run (when a cost model knows).
+        build_dir: the cpp_standalone project folder, if standalone.
+        fingerprint: this host's fingerprint.
+        workload: signature of the profile's workload, if a profile was used.
+        profile_created_at: when that profile was made.
+        seconds: how long apply itself took.
+    """
+
+    config: RunConfig
+    source: str
+    reason: str
+    predicted: float | None = None
+    build_dir: Path | None = None
+    fingerprint: str = ""
+    workload: str | None = None
+    profile_created_at: str | None = None
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"config": self.config.to_dict(), "config_key": self.config.key,
+                "source": self.source, "reason": self.reason, "predicted": self.predicted,
+                "build_dir": str(self.build_dir) if self.build_dir else None,
+                "fingerprint": self.fingerprint, "workload": self.workload,
+                "profile_created_at": self.profile_created_at, "seconds": self.seconds}
+
+
+def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True
+                    ) -> RunConfig:
+    """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP).
+
+    Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy).
+    """
+    if standalone_ok:
+        threads = host.max_threads
+        return standalone_config(0 if threads <= 1 else threads)
+    return RunConfig("runtime", "cython" if cython_ok else "numpy")
+
+
+def check_overrides(host: HostFingerprint, device: str | None, threads: int | None,
+                    precision: str | None) -> None:
+    """Validate user overrides against this host.
+
+    Raises:
+        ConfigError: unknown device/precision, or threads outside 0..usable CPUs.
+    """
+    if device is not None and device not in ("runtime", "cpp_standalone"):
+        raise ConfigError(f"unknown device {device!r}; use runtime or cpp_standalone")
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use float64 or float32")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ConfigError(f"--num-threads must be an integer >= 0, got {threads!r}")
+        if threads > min(host.usable_cpus, MAX_THREADS):
+            raise ConfigError(f"--num-threads {threads} exceeds the {host.usable_cpus} usable "
+                              "CPUs of this host")
+        if device == "runtime" and threads > 0:
+            raise ConfigError("--num-threads applies to cpp_standalone; drop it or use "
+                              "--device cpp_standalone")
+
+
+def _load_profile(url: str, host: HostFingerprint, signature: str | None) -> Profile | None:
+    try:
+        document = read_profile_document(url, host.fingerprint, signature)
+        if document is UNSUPPORTED:
+            from autotune.store import open_store
+
+            with open_store(url) as store:
+                return store.latest_profile(host.fingerprint, signature)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read profiles from {url}: {e}") from e
+    return Profile.from_dict(document) if document else None
+
+
+def _stale_reason(url: str, host: HostFingerprint) -> str | None:
+    try:
+        document = read_stale_candidate(url, host.fingerprint, platform.node())
+    except sqlite3.Error:
+        return None
+    if not document or document is UNSUPPORTED:
+        return None
+    old = document.get("host_components", {})
+    changes = [f"{key} changed ({old.get(key)!r} -> {host.components.get(key)!r})"
+               for key in changed_components(old, host.components)]
+    return ("the stored profile is stale: " + "; ".join(changes)) if changes else None
+
+
+def choose(
+    host: HostFingerprint,
+    profile: Profile | None,
+    *,
+    duration: float | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+    standalone_ok: bool = True,
+    cython_ok: bool = True,
+    no_profile_reason: str = "no profile for this host",
+) -> tuple[RunConfig, str, str, float | None]:
+    """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
+
+    Raises:
+        ConfigError: on invalid overrides, or an override that asks for standalone where the
+            script cannot run under it.
+    """
+    check_overrides(host, device, threads, precision)
+    if device == "cpp_standalone" and not standalone_ok:
+        raise ConfigError("--device cpp_standalone cannot run this script (see the reason "
+                          "above); use --device runtime")
+    if threads is not None and threads > 0 and not standalone_ok:
+        raise ConfigError("--num-threads needs cpp_standalone, which cannot run this script")
+    best = profile.best(duration, standalone_ok=standalone_ok) if profile else None
+    if best is not None:
+        config, source = best.config, "profile"
+        when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
+        reason = f"fastest valid configuration in this host's profile for {when} runs"
+        if not standalone_ok:
+            reason += " that runtime can serve"
+    else:
+        config, source = fallback_config(host, standalone_ok, cython_ok), "fallback"
+        reason = f"{no_profile_reason}; using the fallback rule"
+    if device or threads is not None or precision:
+        config = _override(config, host, device, threads, precision, profile, duration)
+        source, reason = "override", "set on the command line"
+    predicted = None
+    if profile is not None:
+        entry = profile.entry(config)
+        if entry is not None and entry.cost is not None:
+            predicted = entry.cost.predict(duration or profile.target_duration)
+    return config, source, reason, predicted
+
+
+def _override(config: RunConfig, host: HostFingerprint, device: str | None,
+              threads: int | None, precision: str | None, profile: Profile | None,
+              duration: float | None) -> RunConfig:
+    if threads is not None and device is None:
+        device = "cpp_standalone"
+    device = device or config.device
+    precision = precision or config.precision
+    if device == "cpp_standalone":
+        if threads is None:
+            threads = config.threads if config.device == "cpp_standalone" else (
+                _best_threads(profile, duration) if profile else fallback_config(host, True)
+                .threads)
+        flags = config.flags if config.device == "cpp_standalone" else "default"
+        return standalone_config(threads, precision, flags)
+    if config.device == "runtime":
+        return RunConfig("runtime", config.target, 0, precision, config.flags)
+    return RunConfig("runtime", "cython", 0, precision)
+
+
+def _best_threads(profile: Profile, duration: float | None) -> int:
+    for entry in profile.ranked(duration):
+        if entry.config.device == "cpp_standalone":
+            return entry.config.threads
+    return 0
+
+
+def apply(
+    workload: str | None = None,
+    duration: float | None = None,
+    db: str | None = None,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+    use_profile: bool = True,
+    standalone_ok: bool = True,
+    cython_ok: bool = True,
+    owner: str = "api",
+    cache_root: Path | None = None,
+    host: HostFingerprint | None = None,
+) -> Applied:
+    """Set Brian2's device and prefs from this host's profile; return what was applied and why.
+
+    Args:
+        workload: built-in name or workload file whose profile to use (None: the host's newest).
+        duration: simulated seconds of the coming run (picks the best config for that length).
+        db: store URL (None: ``$BRIAN2_AUTOTUNE_DB`` or the default).
+        device, threads, precision: overrides.
+        use_profile: False ignores stored profiles (fallback rule or overrides only).
+        standalone_ok: False when the coming script cannot run under cpp_standalone.
+        cython_ok: False when the script needs numpy (pure-Python functions).
+        owner: names the stable standalone build folder (one per script).
+        cache_root: root of build folders (None: the default cache directory).
+        host: this host (None: collect it).
+
+    Raises:
+        ConfigError: invalid overrides.
+        WorkloadError: unknown workload.
+        StoreError: unreadable store.
+        ProfileError: a stored profile that does not validate.
+    """
+    started = time.perf_counter()
+    host = host or collect_host()
+    url = resolve_url(db)
+    signature = None
+    if workload is not None:
+        from autotune.workloads import resolve_workload
+
+        signature = resolve_workload(workload).signature
+    profile, reason = None, "no profile for this host"
+    if use_profile:
+        try:
+            profile = _load_profile(url, host, signature)
+        except ProfileError as e:
+            reason = f"the stored profile is unusable ({e})"
+        if profile is None and reason == "no profile for this host":
+            reason = _stale_reason(url, host) or reason
+    else:
+        reason = "profiles disabled (--no-profile)"
+    if duration is not None and not duration > 0:
+        raise ConfigError(f"duration must be positive, got {duration}")
+    config, source, why, predicted = choose(
+        host, profile, duration=duration, device=device, threads=threads, precision=precision,
+        standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason)
+    root = cache_root or default_cache_root()
+    build_dir = (standalone_build_dir(root, host.fingerprint, owner, config)
+                 if config.device == "cpp_standalone" else None)
+    from autotune.brianprefs import configure_brian2
+
+    configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config))
+    applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
+                      profile.workload.get("signature") if profile else None,
+                      profile.created_at if profile else None,
+                      time.perf_counter() - started)
+    logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
+                 applied.seconds * 1000)
+    return applied

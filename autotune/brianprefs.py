@@ -1,0 +1,56 @@
+"""The one place that mutates Brian2's global device and preferences.
+
+Both the trial child (to measure a configuration) and :mod:`autotune.apply` (to use one) go
+through :func:`configure_brian2`, so a configuration means exactly the same thing when it is
+measured and when it is applied. Importing this module does not import Brian2; calling it does.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from autotune.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+def configure_brian2(
+    config: RunConfig,
+    build_dir: Path | None = None,
+    cython_cache_dir: Path | None = None,
+) -> None:
+    """Set Brian2's device and prefs for ``config``.
+
+    Args:
+        config: the configuration to apply.
+        build_dir: stable folder for a cpp_standalone project (one per configuration, so that a
+            later run with the same configuration only re-links what changed).
+        cython_cache_dir: Cython cache folder; one per flag preset, since Brian2's Cython cache
+            key ignores compiler flags.
+    """
+    import numpy as np
+    from brian2 import prefs, set_device
+
+    prefs.core.default_float_dtype = np.float32 if config.precision == "float32" else np.float64
+    if config.precision == "float32":
+        # Brian2's NaN/overflow check compares float32 arrays with 1e50, which numpy warns about
+        # on every run; the check itself still works.
+        warnings.filterwarnings("ignore", message="overflow encountered in cast",
+                                category=RuntimeWarning, module="brian2")
+    if config.compiler_flags is not None:
+        prefs.codegen.cpp.extra_compile_args_gcc = list(config.compiler_flags)
+    if config.device == "runtime":
+        set_device("runtime")
+        prefs.codegen.target = config.target
+        if config.target == "cython" and cython_cache_dir is not None:
+            cython_cache_dir.mkdir(parents=True, exist_ok=True)
+            prefs.codegen.runtime.cython.cache_dir = str(cython_cache_dir)
+    else:
+        directory = str(build_dir) if build_dir is not None else "output"
+        if build_dir is not None:
+            build_dir.mkdir(parents=True, exist_ok=True)
+        prefs.devices.cpp_standalone.openmp_threads = config.threads
+        set_device("cpp_standalone", directory=directory, build_on_run=True, with_output=False)
+    logger.debug("Brian2 configured for %s", config.describe())

@@ -1,0 +1,112 @@
+"""Cost models: predicted wall time of a full run as ``fixed + rate × simulated seconds``.
+
+``fixed`` is what a run pays whatever its length (interpreter start, Brian2 import, model set-up,
+code generation, warm compilation, binary start) and ``rate`` the wall seconds per simulated
+second of the loop. Both come from measured trials: ``rate`` from the loop's own timer at several
+simulated durations (robust even when the fixed part is noisy), ``fixed`` from end-to-end wall
+time minus the loop. The residual of the line through all warm trials says how well the model
+fits; a cold build (first compilation) is kept apart as ``cold_extra`` since later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autotune.trial import TrialResult
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """A configuration's cost: ``fixed + rate * duration`` seconds.
+
+    Attributes:
+        fixed: seconds paid once per run with a warm build.
+        rate: wall seconds per simulated second.
+        residual: root-mean-square error of the model over the warm trials (seconds).
+        samples: number of warm trials the model was fit from.
+        durations: distinct simulated durations among them.
+        cold_extra: extra seconds of a cold (first) build, or 0 when none was seen.
+        peak_rss: largest peak resident memory seen in these trials (bytes).
+    """
+
+    fixed: float
+    rate: float
+    residual: float = 0.0
+    samples: int = 0
+    durations: int = 0
+    cold_extra: float = 0.0
+    peak_rss: int | None = None
+
+    def predict(self, duration: float) -> float:
+        """Predicted wall seconds of a warm run of ``duration`` simulated seconds."""
+        return self.fixed + self.rate * duration
+
+    def interval(self, duration: float, z: float = 2.0) -> tuple[float, float]:
+        """A rough prediction interval: ± ``z`` residuals, plus 5 % for drift."""
+        centre = self.predict(duration)
+        half = z * self.residual + 0.05 * centre
+        return max(0.0, centre - half), centre + half
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"fixed": self.fixed, "rate": self.rate, "residual": self.residual,
+                "samples": self.samples, "durations": self.durations,
+                "cold_extra": self.cold_extra, "peak_rss": self.peak_rss}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostModel:
+        """Inverse of :meth:`to_dict`; rejects negative or non-finite numbers.
+
+        Raises:
+            ValueError: on a missing, negative or non-finite number.
+        """
+        fixed, rate = float(data["fixed"]), float(data["rate"])
+        residual, cold = float(data.get("residual", 0.0)), float(data.get("cold_extra", 0.0))
+        for name, value in (("fixed", fixed), ("rate", rate), ("residual", residual),
+                            ("cold_extra", cold)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"cost model {name} must be a finite number >= 0, got {value}")
+        peak = data.get("peak_rss")
+        return cls(fixed, rate, residual, int(data.get("samples", 0)),
+                   int(data.get("durations", 0)), cold,
+                   None if peak is None else int(peak))
+
+
+def fit_cost_model(trials: Iterable[TrialResult]) -> CostModel:
+    """Fit a cost model from a configuration's successful trials.
+
+    Raises:
+        ValueError: when no successful warm trial is given.
+    """
+    ok = [t for t in trials if t.ok and "total" in t.phases]
+    warm = [t for t in ok if not t.cold]
+    if not warm:
+        raise ValueError("no successful warm trial to fit a cost model from")
+    rates = [t.phases["run"] / t.duration for t in warm if t.duration > 0]
+    rate = statistics.median(rates) if rates else 0.0
+    # A standalone run at a new duration recompiles main.cpp (the duration is a literal there);
+    # a repeated run compiles nothing. Model the repeated run: the non-compile part of the
+    # fixed cost plus the smallest compile time seen.
+    least_compile = min(t.phases.get("compile", 0.0) for t in warm)
+    warm_totals = [_warm_total(t, least_compile) for t in warm]
+    fixed = max(0.0, statistics.median(total - t.phases["run"]
+                                       for t, total in zip(warm, warm_totals)))
+    residual = _rms([total - (fixed + rate * t.duration) for t, total in zip(warm, warm_totals)])
+    cold = [t.phases["total"] - t.phases["run"] - fixed for t in ok if t.cold]
+    peaks = [t.peak_rss for t in warm if t.peak_rss]  # a cold build's compiler is not the run
+    return CostModel(fixed, rate, residual, len(warm), len({t.duration for t in warm}),
+                     max(0.0, statistics.median(cold)) if cold else 0.0,
+                     max(peaks) if peaks else None)
+
+
+def _warm_total(trial: TrialResult, least_compile: float) -> float:
+    """End-to-end time of ``trial`` had its build been as warm as the warmest one seen."""
+    return trial.phases["total"] - trial.phases.get("compile", 0.0) + least_compile
+
+
+def _rms(values: Sequence[float]) -> float:
+    return math.sqrt(sum(v * v for v in values) / len(values)) if values else 0.0

@@ -1,0 +1,64 @@
+"""The exceptions brian2-autotune raises.
+
+Every error the library raises on purpose derives from :class:`AutotuneError`, so a caller (the CLI
+above all) can catch one class and turn it into a single clear line. Subclasses say which part of
+the data path refused: bad input is distinguished from a failure, because the CLI maps them to
+different exit codes (2 and 1).
+"""
+
+from __future__ import annotations
+
+
+class AutotuneError(Exception):
+    """Base class of every error raised by brian2-autotune on purpose."""
+
+    #: Exit code the CLI uses for this error: 1 = failure, 2 = bad input.
+    exit_code: int = 1
+
+
+class BadInput(AutotuneError):
+    """The user gave a value that cannot work (unknown name, out-of-range number, ...)."""
+
+    exit_code = 2
+
+
+class ConfigError(BadInput):
+    """A run configuration (device, threads, precision, flags) is invalid on this host."""
+
+
+class WorkloadError(BadInput):
+    """A workload cannot be found, loaded, or does not follow the workload contract."""
+
+
+class ScriptError(BadInput):
+    """A user script given to ``brian2-autotune run`` cannot be read or parsed."""
+
+
+class StoreError(AutotuneError):
+    """The store (database) cannot be opened, read or written."""
+
+
+class StoreUnavailable(StoreError, BadInput):
+    """The store location is unusable: corrupt file, not a database, unwritable, missing folder."""
+
+    exit_code = 2
+
+
+class ProfileError(BadInput):
+    """A profile document (exported or imported) is malformed, hostile or of an unknown version."""
+
+
+class IncompatibleProfile(AutotuneError):
+    """A stored profile was measured on a host whose fingerprint differs from this one."""
+
+
+class NoProfile(AutotuneError):
+    """No profile is stored for this host (and workload)."""
+
+
+class TrialFailed(AutotuneError):
+    """A calibration trial's subprocess crashed, timed out, ran out of memory or gave bad output."""
+
+
+class CalibrationError(AutotuneError):
+    """A calibration could not produce any usable profile (e.g. every trial failed)."""

@@ -1,0 +1,337 @@
+"""What this machine is and what it lets a simulation use.
+
+A host is described by small ``collect_*`` functions (after pyperf's ``_collect_metadata``) whose
+results go into a :class:`HostFingerprint`. Only the fields in :data:`CHECKED_COMPONENTS` enter the
+hash: they are the ones that change which configuration is fastest or whether a stored build still
+works (CPU, usable cores and memory, compiler, Python/Brian2/numpy versions). Other facts (kernel,
+hostname, CPU governor) are kept as information only.
+
+Usable CPUs honour the affinity mask and the cgroup CPU quota (v2 ``cpu.max`` or v1
+``cpu.cfs_quota_us``); usable memory honours the cgroup limit (``memory.max`` or
+``memory.limit_in_bytes``). The cgroup parsers take the filesystem root as an argument so that tests
+can point them at a fake tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+#: The seed's rule: never give a standalone OpenMP thread less than this much memory.
+MEMORY_PER_THREAD = 2 * GIB
+#: Components whose change makes a stored profile stale.
+CHECKED_COMPONENTS = (
+    "cpu_model",
+    "logical_cores",
+    "physical_cores",
+    "usable_cpus",
+    "total_memory",
+    "memory_limit",
+    "os",
+    "arch",
+    "compiler",
+    "python",
+    "brian2",
+    "numpy",
+)
+_UNLIMITED_V1 = 2**62  # cgroup v1 writes a huge number (page-rounded 2**63-1) for "no limit"
+
+
+@dataclass(frozen=True)
+class HostFingerprint:
+    """A machine's identity: the checked components, their hash, and extra information.
+
+    Attributes:
+        components: the fields of :data:`CHECKED_COMPONENTS` with their values.
+        info: facts recorded but not hashed (kernel, hostname, governor, ...).
+    """
+
+    components: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hex digest of the checked components (16 hex digits)."""
+        return fingerprint_of(self.components)
+
+    @property
+    def usable_cpus(self) -> int:
+        """CPUs this process may use (affinity and cgroup quota)."""
+        return int(self.components["usable_cpus"])
+
+    @property
+    def usable_memory(self) -> int:
+        """Bytes of memory this process may use (physical memory or the cgroup limit)."""
+        limit = self.components.get("memory_limit")
+        total = int(self.components["total_memory"])
+        return min(total, int(limit)) if limit else total
+
+    @property
+    def max_threads(self) -> int:
+        """Most OpenMP threads worth trying: usable CPUs, capped at one per 2 GiB of memory."""
+        return memory_aware_threads(self.usable_cpus, self.usable_memory)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, as ``fingerprint --json`` prints it."""
+        return {"fingerprint": self.fingerprint, "components": dict(self.components),
+                "info": dict(self.info)}
+
+
+def fingerprint_of(components: dict[str, Any]) -> str:
+    """Hash the checked components in a key-order-independent way."""
+    checked = {key: components.get(key) for key in CHECKED_COMPONENTS}
+    blob = json.dumps(checked, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def changed_components(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names of checked components whose value differs between two fingerprints."""
+    return [key for key in CHECKED_COMPONENTS if old.get(key) != new.get(key)]
+
+
+def memory_aware_threads(usable_cpus: int, usable_memory: int) -> int:
+    """The seed's thread rule: all usable CPUs, but at least 2 GiB of memory per thread."""
+    return max(1, min(usable_cpus, usable_memory // MEMORY_PER_THREAD))
+
+
+# --- cgroup parsing -------------------------------------------------------------------------
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _own_cgroup_paths(root: Path) -> dict[str, str]:
+    """Map controller (or ``""`` for cgroup v2) to this process's cgroup path."""
+    text = _read(root / "proc/self/cgroup") or ""
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for controller in parts[1].split(",") if parts[1] else [""]:
+            paths[controller] = parts[2]
+    return paths
+
+
+def _candidate_dirs(mount: Path, own_path: str) -> list[Path]:
+    """Directories to read limits from: this process's cgroup and its ancestors, then the mount.
+
+    Inside a container the mount already is the process's own cgroup, so the mount root is
+    always a candidate too.
+    """
+    dirs: list[Path] = []
+    relative = Path(own_path.lstrip("/")) if own_path else Path()
+    while True:
+        candidate = mount / relative
+        if candidate.is_dir() and candidate not in dirs:
+            dirs.append(candidate)
+        if relative == Path() or str(relative) == ".":
+            break
+        relative = relative.parent
+    if mount.is_dir() and mount not in dirs:
+        dirs.append(mount)
+    return dirs
+
+
+def parse_cpu_max(text: str) -> float | None:
+    """Parse cgroup v2 ``cpu.max`` (``"max 100000"`` or ``"150000 100000"``) into CPUs."""
+    parts = text.split()
+    if not parts or parts[0] == "max":
+        return None
+    period = int(parts[1]) if len(parts) > 1 else 100000
+    quota = int(parts[0])
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def parse_memory_max(text: str) -> int | None:
+    """Parse cgroup ``memory.max`` / ``memory.limit_in_bytes`` into bytes (None = unlimited)."""
+    text = text.strip()
+    if not text or text == "max":
+        return None
+    value = int(text)
+    return None if value <= 0 or value >= _UNLIMITED_V1 else value
+
+
+def collect_cgroup_cpu_limit(root: Path = Path("/")) -> float | None:
+    """CPU quota of this process's cgroup in CPUs (tightest along the path), or None."""
+    paths = _own_cgroup_paths(root)
+    limits: list[float] = []
+    v2 = root / "sys/fs/cgroup"
+    if (v2 / "cgroup.controllers").exists():
+        for d in _candidate_dirs(v2, paths.get("", "/")):
+            text = _read(d / "cpu.max")
+            if text and (cpus := parse_cpu_max(text)) is not None:
+                limits.append(cpus)
+    v1 = root / "sys/fs/cgroup/cpu"
+    if not v1.is_dir():
+        v1 = root / "sys/fs/cgroup/cpu,cpuacct"
+    for d in _candidate_dirs(v1, paths.get("cpu", "/")) if v1.is_dir() else []:
+        quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
+        if quota and period and int(quota) > 0 and int(period) > 0:
+            limits.append(int(quota) / int(period))
+    return min(limits) if limits else None
+
+
+def collect_cgroup_memory_limit(root: Path = Path("/")) -> int | None:
+    """Memory limit of this process's cgroup in bytes (tightest along the path), or None."""
+    paths = _own_cgroup_paths(root)
+    limits: list[int] = []
+    v2 = root / "sys/fs/cgroup"
+    if (v2 / "cgroup.controllers").exists():
+        for d in _candidate_dirs(v2, paths.get("", "/")):
+            text = _read(d / "memory.max")
+            if text and (limit := parse_memory_max(text)) is not None:
+                limits.append(limit)
+    v1 = root / "sys/fs/cgroup/memory"
+    for d in _candidate_dirs(v1, paths.get("memory", "/")) if v1.is_dir() else []:
+        text = _read(d / "memory.limit_in_bytes")
+        if text and (limit := parse_memory_max(text)) is not None:
+            limits.append(limit)
+    return min(limits) if limits else None
+
+
+# --- collectors -----------------------------------------------------------------------------
+
+
+def collect_affinity_cpus() -> int:
+    """CPUs in this process's affinity mask (all CPUs where affinity is unsupported)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def usable_cpus(affinity: int, cgroup_cpus: float | None) -> int:
+    """CPUs a process can really use: the affinity mask, cut down to the cgroup quota.
+
+    A fractional quota is rounded down (1.5 CPUs cannot keep two threads busy), but never
+    below one.
+    """
+    if cgroup_cpus is None:
+        return max(1, affinity)
+    return max(1, min(affinity, math.floor(cgroup_cpus)))
+
+
+def collect_cpu_model(root: Path = Path("/")) -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows."""
+    text = _read(root / "proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "cpu model", "Hardware"):
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def collect_compiler() -> str:
+    """First line of the C++ compiler's ``--version`` (the compiler Brian2 would call)."""
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not compiler:
+        return "none"
+    try:
+        out = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+    return out.splitlines()[0].strip() if out else "none"
+
+
+def collect_package_version(name: str) -> str:
+    """Installed version of a distribution, or ``"missing"``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def collect_governor(root: Path = Path("/")) -> str | None:
+    """CPU frequency governor of CPU 0, where the kernel exposes it."""
+    return _read(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+
+def collect_host() -> HostFingerprint:
+    """Collect this machine's fingerprint (a few milliseconds: one compiler call)."""
+    import psutil
+
+    affinity = collect_affinity_cpus()
+    cgroup_cpus = collect_cgroup_cpu_limit()
+    components: dict[str, Any] = {
+        "cpu_model": collect_cpu_model(),
+        "logical_cores": os.cpu_count() or 1,
+        "physical_cores": psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        "usable_cpus": usable_cpus(affinity, cgroup_cpus),
+        "total_memory": int(psutil.virtual_memory().total),
+        "memory_limit": collect_cgroup_memory_limit(),
+        "os": platform.system(),
+        "arch": platform.machine(),
+        "compiler": collect_compiler(),
+        "python": platform.python_version(),
+        "brian2": collect_package_version("brian2"),
+        "numpy": collect_package_version("numpy"),
+    }
+    info = {
+        "hostname": platform.node(),
+        "kernel": platform.release(),
+        "affinity_cpus": affinity,
+        "cgroup_cpus": cgroup_cpus,
+        "governor": collect_governor(),
+    }
+    return HostFingerprint(components, info)
+
+
+def collect_load(exclude_pids: tuple[int, ...] = (), sample_seconds: float = 0.3
+                 ) -> dict[str, Any]:
+    """How busy the machine is now: load averages and other processes' CPU use.
+
+    ``busy`` is True when other processes used more than a quarter of the usable CPUs (and at
+    least half a CPU) over a short sample; the load average is recorded as information only,
+    since it still counts our own earlier trials.
+    """
+    import psutil
+
+    own = {os.getpid(), *exclude_pids}
+    try:
+        load1, load5, _ = os.getloadavg()
+    except OSError:
+        load1 = load5 = 0.0
+    procs = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.info["pid"] in own:
+            continue
+        try:
+            proc.cpu_percent(None)
+            procs.append(proc)
+        except psutil.Error:
+            continue
+    time.sleep(sample_seconds)
+    others = 0.0
+    for proc in procs:
+        try:
+            others += proc.cpu_percent(None)
+        except psutil.Error:
+            continue
+    cpus = usable_cpus(collect_affinity_cpus(), collect_cgroup_cpu_limit())
+    busy_cpus = others / 100.0
+    return {
+        "load1": round(load1, 2),
+        "load5": round(load5, 2),
+        "other_cpu": round(busy_cpus, 2),
+        "usable_cpus": cpus,
+        "busy": bool(busy_cpus > max(0.5, cpus / 4)),
+        "governor": collect_governor(),
+    }

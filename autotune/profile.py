@@ -1,0 +1,213 @@
+"""Profiles: what a calibration concluded for one host and one workload.
+
+A :class:`Profile` lists every configuration the calibration measured with its status
+(``valid``, ``invalid`` = failed validation against the float64 reference, ``failed`` = crashed,
+timed out, ...), the reason where it is not valid, and the cost model of every valid one. The
+best configuration for any run length is derived from the cost models, so a profile answers
+"what is fastest for a 1 s run" as well as "for a 100 s run".
+
+Profiles cross into the store, into exported JSON files and into :mod:`autotune.apply`; the JSON
+form carries :data:`FORMAT_VERSION`, and :meth:`Profile.from_dict` validates everything, since a
+document may come from another machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotune.config import RunConfig
+from autotune.costmodel import CostModel
+from autotune.errors import ConfigError, ProfileError
+
+FORMAT_VERSION = 1
+ENTRY_STATUSES = ("valid", "invalid", "failed")
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    """One measured configuration in a profile.
+
+    Attributes:
+        config: the configuration.
+        status: ``valid``, ``invalid`` or ``failed``.
+        cost: its cost model (valid entries only).
+        reason: why it is invalid or failed.
+        max_deviation: largest relative deviation of its observables from the reference.
+    """
+
+    config: RunConfig
+    status: str
+    cost: CostModel | None = None
+    reason: str | None = None
+    max_deviation: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"config": self.config.to_dict(), "status": self.status,
+                "cost": self.cost.to_dict() if self.cost else None, "reason": self.reason,
+                "max_deviation": self.max_deviation}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ProfileEntry:
+        """Validate and build an entry.
+
+        Raises:
+            ProfileError: on unknown keys or bad values.
+        """
+        _require_mapping(data, "profile entry", {"config", "status", "cost", "reason",
+                                                 "max_deviation"})
+        status = data.get("status")
+        if status not in ENTRY_STATUSES:
+            raise ProfileError(f"profile entry status must be one of {ENTRY_STATUSES}, "
+                               f"got {status!r}")
+        try:
+            config = RunConfig.from_dict(data.get("config"))
+            cost = CostModel.from_dict(data["cost"]) if data.get("cost") else None
+        except (ConfigError, KeyError, TypeError, ValueError) as e:
+            raise ProfileError(f"bad profile entry: {e}") from e
+        if status == "valid" and cost is None:
+            raise ProfileError("a valid profile entry needs a cost model")
+        reason = data.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ProfileError("profile entry reason must be text")
+        deviation = data.get("max_deviation")
+        if deviation is not None and not isinstance(deviation, (int, float)):
+            raise ProfileError("profile entry max_deviation must be a number")
+        return cls(config, status, cost, reason[:2000] if reason else None,
+                   None if deviation is None else float(deviation))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A calibration's conclusion for one host and workload.
+
+    Attributes:
+        fingerprint: the host's fingerprint.
+        host_components: the host's checked components (to explain a mismatch later).
+        workload: the workload's JSON form (name, kind, size, path, signature).
+        target_duration: the run length the calibration optimised for (simulated seconds).
+        tolerance: the relative tolerance used for validation.
+        entries: every measured configuration.
+        baseline: Brian2's default configuration on this host (for speed-ups), if measured.
+        created_at: ISO timestamp.
+        calibration_id: the calibration that produced it (in the store it came from).
+        notes: warnings recorded during calibration (busy host, ...).
+    """
+
+    fingerprint: str
+    host_components: dict[str, Any]
+    workload: dict[str, Any]
+    target_duration: float
+    tolerance: float
+    entries: tuple[ProfileEntry, ...]
+    baseline: RunConfig | None = None
+    created_at: str = ""
+    calibration_id: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def valid(self) -> list[ProfileEntry]:
+        """Valid entries, fastest first at the target duration."""
+        entries = [e for e in self.entries if e.status == "valid" and e.cost is not None]
+        return sorted(entries, key=lambda e: e.cost.predict(self.target_duration))  # type: ignore[union-attr]
+
+    def ranked(self, duration: float | None = None) -> list[ProfileEntry]:
+        """Valid entries, fastest first for ``duration`` (default: the target duration)."""
+        d = self.target_duration if duration is None else duration
+        return sorted(self.valid, key=lambda e: e.cost.predict(d))  # type: ignore[union-attr]
+
+    def best(self, duration: float | None = None, standalone_ok: bool = True
+             ) -> ProfileEntry | None:
+        """The fastest valid entry for ``duration``; runtime-only when ``standalone_ok`` is False."""
+        for entry in self.ranked(duration):
+            if standalone_ok or entry.config.device == "runtime":
+                return entry
+        return None
+
+    def entry(self, config: RunConfig) -> ProfileEntry | None:
+        """The entry measured for ``config``, if any."""
+        return next((e for e in self.entries if e.config == config), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Versioned JSON-able form."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "host_components": dict(self.host_components),
+            "workload": dict(self.workload),
+            "target_duration": self.target_duration,
+            "tolerance": self.tolerance,
+            "entries": [e.to_dict() for e in self.entries],
+            "baseline": self.baseline.to_dict() if self.baseline else None,
+            "created_at": self.created_at,
+            "calibration_id": self.calibration_id,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Profile:
+        """Validate and build a profile from its JSON form.
+
+        Raises:
+            ProfileError: unknown format version, unknown keys, or bad values.
+        """
+        keys = {"format_version", "fingerprint", "host_components", "workload",
+                "target_duration", "tolerance", "entries", "baseline", "created_at",
+                "calibration_id", "notes"}
+        _require_mapping(data, "profile", keys)
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ProfileError(f"unknown profile format version {data.get('format_version')!r}; "
+                               f"this brian2-autotune reads version {FORMAT_VERSION}")
+        fingerprint = data.get("fingerprint")
+        if not isinstance(fingerprint, str) or not fingerprint.isalnum() or len(fingerprint) > 64:
+            raise ProfileError("profile fingerprint must be a short alphanumeric string")
+        workload = data.get("workload")
+        _require_mapping(workload, "profile workload",
+                         {"name", "kind", "size", "path", "signature"})
+        components = data.get("host_components")
+        _require_mapping(components, "profile host_components", None)
+        entries = data.get("entries")
+        if not isinstance(entries, list):
+            raise ProfileError("profile entries must be a list")
+        try:
+            baseline = RunConfig.from_dict(data["baseline"]) if data.get("baseline") else None
+        except ConfigError as e:
+            raise ProfileError(f"bad profile baseline: {e}") from e
+        notes = data.get("notes") or []
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise ProfileError("profile notes must be a list of strings")
+        calibration_id = data.get("calibration_id")
+        if calibration_id is not None and not isinstance(calibration_id, int):
+            raise ProfileError("profile calibration_id must be an integer")
+        return cls(
+            fingerprint=fingerprint,
+            host_components=dict(components),
+            workload=dict(workload),
+            target_duration=_positive(data.get("target_duration"), "target_duration"),
+            tolerance=_positive(data.get("tolerance"), "tolerance"),
+            entries=tuple(ProfileEntry.from_dict(e) for e in entries),
+            baseline=baseline,
+            created_at=str(data.get("created_at") or ""),
+            calibration_id=calibration_id,
+            notes=tuple(notes),
+        )
+
+
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProfileError(f"profile {name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ProfileError(f"profile {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _require_mapping(data: Any, what: str, allowed: set[str] | None) -> None:
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{what} must be a JSON object, got {type(data).__name__}")
+    if allowed is not None:
+        unknown = set(data) - allowed
+        if unknown:
+            raise ProfileError(f"{what} has unknown keys: {', '.join(sorted(map(str, unknown)))}")

@@ -1,0 +1,80 @@
+"""Where the store lives: default path, URL resolution and SQLite path checks (no SQLAlchemy)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from autotune.errors import StoreUnavailable
+
+ENV_VAR = "BRIAN2_AUTOTUNE_DB"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def default_path() -> Path:
+    """The default SQLite file: ``<user data dir>/brian2-autotune/autotune.db``."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("brian2-autotune", appauthor=False)) / "autotune.db"
+
+
+def default_url() -> str:
+    """The default store URL (creating its folder, since it is ours)."""
+    path = default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The store URL to use: the argument, else ``$BRIAN2_AUTOTUNE_DB``, else the default.
+
+    A bare path (no ``://``) is taken as a SQLite file.
+    """
+    chosen = url or os.environ.get(ENV_VAR) or default_url()
+    if "://" not in chosen:
+        chosen = f"sqlite:///{Path(chosen).expanduser().absolute()}"
+    return chosen
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory and non-SQLite URLs."""
+    if not url.startswith("sqlite"):
+        return None
+    _, _, rest = url.partition(":///")
+    rest = rest.split("?", 1)[0]
+    if not rest or rest == ":memory:":
+        return None
+    return Path(rest)
+
+
+def check_sqlite_location(url: str) -> None:
+    """Refuse, without touching anything, a SQLite location that cannot work.
+
+    Raises:
+        StoreUnavailable: missing folder, unwritable folder, or an existing file that is not a
+            SQLite database.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise StoreUnavailable(f"store {path} is a directory; give a file path, "
+                               "e.g. --db sqlite:///path/to/autotune.db")
+    if not path.parent.is_dir():
+        raise StoreUnavailable(f"store folder {path.parent} does not exist; create it or "
+                               "choose another --db")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise StoreUnavailable(f"cannot read store {path}: {e.strerror}") from e
+        if head and head != _SQLITE_MAGIC:
+            raise StoreUnavailable(f"store {path} is not a SQLite database; give another --db "
+                                   "(the file was left untouched)")
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise StoreUnavailable(f"store {path} is read-only; make it writable or choose "
+                                   "another --db")
+    elif not os.access(path.parent, os.W_OK):
+        raise StoreUnavailable(f"cannot create store in {path.parent}: folder is read-only; "
+                               "choose another --db")

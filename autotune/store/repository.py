@@ -1,0 +1,340 @@
+"""The repository: every read and write of the store goes through :class:`Store`.
+
+One session scope commits, rolls back and wraps SQLAlchemy's errors in :class:`StoreError` (after
+Optuna's ``_create_scoped_session``). SQLite stores use WAL and a busy timeout so that two
+calibrations can write the same file at once; the schema is brought to the newest Alembic revision
+when a store is opened, keeping old data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from autotune.errors import StoreError, StoreUnavailable
+from autotune.host import HostFingerprint
+from autotune.profile import FORMAT_VERSION, Profile
+from autotune.store.location import check_sqlite_location, resolve_url
+from autotune.store.models import (
+    VERSION_TABLE,
+    CalibrationRow,
+    HostRow,
+    ProfileRow,
+    TrialRow,
+    WorkloadRow,
+)
+from autotune.trial import TrialResult
+from autotune.workloads import WorkloadSpec
+
+logger = logging.getLogger(__name__)
+SQLITE_BUSY_TIMEOUT = 60.0
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """A calibration as the rest of the package sees it."""
+
+    id: int
+    fingerprint: str
+    workload_signature: str
+    study_name: str | None
+    status: str
+    settings: dict[str, Any]
+    load: dict[str, Any]
+    started_at: datetime
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+    cursor.close()
+
+
+def _make_engine(url: str, busy_timeout: float) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the store's tables to ``revision`` with Alembic (a no-op when already there)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _describe(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None)
+    return str(original or error).splitlines()[0]
+
+
+class Store:
+    """Read and write brian2-autotune's tables.
+
+    Args:
+        url: SQLAlchemy URL (None: ``$BRIAN2_AUTOTUNE_DB`` or the default SQLite file).
+        busy_timeout: seconds to wait for a locked SQLite database before failing.
+
+    Raises:
+        StoreUnavailable: the location is unusable (corrupt, not a database, read-only,
+            missing folder).
+        StoreError: the database cannot be reached or upgraded.
+    """
+
+    def __init__(self, url: str | None = None, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+                 _revision: str = "head") -> None:
+        self.url = resolve_url(url)
+        check_sqlite_location(self.url)
+        try:
+            self.engine = _make_engine(self.url, busy_timeout)
+            upgrade_schema(self.engine, _revision)
+        except OperationalError as e:
+            self._dispose_quietly()
+            message = _describe(e)
+            if "locked" in message:
+                raise StoreError(f"store {self.url} stayed locked for {busy_timeout:g} s; "
+                                 "another process holds it, try again later") from e
+            raise StoreUnavailable(f"cannot open store {self.url}: {message}") from e
+        except SQLAlchemyError as e:
+            self._dispose_quietly()
+            raise StoreUnavailable(f"cannot open store {self.url}: {_describe(e)}") from e
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    def _dispose_quietly(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: commit on success, roll back and raise :class:`StoreError` on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as e:
+            session.rollback()
+            message = _describe(e)
+            if "locked" in message:
+                raise StoreError(f"store {self.url} is locked by another process: {message}; "
+                                 "try again later") from e
+            raise StoreError(f"store {self.url}: {message}") from e
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # --- hosts and workloads -----------------------------------------------------------------
+
+    def _host_row(self, session: Session, host: HostFingerprint) -> HostRow:
+        row = session.scalar(select(HostRow).where(HostRow.fingerprint == host.fingerprint))
+        if row is None:
+            row = HostRow(fingerprint=host.fingerprint, components=dict(host.components),
+                          info=dict(host.info))
+            session.add(row)
+            session.flush()
+        return row
+
+    def _workload_row(self, session: Session, workload: WorkloadSpec) -> WorkloadRow:
+        row = session.scalar(select(WorkloadRow).where(WorkloadRow.signature ==
+                                                       workload.signature))
+        if row is None:
+            row = WorkloadRow(signature=workload.signature, name=workload.name,
+                              kind=workload.kind, size=workload.size, path=workload.path)
+            session.add(row)
+            session.flush()
+        return row
+
+    def ensure_host(self, host: HostFingerprint) -> None:
+        """Record ``host`` (once per fingerprint)."""
+        with self.session() as s:
+            self._host_row(s, host)
+
+    def host_components(self, fingerprint: str) -> dict[str, Any] | None:
+        """The stored components of a host, or None when unknown."""
+        with self.session() as s:
+            row = s.scalar(select(HostRow).where(HostRow.fingerprint == fingerprint))
+            return dict(row.components) if row else None
+
+    def hosts(self) -> list[dict[str, Any]]:
+        """Every known host: fingerprint, components, info."""
+        with self.session() as s:
+            return [{"fingerprint": r.fingerprint, "components": dict(r.components),
+                     "info": dict(r.info)} for r in s.scalars(select(HostRow).order_by(HostRow.id))]
+
+    # --- calibrations and trials -------------------------------------------------------------
+
+    def start_calibration(self, host: HostFingerprint, workload: WorkloadSpec,
+                          settings: dict[str, Any], load: dict[str, Any]) -> CalibrationInfo:
+        """Record a new running calibration; its study name is set by :meth:`set_study_name`."""
+        with self.session() as s:
+            host_row = self._host_row(s, host)
+            workload_row = self._workload_row(s, workload)
+            row = CalibrationRow(host_id=host_row.id, workload_id=workload_row.id,
+                                 settings=settings, load=load, status="running")
+            s.add(row)
+            s.flush()
+            return self._calibration_info(row, host_row, workload_row)
+
+    @staticmethod
+    def _calibration_info(row: CalibrationRow, host: HostRow, workload: WorkloadRow
+                          ) -> CalibrationInfo:
+        return CalibrationInfo(row.id, host.fingerprint, workload.signature, row.study_name,
+                               row.status, dict(row.settings), dict(row.load), row.started_at)
+
+    def set_study_name(self, calibration_id: int, name: str) -> None:
+        """Link a calibration to its Optuna study."""
+        with self.session() as s:
+            row = s.get(CalibrationRow, calibration_id)
+            if row is None:
+                raise StoreError(f"no calibration {calibration_id}")
+            row.study_name = name
+
+    def resumable_calibration(self, fingerprint: str, signature: str) -> CalibrationInfo | None:
+        """The newest unfinished calibration of this host and workload, if any."""
+        with self.session() as s:
+            query = (select(CalibrationRow, HostRow, WorkloadRow)
+                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
+                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
+                     .where(HostRow.fingerprint == fingerprint,
+                            WorkloadRow.signature == signature,
+                            CalibrationRow.status.in_(("running", "interrupted")))
+                     .order_by(CalibrationRow.id.desc()).limit(1))
+            found = s.execute(query).first()
+            return self._calibration_info(*found) if found else None
+
+    def finish_calibration(self, calibration_id: int, status: str,
+                           load: dict[str, Any] | None = None) -> None:
+        """Mark a calibration ``finished``, ``interrupted`` or ``failed``."""
+        with self.session() as s:
+            row = s.get(CalibrationRow, calibration_id)
+            if row is None:
+                raise StoreError(f"no calibration {calibration_id}")
+            row.status = status
+            row.finished_at = datetime.now(timezone.utc)
+            if load is not None:
+                row.load = load
+
+    def calibrations(self, fingerprint: str | None = None) -> list[CalibrationInfo]:
+        """Calibrations, oldest first (of one host when ``fingerprint`` is given)."""
+        with self.session() as s:
+            query = (select(CalibrationRow, HostRow, WorkloadRow)
+                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
+                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
+                     .order_by(CalibrationRow.id))
+            if fingerprint:
+                query = query.where(HostRow.fingerprint == fingerprint)
+            return [self._calibration_info(*r) for r in s.execute(query).all()]
+
+    def record_trial(self, calibration_id: int, result: TrialResult) -> None:
+        """Append one measurement (committed at once, so an interruption loses nothing)."""
+        model = result.model or {}
+        with self.session() as s:
+            s.add(TrialRow(
+                calibration_id=calibration_id, config_key=result.config.key,
+                config=result.config.to_dict(), duration=result.duration, status=result.status,
+                phases=dict(result.phases), cold=result.cold, peak_rss=result.peak_rss,
+                observables=dict(result.observables), neurons=model.get("neurons"),
+                synapses=model.get("synapses"), spikes_per_second=model.get("spikes_per_second"),
+                exit_code=result.exit_code, error=result.error,
+            ))
+
+    def trials(self, calibration_id: int) -> list[TrialResult]:
+        """Every trial of a calibration, in the order measured."""
+        with self.session() as s:
+            rows = s.scalars(select(TrialRow).where(TrialRow.calibration_id == calibration_id)
+                             .order_by(TrialRow.id))
+            return [TrialResult.from_dict({
+                "config": r.config, "duration": r.duration, "status": r.status,
+                "phases": r.phases, "cold": r.cold, "peak_rss": r.peak_rss,
+                "observables": r.observables,
+                "model": {"neurons": r.neurons, "synapses": r.synapses,
+                          "spikes_per_second": r.spikes_per_second},
+                "exit_code": r.exit_code, "error": r.error}) for r in rows]
+
+    # --- profiles ----------------------------------------------------------------------------
+
+    def save_profile(self, profile: Profile, host: HostFingerprint | None = None,
+                     workload: WorkloadSpec | None = None) -> int:
+        """Store a profile; it becomes the one applied for its host and workload."""
+        host = host or HostFingerprint(dict(profile.host_components))
+        if host.fingerprint != profile.fingerprint:
+            raise StoreError("profile fingerprint does not match its host components")
+        workload = workload or WorkloadSpec.from_dict(profile.workload)
+        best = profile.best()
+        with self.session() as s:
+            host_row = self._host_row(s, host)
+            workload_row = self._workload_row(s, workload)
+            row = ProfileRow(host_id=host_row.id, workload_id=workload_row.id,
+                             calibration_id=profile.calibration_id,
+                             fingerprint=profile.fingerprint,
+                             workload_signature=workload.signature,
+                             best_config=best.config.to_dict() if best else None,
+                             target_duration=profile.target_duration,
+                             format_version=FORMAT_VERSION, document=profile.to_dict())
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def latest_profile(self, fingerprint: str, signature: str | None = None) -> Profile | None:
+        """The newest profile of a host (for one workload, or its newest of any)."""
+        with self.session() as s:
+            query = select(ProfileRow).where(ProfileRow.fingerprint == fingerprint)
+            if signature:
+                query = query.where(ProfileRow.workload_signature == signature)
+            row = s.scalar(query.order_by(ProfileRow.id.desc()).limit(1))
+            return Profile.from_dict(row.document) if row else None
+
+    def profiles(self, fingerprint: str | None = None) -> list[Profile]:
+        """The newest profile per (host, workload), of one host or of all."""
+        with self.session() as s:
+            query = select(ProfileRow).order_by(ProfileRow.id.desc())
+            if fingerprint:
+                query = query.where(ProfileRow.fingerprint == fingerprint)
+            seen: set[tuple[str, str]] = set()
+            newest: list[Profile] = []
+            for row in s.scalars(query):
+                key = (row.fingerprint, row.workload_signature)
+                if key not in seen:
+                    seen.add(key)
+                    newest.append(Profile.from_dict(row.document))
+            return newest[::-1]
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating or upgrading) the store at ``url``; see :class:`Store`."""
+    return Store(url)
+
+
+__all__ = ["VERSION_TABLE", "CalibrationInfo", "Store", "open_store", "upgrade_schema"]
