@@ -235,6 +235,8 @@ def apply(
         StoreError: unreadable store.
         ProfileError: a stored profile that does not validate.
     """
+    import brian2  # noqa: F401 - the run needs it anyway; its __version__ spares a metadata scan
+
     started = time.perf_counter()
     host = host or collect_host()
     url = resolve_url(db)

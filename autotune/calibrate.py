@@ -56,6 +56,8 @@ class CalibrationSettings:
         memory_limit: bytes a trial's process tree may use (None: 80 % of usable memory).
         max_threads: most OpenMP threads to try (None: the host's memory-aware maximum).
         seed: Optuna sampler seed.
+        targets: code-generation targets to consider (``numpy``, ``cython``, ``cpp`` =
+            cpp_standalone); leaving one out shortens the calibration.
     """
 
     target_duration: float = 10.0
@@ -66,8 +68,13 @@ class CalibrationSettings:
     memory_limit: int | None = None
     max_threads: int | None = None
     seed: int = 0
+    targets: tuple[str, ...] = ("numpy", "cython", "cpp")
 
     def __post_init__(self) -> None:
+        unknown = set(self.targets) - {"numpy", "cython", "cpp"}
+        if unknown or not self.targets:
+            raise BadInput(f"targets must be among numpy, cython, cpp; got "
+                           f"{', '.join(self.targets) or 'none'}")
         if not _positive(self.target_duration):
             raise BadInput(f"--target-duration must be a positive number of simulated seconds, "
                            f"got {self.target_duration}")
@@ -89,7 +96,7 @@ class CalibrationSettings:
                 "durations": list(self.durations), "trials": self.budget.trials,
                 "minutes": self.budget.minutes, "trial_timeout": self.trial_timeout,
                 "memory_limit": self.memory_limit, "max_threads": self.max_threads,
-                "seed": self.seed}
+                "seed": self.seed, "targets": list(self.targets)}
 
 
 def _positive(x: float) -> bool:
@@ -172,6 +179,9 @@ class _Calibrator:
         cost = fit_cost_model(results)
         objective = cost.predict(self.settings.target_duration)
         attrs = {"cost": cost.to_dict(), "phases": _median_phases(results)}
+        if self.reference is None and config.precision != "float64":
+            return Evaluation(config, objective, feasible=False, attrs=attrs,
+                              reason="no float64 reference succeeded to validate against")
         if self.reference is None:
             self.reference = config
             self.reference_observables = _observables_by_duration(results)
@@ -291,7 +301,7 @@ def calibrate(
     if settings.max_threads is not None and settings.max_threads > host.usable_cpus:
         raise BadInput(f"max threads {settings.max_threads} exceeds the {host.usable_cpus} usable "
                        "CPUs of this host")
-    cython = cython_available(host)
+    cython = cython_available(host) and "cython" in settings.targets
     store = open_store(db)
     try:
         return _calibrate(store, spec, host, settings, max_threads, cython, resume,
@@ -332,8 +342,8 @@ def _calibrate(store: Store, spec: WorkloadSpec, host: HostFingerprint,
     def on_progress(done: int, evaluation: Evaluation) -> None:
         calibrator._notify("evaluated", done=done, evaluation=evaluation)
 
-    space = all_configs(max_threads, cython)
-    first = first_configs(host, max_threads, cython)
+    space = [c for c in all_configs(max_threads, cython) if c.target in settings.targets]
+    first = [c for c in first_configs(host, max_threads, cython) if c in space]
     assert info.study_name is not None
     try:
         for config in first:  # on resume: the reference again comes from the stored trials

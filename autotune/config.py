@@ -196,7 +196,8 @@ def brian2_default_config(cython_available: bool = True) -> RunConfig:
     return RunConfig("runtime", "cython" if cython_available else "numpy")
 
 
-def standalone_config(threads: int, precision: str = "float64", flags: str = "default") -> RunConfig:
+def standalone_config(threads: int, precision: str = "float64", flags: str = "default"
+                      ) -> RunConfig:
     """A cpp_standalone configuration with ``threads`` OpenMP threads (0 = no OpenMP)."""
     return RunConfig("cpp_standalone", "cpp", threads, precision, flags)
 

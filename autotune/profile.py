@@ -121,7 +121,7 @@ class Profile:
 
     def best(self, duration: float | None = None, standalone_ok: bool = True
              ) -> ProfileEntry | None:
-        """The fastest valid entry for ``duration``; runtime-only when ``standalone_ok`` is False."""
+        """The fastest valid entry for ``duration`` (runtime only unless ``standalone_ok``)."""
         for entry in self.ranked(duration):
             if standalone_ok or entry.config.device == "runtime":
                 return entry

@@ -90,12 +90,14 @@ def params_from_config(config: RunConfig) -> dict[str, Any]:
     return params
 
 
-def suggest_config(trial: Any, max_threads: int, cython_available: bool) -> RunConfig:
+def suggest_config(trial: Any, max_threads: int, cython_available: bool,
+                   devices: Sequence[str] = ("runtime", "cpp_standalone"),
+                   runtime_targets: Sequence[str] = ("numpy", "cython")) -> RunConfig:
     """Define-by-run: ask ``trial`` for one configuration of the conditional space."""
-    device = trial.suggest_categorical("device", ["runtime", "cpp_standalone"])
+    device = trial.suggest_categorical("device", list(devices))
     params: dict[str, Any] = {"device": device}
     if device == "runtime":
-        targets = ["numpy", "cython"] if cython_available else ["numpy"]
+        targets = [t for t in runtime_targets if t != "cython" or cython_available]
         params["target"] = trial.suggest_categorical("target", targets)
         if params["target"] == "cython":
             params["cython_flags"] = trial.suggest_categorical("cython_flags", list(FLAG_PRESETS))
@@ -199,13 +201,15 @@ def run_search(
     remaining = set(space) - set(known)
     rng = random.Random(seed)
     asks_without_news = 0
+    devices = sorted({c.device for c in space}, reverse=True)
+    runtime_targets = sorted({c.target for c in space if c.device == "runtime"})
     while remaining:
         if budget.trials is not None and len(known) >= budget.trials:
             break
         if budget.minutes is not None and clock() - start >= budget.minutes * 60:
             break
         trial = study.ask()
-        config = suggest_config(trial, max_threads, cython_available)
+        config = suggest_config(trial, max_threads, cython_available, devices, runtime_targets)
         if config in known:
             asks_without_news += 1
             if asks_without_news >= _MAX_REPEATED_ASKS:

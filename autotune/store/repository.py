@@ -296,8 +296,12 @@ class Store:
         with self.session() as s:
             host_row = self._host_row(s, host)
             workload_row = self._workload_row(s, workload)
+            calibration = (s.get(CalibrationRow, profile.calibration_id)
+                           if profile.calibration_id is not None else None)
+            local = calibration is not None and calibration.host_id == host_row.id
             row = ProfileRow(host_id=host_row.id, workload_id=workload_row.id,
-                             calibration_id=profile.calibration_id,
+                             # a profile imported from another store keeps no link to a calibration
+                             calibration_id=profile.calibration_id if local else None,
                              fingerprint=profile.fingerprint,
                              workload_signature=workload.signature,
                              best_config=best.config.to_dict() if best else None,

@@ -11,8 +11,22 @@ from typing import Any
 
 def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
     """Build and run COBAHH with ``size`` neurons for ``duration``; return rate observables."""
-    from brian2 import (Equations, NeuronGroup, SpikeMonitor, Synapses, cm, msiemens, ms, mV, nS,
-                        run, seed, siemens, ufarad, umetre)
+    from brian2 import (
+        Equations,
+        NeuronGroup,
+        SpikeMonitor,
+        Synapses,
+        cm,
+        ms,
+        msiemens,
+        mV,
+        nS,
+        run,
+        seed,
+        siemens,
+        ufarad,
+        umetre,
+    )
 
     seed(1234)
     area = 20000 * umetre**2

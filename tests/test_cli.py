@@ -1,0 +1,131 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+HERE = Path(__file__).parent / "workloads"
+ONE_RUN = """\
+from brian2 import *
+G = NeuronGroup(50, "dv/dt = (1.1 - v) / (10*ms) : 1", threshold="v > 1", reset="v = 0",
+                method="exact")
+G.v = "i / 50.0"
+M = SpikeMonitor(G)
+run(100*ms)
+print("spikes", M.num_spikes)
+"""
+TWO_RUNS = ONE_RUN + "run(50*ms)\nprint('spikes', M.num_spikes)\n"
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_fingerprint_json() -> None:
+    result = run_cli("fingerprint", "--json")
+    assert result.returncode == 0
+    document = json.loads(result.stdout)
+    assert len(document["fingerprint"]) == 16
+    assert {"cpu_model", "usable_cpus", "compiler", "brian2"} <= set(document["components"])
+
+
+@pytest.mark.parametrize("args, text", [
+    (["calibrate", "--workload", "nope"], "unknown workload 'nope'"),
+    (["calibrate", "--workload", str(HERE / "no_simulate.py")], "does not define simulate"),
+    (["calibrate", "--trials", "0"], "must be at least 1"),
+    (["calibrate", "--target-duration", "-1"], "must be a positive number"),
+    (["calibrate", "--size", "abc"], "is not an integer"),
+    (["calibrate", "--max-threads", "9999"], "exceeds the"),
+    (["calibrate", "--max-threads", "-1"], "must be >= 0"),
+    (["run", "--num-threads", "-1", "x.py"], "must be an integer >= 0"),
+    (["run", "--num-threads", "1000000", "x.py"], "exceeds the"),
+    (["run", "--device", "gpu", "x.py"], "invalid choice: 'gpu'"),
+    (["run", "--precision", "float16", "x.py"], "invalid choice"),
+    (["run", "missing_script.py"], "does not exist"),
+    (["show", "--workload", "nope"], "unknown workload"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args: list[str], text: str, tmp_path: Path
+                                               ) -> None:
+    script = tmp_path / "x.py"
+    script.write_text(ONE_RUN)
+    _assert_one_line_error(run_cli(*args, cwd=tmp_path), text)
+
+
+def test_a_corrupt_store_is_bad_input_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    path.write_text("definitely not sqlite")
+    result = run_cli("show", "--db", f"sqlite:///{path}")
+    _assert_one_line_error(result, "not a SQLite database")
+    assert path.read_text() == "definitely not sqlite"
+
+
+def test_show_with_no_profile(db_url: str) -> None:
+    result = run_cli("show", "--json", "--db", db_url)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["profiles"] == []
+    human = run_cli("show", "--db", db_url)
+    assert "no profile for this host" in human.stdout
+
+
+def test_run_without_a_profile_uses_the_fallback_and_gives_plain_python_results(
+        tmp_path: Path, db_url: str) -> None:
+    script = tmp_path / "two_runs.py"
+    script.write_text(TWO_RUNS)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           check=True, timeout=300)
+    tuned = run_cli("run", "--db", db_url, str(script))
+    assert tuned.returncode == 0, tuned.stderr
+    assert tuned.stdout == plain.stdout
+    assert "cpp_standalone cannot serve" in tuned.stderr and "calls run() 2 times" in tuned.stderr
+    assert "fallback" in tuned.stderr and "runtime" in tuned.stderr
+
+
+def test_run_passes_arguments_and_exit_code(tmp_path: Path, db_url: str) -> None:
+    script = tmp_path / "args.py"
+    script.write_text("import sys\nprint(sys.argv[1:])\nsys.exit(3)\n")
+    result = run_cli("run", "--db", db_url, "--device", "runtime", str(script), "a", "--b")
+    assert result.returncode == 3
+    assert result.stdout.strip() == "['a', '--b']"
+
+
+@pytest.mark.slow
+def test_show_ranks_the_calibrated_profile(calibrated: dict[str, object]) -> None:
+    url = str(calibrated["url"])
+    result = run_cli("show", "--json", "--db", url)
+    assert result.returncode == 0, result.stderr
+    profile = json.loads(result.stdout)["profiles"][0]
+    assert profile["best_key"] == profile["ranking"][0]["config"]
+    assert profile["baseline"] == "cython-float64-default"
+    assert profile["speedup_vs_default"] >= 1.0
+    predictions = [row["predicted_s"] for row in profile["ranking"]]
+    assert predictions == sorted(predictions)
+    human = run_cli("show", "--db", url)
+    assert "best:" in human.stdout and "cython-float64-default" in human.stdout
+
+
+@pytest.mark.slow
+def test_run_applies_the_profile_and_results_match_plain_python(
+        calibrated: dict[str, object], tmp_path: Path) -> None:
+    url = str(calibrated["url"])
+    script = tmp_path / "one_run.py"
+    script.write_text(ONE_RUN)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           check=True, timeout=300)
+    for duration in ("10", "0.001"):
+        tuned = run_cli("run", "--db", url, "--duration", duration, str(script))
+        assert tuned.returncode == 0, tuned.stderr
+        assert tuned.stdout == plain.stdout
+        assert "[profile:" in tuned.stderr.replace("\n", " ")
+        assert "run finished in" in tuned.stderr and "peak memory" in tuned.stderr

@@ -1,0 +1,55 @@
+"""Cost models fit from measured trials."""
+
+from __future__ import annotations
+
+import pytest
+
+from autotune.config import RunConfig, standalone_config
+from autotune.costmodel import CostModel, fit_cost_model
+from tests.helpers import make_result
+
+NUMPY = RunConfig("runtime", "numpy")
+
+
+def test_fit_recovers_fixed_and_rate() -> None:
+    # total = 2 + 3 * duration exactly; loop = 3 * duration
+    trials = [make_result(NUMPY, d, 2 + 3 * d, 3 * d) for d in (0.1, 0.4)]
+    model = fit_cost_model(trials)
+    assert model.fixed == pytest.approx(2.0)
+    assert model.rate == pytest.approx(3.0)
+    assert model.residual == pytest.approx(0.0, abs=1e-9)
+    assert model.predict(10) == pytest.approx(32.0)
+    assert model.durations == 2
+
+
+def test_cold_builds_are_kept_apart() -> None:
+    config = standalone_config(0)
+    trials = [make_result(config, 0.1, 12.0, 0.01, cold=True, compile=9.0),
+              make_result(config, 0.1, 3.0, 0.01, compile=0.01),
+              make_result(config, 0.4, 3.04, 0.04, compile=0.01)]
+    model = fit_cost_model(trials)
+    assert model.fixed == pytest.approx(2.99, abs=0.01)
+    assert model.cold_extra == pytest.approx(9.0, abs=0.05)
+
+
+def test_a_recompiled_main_does_not_count_as_fixed_cost() -> None:
+    config = standalone_config(0)
+    # The second duration recompiled main.cpp (2 s of make): a repeated run would not.
+    trials = [make_result(config, 0.1, 3.0, 0.01, compile=0.01),
+              make_result(config, 0.4, 5.04, 0.04, compile=2.01)]
+    model = fit_cost_model(trials)
+    assert model.predict(0.4) == pytest.approx(3.03, abs=0.01)
+
+
+def test_failed_trials_are_ignored_and_no_warm_trial_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no successful warm trial"):
+        fit_cost_model([make_result(NUMPY, 0.1, 2.0, 0.3, status="failed")])
+
+
+def test_interval_contains_prediction_and_round_trip() -> None:
+    model = CostModel(2.0, 0.5, residual=0.2, samples=3, durations=2)
+    low, high = model.interval(10)
+    assert low < model.predict(10) < high
+    assert CostModel.from_dict(model.to_dict()) == model
+    with pytest.raises(ValueError, match="finite number"):
+        CostModel.from_dict({"fixed": -1, "rate": 0})

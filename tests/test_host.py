@@ -1,0 +1,140 @@
+"""Host fingerprint: stability, change detection, cgroup parsing, the thread rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autotune.host import (
+    CHECKED_COMPONENTS,
+    GIB,
+    HostFingerprint,
+    changed_components,
+    collect_cgroup_cpu_limit,
+    collect_cgroup_memory_limit,
+    collect_host,
+    collect_load,
+    fingerprint_of,
+    memory_aware_threads,
+    parse_cpu_max,
+    parse_memory_max,
+    usable_cpus,
+)
+
+
+def test_collect_host_is_stable_between_calls() -> None:
+    first, second = collect_host(), collect_host()
+    assert first.fingerprint == second.fingerprint
+    assert len(first.fingerprint) == 16
+    assert set(first.components) == set(CHECKED_COMPONENTS)
+    assert first.usable_cpus >= 1
+    assert first.max_threads >= 1
+
+
+component_values = st.one_of(st.integers(0, 2**40), st.text(max_size=30), st.none())
+
+
+@given(st.fixed_dictionaries({k: component_values for k in CHECKED_COMPONENTS}))
+def test_fingerprint_ignores_key_order_and_info(components: dict[str, object]) -> None:
+    reordered = dict(reversed(list(components.items())))
+    assert fingerprint_of(components) == fingerprint_of(reordered)
+    host = HostFingerprint(components, {"hostname": "a"})
+    assert host.fingerprint == HostFingerprint(reordered, {"hostname": "b"}).fingerprint
+
+
+@given(st.fixed_dictionaries({k: component_values for k in CHECKED_COMPONENTS}),
+       st.sampled_from(CHECKED_COMPONENTS))
+def test_any_checked_change_changes_the_fingerprint(components: dict[str, object],
+                                                    key: str) -> None:
+    changed = dict(components)
+    changed[key] = "something else entirely" if components[key] != "something else entirely" \
+        else "x"
+    assert fingerprint_of(changed) != fingerprint_of(components)
+    assert changed_components(components, changed) == [key]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("max 100000", None), ("150000 100000", 1.5), ("200000 100000", 2.0), ("50000", 0.5),
+])
+def test_parse_cpu_max(text: str, expected: float | None) -> None:
+    assert parse_cpu_max(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("max", None), ("1073741824", GIB), ("9223372036854771712", None), ("0", None),
+])
+def test_parse_memory_max(text: str, expected: int | None) -> None:
+    assert parse_memory_max(text) == expected
+
+
+def _write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_limits_are_read_along_the_process_path(tmp_path: Path) -> None:
+    _write(tmp_path, "proc/self/cgroup", "0::/user.slice/job\n")
+    _write(tmp_path, "sys/fs/cgroup/cgroup.controllers", "cpu memory\n")
+    _write(tmp_path, "sys/fs/cgroup/cpu.max", "max 100000\n")
+    _write(tmp_path, "sys/fs/cgroup/user.slice/cpu.max", "300000 100000\n")
+    _write(tmp_path, "sys/fs/cgroup/user.slice/job/cpu.max", "150000 100000\n")
+    _write(tmp_path, "sys/fs/cgroup/user.slice/job/memory.max", str(3 * GIB))
+    _write(tmp_path, "sys/fs/cgroup/user.slice/memory.max", "max")
+    assert collect_cgroup_cpu_limit(tmp_path) == 1.5
+    assert collect_cgroup_memory_limit(tmp_path) == 3 * GIB
+
+
+def test_cgroup_v1_limits(tmp_path: Path) -> None:
+    _write(tmp_path, "proc/self/cgroup", "4:memory:/docker/abc\n1:cpu,cpuacct:/docker/abc\n")
+    _write(tmp_path, "sys/fs/cgroup/cpu/cpu.cfs_quota_us", "250000")
+    _write(tmp_path, "sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000")
+    _write(tmp_path, "sys/fs/cgroup/memory/memory.limit_in_bytes", str(5 * GIB))
+    assert collect_cgroup_cpu_limit(tmp_path) == 2.5
+    assert collect_cgroup_memory_limit(tmp_path) == 5 * GIB
+
+
+def test_no_cgroup_means_no_limit(tmp_path: Path) -> None:
+    _write(tmp_path, "proc/self/cgroup", "0::/\n")
+    _write(tmp_path, "sys/fs/cgroup/cgroup.controllers", "cpu\n")
+    _write(tmp_path, "sys/fs/cgroup/cpu.max", "max 100000\n")
+    assert collect_cgroup_cpu_limit(tmp_path) is None
+    assert collect_cgroup_memory_limit(tmp_path) is None
+
+
+@pytest.mark.parametrize("affinity, quota, expected", [
+    (8, None, 8), (8, 2.0, 2), (8, 1.5, 1), (2, 16.0, 2), (4, 0.2, 1),
+])
+def test_usable_cpus_honours_affinity_and_quota(affinity: int, quota: float | None,
+                                                expected: int) -> None:
+    assert usable_cpus(affinity, quota) == expected
+
+
+@pytest.mark.parametrize("cpus, memory, expected", [
+    (16, 64 * GIB, 16), (16, 8 * GIB, 4), (2, 1 * GIB, 1), (4, 7 * GIB, 3),
+])
+def test_memory_aware_threads(cpus: int, memory: int, expected: int) -> None:
+    assert memory_aware_threads(cpus, memory) == expected
+
+
+def test_cgroup_memory_limit_caps_threads() -> None:
+    components = {k: 0 for k in CHECKED_COMPONENTS}
+    components.update(usable_cpus=16, total_memory=64 * GIB, memory_limit=4 * GIB)
+    assert HostFingerprint(components).max_threads == 2
+
+
+def test_collect_load_reports_a_busy_core() -> None:
+    import subprocess
+    import sys
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        load = collect_load(sample_seconds=0.5)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert load["other_cpu"] >= 0.5
+    assert load["busy"] is True

@@ -1,0 +1,117 @@
+"""The store: round trips through real SQLite files, Optuna sharing the database, bad locations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autotune.config import RunConfig, all_configs
+from autotune.errors import StoreUnavailable
+from autotune.profile import Profile
+from autotune.store import open_store
+from autotune.workloads import resolve_workload
+from tests.helpers import make_host, make_profile, make_result
+
+
+def test_trials_round_trip_and_survive_reopening(db_url: str) -> None:
+    host, workload = make_host(), resolve_workload("cuba", 100)
+    config = RunConfig("runtime", "cython", 0, "float32", "O2")
+    with open_store(db_url) as store:
+        info = store.start_calibration(host, workload, {"target_duration": 10}, {"busy": False})
+        store.record_trial(info.id, make_result(config, 0.1, 4.0, 0.5, cold=True))
+        store.record_trial(info.id, make_result(config, 0.4, 5.0, 2.0))
+    with open_store(db_url) as store:
+        trials = store.trials(info.id)
+        assert [t.duration for t in trials] == [0.1, 0.4]
+        assert trials[0].config == config and trials[0].cold
+        assert trials[1].phases["run"] == 2.0
+        assert trials[1].model["neurons"] == 10.0
+        assert store.hosts()[0]["fingerprint"] == host.fingerprint
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=st.sampled_from(all_configs(max_threads=4)))
+def test_every_config_round_trips_through_the_store(tmp_path: Path, config: RunConfig) -> None:
+    url = f"sqlite:///{tmp_path / 'hyp.db'}"
+    with open_store(url) as store:
+        info = store.start_calibration(make_host(), resolve_workload("stdp", 10), {}, {})
+        store.record_trial(info.id, make_result(config, 0.1, 2.0, 0.3))
+        assert store.trials(info.id)[-1].config == config
+
+
+def test_profile_round_trip_and_newest_wins(db_url: str) -> None:
+    host = make_host()
+    profile = make_profile(host)
+    with open_store(db_url) as store:
+        store.save_profile(profile)
+        newer = Profile.from_dict({**profile.to_dict(), "target_duration": 100.0})
+        store.save_profile(newer)
+    with open_store(db_url) as store:
+        loaded = store.latest_profile(host.fingerprint, profile.workload["signature"])
+        assert loaded is not None and loaded.target_duration == 100.0
+        assert loaded.entries == profile.entries
+        assert len(store.profiles(host.fingerprint)) == 1
+        assert store.latest_profile("0" * 16) is None
+
+
+def test_resumable_calibration_is_the_newest_unfinished(db_url: str) -> None:
+    host, workload = make_host(), resolve_workload("cuba", 100)
+    with open_store(db_url) as store:
+        first = store.start_calibration(host, workload, {}, {})
+        store.finish_calibration(first.id, "finished")
+        assert store.resumable_calibration(host.fingerprint, workload.signature) is None
+        second = store.start_calibration(host, workload, {}, {})
+        store.finish_calibration(second.id, "interrupted")
+        found = store.resumable_calibration(host.fingerprint, workload.signature)
+        assert found is not None and found.id == second.id
+
+
+def test_optuna_and_our_tables_share_one_database(db_url: str) -> None:
+    study = optuna.create_study(storage=db_url, study_name="someone-elses-study")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(make_host()))
+    # Both sides still open and read the shared database.
+    again = optuna.load_study(study_name="someone-elses-study", storage=db_url)
+    assert len(again.trials) == 2
+    with open_store(db_url) as store:
+        assert store.profiles()
+    tables = {r[0] for r in sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
+        "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"studies", "trials", "alembic_version", "autotune_alembic_version",
+            "autotune_profiles"} <= tables
+
+
+def test_a_non_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are my notes, not a database\n" * 10)
+    before = path.read_bytes()
+    with pytest.raises(StoreUnavailable, match="not a SQLite database"):
+        open_store(f"sqlite:///{path}")
+    assert path.read_bytes() == before
+
+
+def test_a_corrupt_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    before = path.read_bytes()
+    with pytest.raises(StoreUnavailable, match="cannot open store"):
+        open_store(f"sqlite:///{path}")
+    assert path.read_bytes() == before
+
+
+def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        open_store(f"sqlite:///{tmp_path / 'nowhere' / 'store.db'}")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_bare_path_is_taken_as_sqlite(tmp_path: Path) -> None:
+    with open_store(str(tmp_path / "plain.db")) as store:
+        assert store.url.startswith("sqlite:///")
+    assert (tmp_path / "plain.db").exists()

@@ -1,0 +1,78 @@
+"""Trials in real child processes: measurements, and every way a trial can fail."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autotune.config import RunConfig
+from autotune.trial import TrialSpec, run_trial
+from autotune.workloads import resolve_workload
+
+HERE = Path(__file__).parent / "workloads"
+NUMPY = RunConfig("runtime", "numpy")
+
+
+def _spec(workload: str, duration: float = 0.02, size: int | None = None) -> TrialSpec:
+    return TrialSpec(resolve_workload(workload, size), NUMPY, duration)
+
+
+def test_a_numpy_trial_reports_phases_observables_and_model_size() -> None:
+    result = run_trial(_spec("cuba", 0.05, size=60), timeout=120)
+    assert result.ok, result.error
+    for phase in ("startup", "import", "build", "run", "total"):
+        assert result.phases[phase] >= 0
+    assert result.phases["total"] > result.phases["run"]
+    assert result.observables["spikes"] > 0
+    assert result.model["neurons"] == 60
+    assert result.model["synapses"] > 0
+    assert result.model["spikes_per_second"] == pytest.approx(result.observables["spikes"] / 0.05)
+    assert result.peak_rss is not None and result.peak_rss > 50 * 2**20
+
+
+def test_a_workload_file_runs_in_the_child() -> None:
+    result = run_trial(_spec(str(HERE / "tiny_ok.py")), timeout=120)
+    assert result.ok, result.error
+    assert result.model["neurons"] == 20
+    assert set(result.observables) == {"spikes", "rate"}
+
+
+def test_a_segfaulting_trial_is_recorded_as_failed() -> None:
+    result = run_trial(_spec(str(HERE / "segfault.py")), timeout=120)
+    assert result.status == "failed"
+    assert result.exit_code is not None and result.exit_code < 0
+    assert "SIGSEGV" in (result.error or "")
+
+
+def test_a_hanging_trial_is_killed_at_its_timeout() -> None:
+    started = time.monotonic()
+    result = run_trial(_spec(str(HERE / "hangs.py")), timeout=4)
+    assert result.status == "timeout"
+    assert "timed out after 4 s" in (result.error or "")
+    assert time.monotonic() - started < 30
+
+
+def test_a_trial_over_its_memory_cap_is_killed() -> None:
+    result = run_trial(_spec(str(HERE / "hog.py")), timeout=120, memory_limit=400 * 2**20)
+    assert result.status == "memory"
+    assert "memory cap" in (result.error or "")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("raises.py", "the model's parameters are wrong"),
+    ("not_mapping.py", "must return a mapping"),
+])
+def test_workload_errors_are_told_apart_from_crashes(name: str, message: str) -> None:
+    result = run_trial(_spec(str(HERE / name)), timeout=120)
+    assert result.status == "workload_error"
+    assert message in (result.error or "")
+
+
+def test_no_process_outlives_a_killed_trial() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    run_trial(_spec(str(HERE / "hangs.py")), timeout=3)
+    after = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert after <= before

@@ -1,0 +1,5 @@
+"""A workload whose simulate raises."""
+
+
+def simulate(duration):
+    raise ValueError("the model's parameters are wrong")
