@@ -92,10 +92,9 @@ def fit_cost_model(trials: Iterable[TrialResult]) -> CostModel:
     # a repeated run compiles nothing. Model the repeated run: the non-compile part of the
     # fixed cost plus the smallest compile time seen.
     least_compile = min(t.phases.get("compile", 0.0) for t in warm)
-    warm_totals = [_warm_total(t, least_compile) for t in warm]
-    fixed = max(0.0, statistics.median(total - t.phases["run"]
-                                       for t, total in zip(warm, warm_totals, strict=True)))
-    residual = _rms([total - (fixed + rate * t.duration) for t, total in zip(warm, warm_totals, strict=True)])
+    pairs = [(t, _warm_total(t, least_compile)) for t in warm]
+    fixed = max(0.0, statistics.median(total - t.phases["run"] for t, total in pairs))
+    residual = _rms([total - (fixed + rate * t.duration) for t, total in pairs])
     cold = [t.phases["total"] - t.phases["run"] - fixed for t in ok if t.cold]
     peaks = [t.peak_rss for t in warm if t.peak_rss]  # a cold build's compiler is not the run
     return CostModel(fixed, rate, residual, len(warm), len({t.duration for t in warm}),
