@@ -1,7 +1,7 @@
 """Apply the best stored configuration to this process's Brian2 before a run.
 
 :func:`apply` runs before every user run, so it stays cheap: it reads the profile with the
-standard library's sqlite3 (see :mod:`autotune.store.fastread`) and imports neither SQLAlchemy nor
+standard library's sqlite3 (see :mod:`autotune.store.lite`) and imports neither SQLAlchemy nor
 Optuna. It decides what to use, in this order:
 
 1. explicit overrides (``device``, ``threads``, ``precision``) — source ``override``;
@@ -14,6 +14,7 @@ Optuna. It decides what to use, in this order:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import platform
 import sqlite3
@@ -23,11 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
+from autotune.costmodel import CostModel
 from autotune.errors import ConfigError, ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
 from autotune.paths import cython_cache_dir, default_cache_root, standalone_build_dir
 from autotune.profile import Profile
-from autotune.store.fastread import UNSUPPORTED, read_profile_document, read_stale_candidate
+from autotune.runrecord import RunRecord
+from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
+from autotune.store.lite import record_run as lite_record_run
 from autotune.store.location import resolve_url
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,8 @@ class Applied:
         workload: signature of the profile's workload, if a profile was used.
         profile_created_at: when that profile was made.
         seconds: how long apply itself took.
+        cost: the applied configuration's cost model, when the profile measured it.
+        store_url: the store the profile came from (where the run is recorded).
     """
 
     config: RunConfig
@@ -59,6 +65,8 @@ class Applied:
     profile_created_at: str | None = None
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    cost: CostModel | None = field(default=None, compare=False)
+    store_url: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -214,6 +222,7 @@ def apply(
     owner: str = "api",
     cache_root: Path | None = None,
     host: HostFingerprint | None = None,
+    record: bool = True,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
@@ -228,6 +237,8 @@ def apply(
         owner: names the stable standalone build folder (one per script).
         cache_root: root of build folders (None: the default cache directory).
         host: this host (None: collect it).
+        record: record the run's actual times against the prediction when the process exits
+            (``brian2-autotune run`` records it itself, with the script's exit status).
 
     Raises:
         ConfigError: invalid overrides.
@@ -266,10 +277,80 @@ def apply(
     from autotune.brianprefs import configure_brian2
 
     configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config))
+    entry = profile.entry(config) if profile else None
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, cost=entry.cost if entry else None,
+                      store_url=url)
+    if record:
+        atexit.register(record_run, applied)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
                  applied.seconds * 1000)
     return applied
+
+
+def _process_wall() -> float | None:
+    """Seconds since this process started (what a full run costs the user)."""
+    try:
+        import psutil
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - a missing number must not break the user's exit
+        return None
+
+
+def _peak_rss() -> int:
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * scale
+
+
+def finished_run(applied: Applied, script: str | None = None, exit_code: int | None = None
+                 ) -> RunRecord | None:
+    """What the run that ``applied`` prepared really cost, or None if Brian2 never ran."""
+    import sys
+    from datetime import datetime, timezone
+
+    brian2 = sys.modules.get("brian2")
+    if brian2 is None:
+        return None
+    loop = getattr(brian2.get_device(), "_last_run_time", None)
+    try:
+        simulated = float(brian2.defaultclock.t)
+    except Exception:  # noqa: BLE001 - e.g. standalone that never built
+        simulated = None
+    if loop is None or not simulated:
+        return None
+    total = _process_wall()
+    cost = applied.cost
+    return RunRecord(
+        fingerprint=applied.fingerprint, workload_signature=applied.workload,
+        profile_created_at=applied.profile_created_at, config_key=applied.config.key,
+        source=applied.source, script=script, simulated=simulated,
+        predicted_total=cost.predict(simulated) if cost else None,
+        predicted_loop=cost.rate * simulated if cost else None,
+        actual_total=total, actual_loop=float(loop),
+        actual_build=(total - float(loop)) if total is not None else None,
+        peak_rss=_peak_rss(), exit_code=exit_code,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def record_run(applied: Applied, script: str | None = None, exit_code: int | None = None
+               ) -> RunRecord | None:
+    """Store the finished run's actual times next to its prediction; never raises."""
+    record = finished_run(applied, script, exit_code)
+    if record is None or applied.store_url is None:
+        return record
+    try:
+        if not lite_record_run(applied.store_url, record):
+            from autotune.store import open_store
+
+            with open_store(applied.store_url) as store:
+                store.record_run(record)
+    except Exception as e:  # noqa: BLE001 - recording must never fail the user's run
+        logger.warning("could not record the run in %s: %s", applied.store_url, e)
+    return record

@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from autotune.errors import AutotuneError, BadInput
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial-timeout", type=_positive_float, default=900.0, metavar="S",
                    help="seconds before a trial is killed (default 900)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--targets", nargs="+", choices=["numpy", "cython", "cpp"],
+                   default=["numpy", "cython", "cpp"],
+                   help="code-generation targets to try (cpp = cpp_standalone)")
+    p.add_argument("--max-repeats", type=_non_negative_int, default=2, metavar="N",
+                   help="extra repeats of a configuration while its timings disagree (2)")
+    p.add_argument("--confirm-top", type=_non_negative_int, default=3, metavar="N",
+                   help="re-measure the best N configurations interleaved at the end (3)")
     p.add_argument("--resume", action="store_true",
                    help="continue this host's interrupted calibration of the workload")
     _add_db(p)
@@ -146,23 +154,27 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def _progress_printer(args: argparse.Namespace, budget_trials: int | None) -> Any:
-    """A progress callback drawing a rich status line (quiet with --json or no terminal)."""
+    """A progress callback: a live rich status line on a terminal, one line per configuration
+    otherwise; nothing with --json."""
     console = _console(stderr=True)
-    if args.json or not console.is_terminal:
+    if args.json:
         return None, None
     from rich.status import Status
 
-    status = Status("starting calibration", console=console)
+    status = Status("starting calibration", console=console) if console.is_terminal else None
     state: dict[str, Any] = {"best": None, "failures": 0, "done": 0}
 
     def on_event(event: str, data: dict[str, Any]) -> None:
         total = f" of {budget_trials}" if budget_trials else ""
-        if event == "trial":
-            status.update(f"config {state['done'] + 1}{total}: {data['config'].key}, "
-                          f"{data['duration']:g} s simulated"
+        if event == "trial" and status is not None:
+            what = ("confirming" if data.get("purpose") == "confirm"
+                    else f"config {state['done'] + 1}{total}")
+            status.update(f"{what}: {data['config'].key}, {data['duration']:g} s simulated"
                           + (f" — best so far {state['best'][0]} ({state['best'][1]:.2f} s)"
                              if state["best"] else "")
                           + (f" — {state['failures']} failed" if state["failures"] else ""))
+        elif event == "confirm":
+            console.print(f"  re-measuring the top {data['top']} configurations interleaved")
         elif event == "evaluated":
             evaluation = data["evaluation"]
             state["done"] = data["done"]
@@ -190,15 +202,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     settings = CalibrationSettings(
         target_duration=args.target_duration, tolerance=args.tolerance,
         durations=tuple(args.durations), budget=Budget(trials=trials, minutes=args.minutes),
-        trial_timeout=args.trial_timeout, max_threads=args.max_threads, seed=args.seed)
+        trial_timeout=args.trial_timeout, max_threads=args.max_threads, seed=args.seed,
+        targets=tuple(args.targets), max_repeats=args.max_repeats,
+        confirm_top=args.confirm_top)
     status, on_event = _progress_printer(args, trials)
+    kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
+              "progress": on_event}
     if status is not None:
         with status:
-            outcome = calibrate(args.workload, size=args.size, settings=settings, db=args.db,
-                                resume=args.resume, progress=on_event)
+            outcome = calibrate(args.workload, **kwargs)
     else:
-        outcome = calibrate(args.workload, size=args.size, settings=settings, db=args.db,
-                            resume=args.resume)
+        outcome = calibrate(args.workload, **kwargs)
     if args.json:
         _print_json({"calibration_id": outcome.calibration_id, "measured": outcome.measured,
                      "resumed": outcome.resumed, "load": outcome.load,
@@ -222,9 +236,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args.db) as store:
         profiles = [p for p in store.profiles(host.fingerprint)
                     if signature is None or p.workload.get("signature") == signature]
+        runs = store.runs(host.fingerprint)
     if args.json:
         _print_json({"fingerprint": host.fingerprint,
-                     "profiles": [profile_summary(p, args.duration) for p in profiles]})
+                     "profiles": [profile_summary(p, args.duration, runs) for p in profiles]})
         return EXIT_OK
     console = _console()
     if not profiles:
@@ -232,14 +247,14 @@ def cmd_show(args: argparse.Namespace) -> int:
                       "`brian2-autotune calibrate` first")
         return EXIT_OK
     for profile in profiles:
-        for renderable in profile_renderables(profile, args.duration):
+        for renderable in profile_renderables(profile, args.duration, runs):
             console.print(renderable)
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: analyse the script, apply a configuration, run it, log what happened."""
-    from autotune.apply import apply
+    from autotune.apply import apply, record_run
     from autotune.paths import script_owner
     from autotune.runner import analyse_script, execute_script
 
@@ -254,7 +269,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         applied = apply(args.workload, args.duration, args.db, device=args.device,
                         threads=args.num_threads, precision=args.precision,
                         use_profile=not args.no_profile, standalone_ok=analysis.standalone_ok,
-                        cython_ok=analysis.cython_ok, owner=script_owner(args.script))
+                        cython_ok=analysis.cython_ok, owner=script_owner(args.script),
+                        record=False)
         logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
                     if applied.predicted else "")
@@ -264,6 +280,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{report.build:.2f} s" if report.build is not None else "-",
                 f"{report.loop:.2f} s" if report.loop is not None else "-",
                 report.peak_rss / 2**20)
+    if applied is not None:
+        record = record_run(applied, str(Path(args.script).resolve()), report.exit_code)
+        if record is not None and record.total_error is not None:
+            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)",
+                        record.predicted_total, record.actual_total, 100 * record.total_error)
     return report.exit_code
 
 

@@ -18,6 +18,9 @@ from typing import Any
 
 from autotune.trial import TrialResult
 
+#: Machine drift between measurements taken minutes apart, below which nothing is resolvable.
+DRIFT_FLOOR = 0.02
+
 
 @dataclass(frozen=True)
 class CostModel:
@@ -30,7 +33,9 @@ class CostModel:
         samples: number of warm trials the model was fit from.
         durations: distinct simulated durations among them.
         cold_extra: extra seconds of a cold (first) build, or 0 when none was seen.
-        peak_rss: largest peak resident memory seen in these trials (bytes).
+        peak_rss: largest peak resident memory seen in the warm trials (bytes).
+        spread: relative half-range of the per-trial estimates of a target-length run: how
+            much repeated measurements of this configuration disagree (0.03 = ±3 %).
     """
 
     fixed: float
@@ -40,22 +45,32 @@ class CostModel:
     durations: int = 0
     cold_extra: float = 0.0
     peak_rss: int | None = None
+    spread: float = 0.0
 
     def predict(self, duration: float) -> float:
         """Predicted wall seconds of a warm run of ``duration`` simulated seconds."""
         return self.fixed + self.rate * duration
 
-    def interval(self, duration: float, z: float = 2.0) -> tuple[float, float]:
-        """A rough prediction interval: ± ``z`` residuals, plus 5 % for drift."""
+    def uncertainty(self, duration: float) -> float:
+        """Seconds within which two predictions cannot be told apart (noise, misfit, drift).
+
+        The residual of the fit, the spread of repeated measurements, and a 2 % floor for
+        machine drift between measurements.
+        """
         centre = self.predict(duration)
-        half = z * self.residual + 0.05 * centre
+        return self.residual + (self.spread + DRIFT_FLOOR) * centre
+
+    def interval(self, duration: float, z: float = 2.0) -> tuple[float, float]:
+        """Prediction interval: ± ``z`` uncertainties."""
+        centre = self.predict(duration)
+        half = z * self.uncertainty(duration)
         return max(0.0, centre - half), centre + half
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"fixed": self.fixed, "rate": self.rate, "residual": self.residual,
                 "samples": self.samples, "durations": self.durations,
-                "cold_extra": self.cold_extra, "peak_rss": self.peak_rss}
+                "cold_extra": self.cold_extra, "peak_rss": self.peak_rss, "spread": self.spread}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostModel:
@@ -66,18 +81,21 @@ class CostModel:
         """
         fixed, rate = float(data["fixed"]), float(data["rate"])
         residual, cold = float(data.get("residual", 0.0)), float(data.get("cold_extra", 0.0))
+        spread = float(data.get("spread", 0.0))
         for name, value in (("fixed", fixed), ("rate", rate), ("residual", residual),
-                            ("cold_extra", cold)):
+                            ("cold_extra", cold), ("spread", spread)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"cost model {name} must be a finite number >= 0, got {value}")
         peak = data.get("peak_rss")
         return cls(fixed, rate, residual, int(data.get("samples", 0)),
                    int(data.get("durations", 0)), cold,
-                   None if peak is None else int(peak))
+                   None if peak is None else int(peak), spread)
 
 
-def fit_cost_model(trials: Iterable[TrialResult]) -> CostModel:
+def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostModel:
     """Fit a cost model from a configuration's successful trials.
+
+    ``target`` is the run length whose per-trial estimates give the model's ``spread``.
 
     Raises:
         ValueError: when no successful warm trial is given.
@@ -99,7 +117,29 @@ def fit_cost_model(trials: Iterable[TrialResult]) -> CostModel:
     peaks = [t.peak_rss for t in warm if t.peak_rss]  # a cold build's compiler is not the run
     return CostModel(fixed, rate, residual, len(warm), len({t.duration for t in warm}),
                      max(0.0, statistics.median(cold)) if cold else 0.0,
-                     max(peaks) if peaks else None)
+                     max(peaks) if peaks else None,
+                     relative_spread(estimates(warm, target)))
+
+
+def estimates(trials: Sequence[TrialResult], target: float) -> list[float]:
+    """Each warm trial's own estimate of a ``target``-second run: its fixed part plus its rate.
+
+    Their disagreement is the measurement noise of the configuration.
+    """
+    warm = [t for t in trials if t.ok and not t.cold and t.duration > 0]
+    if not warm:
+        return []
+    least_compile = min(t.phases.get("compile", 0.0) for t in warm)
+    return [_warm_total(t, least_compile) - t.phases["run"] + t.phases["run"] / t.duration * target
+            for t in warm]
+
+
+def relative_spread(values: Sequence[float]) -> float:
+    """Half the range of ``values`` relative to their median (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / (2 * middle) if middle > 0 else 0.0
 
 
 def _warm_total(trial: TrialResult, least_compile: float) -> float:

@@ -36,6 +36,8 @@ class ProfileEntry:
         cost: its cost model (valid entries only).
         reason: why it is invalid or failed.
         max_deviation: largest relative deviation of its observables from the reference.
+        phases: median seconds per phase over its warm trials.
+        phase_spread: relative half-range per phase over its warm trials.
     """
 
     config: RunConfig
@@ -43,12 +45,15 @@ class ProfileEntry:
     cost: CostModel | None = None
     reason: str | None = None
     max_deviation: float | None = None
+    phases: dict[str, float] = field(default_factory=dict, compare=False)
+    phase_spread: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"config": self.config.to_dict(), "status": self.status,
                 "cost": self.cost.to_dict() if self.cost else None, "reason": self.reason,
-                "max_deviation": self.max_deviation}
+                "max_deviation": self.max_deviation, "phases": dict(self.phases),
+                "phase_spread": dict(self.phase_spread)}
 
     @classmethod
     def from_dict(cls, data: Any) -> ProfileEntry:
@@ -58,7 +63,7 @@ class ProfileEntry:
             ProfileError: on unknown keys or bad values.
         """
         _require_mapping(data, "profile entry", {"config", "status", "cost", "reason",
-                                                 "max_deviation"})
+                                                 "max_deviation", "phases", "phase_spread"})
         status = data.get("status")
         if status not in ENTRY_STATUSES:
             raise ProfileError(f"profile entry status must be one of {ENTRY_STATUSES}, "
@@ -77,7 +82,9 @@ class ProfileEntry:
         if deviation is not None and not isinstance(deviation, (int, float)):
             raise ProfileError("profile entry max_deviation must be a number")
         return cls(config, status, cost, reason[:2000] if reason else None,
-                   None if deviation is None else float(deviation))
+                   None if deviation is None else float(deviation),
+                   _number_map(data.get("phases"), "phases"),
+                   _number_map(data.get("phase_spread"), "phase_spread"))
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,9 @@ class Profile:
         created_at: ISO timestamp.
         calibration_id: the calibration that produced it (in the store it came from).
         notes: warnings recorded during calibration (busy host, ...).
+        confirmed: keys of the top configurations re-measured interleaved after the search,
+            fastest first (empty when no confirmation ran).
+        busy: True when the host was busy at some point of the calibration.
     """
 
     fingerprint: str
@@ -107,6 +117,8 @@ class Profile:
     created_at: str = ""
     calibration_id: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    confirmed: tuple[str, ...] = field(default_factory=tuple)
+    busy: bool = False
 
     @property
     def valid(self) -> list[ProfileEntry]:
@@ -119,13 +131,42 @@ class Profile:
         d = self.target_duration if duration is None else duration
         return sorted(self.valid, key=lambda e: e.cost.predict(d))  # type: ignore[union-attr]
 
+    def tied(self, duration: float | None = None, standalone_ok: bool = True
+             ) -> list[ProfileEntry]:
+        """Valid entries that cannot be told apart from the fastest for ``duration``.
+
+        Two predictions are tied when they differ by less than the larger of their
+        uncertainties (fit residual, measurement spread, drift floor).
+        """
+        d = self.target_duration if duration is None else duration
+        candidates = [e for e in self.ranked(d)
+                      if standalone_ok or e.config.device == "runtime"]
+        if not candidates:
+            return []
+        fastest = candidates[0].cost
+        assert fastest is not None
+        tied = []
+        for entry in candidates:
+            cost = entry.cost
+            assert cost is not None
+            gap = cost.predict(d) - fastest.predict(d)
+            if gap <= max(cost.uncertainty(d), fastest.uncertainty(d)):
+                tied.append(entry)
+        return tied
+
     def best(self, duration: float | None = None, standalone_ok: bool = True
              ) -> ProfileEntry | None:
-        """The fastest valid entry for ``duration`` (runtime only unless ``standalone_ok``)."""
-        for entry in self.ranked(duration):
-            if standalone_ok or entry.config.device == "runtime":
-                return entry
-        return None
+        """The entry to use for ``duration`` (runtime only unless ``standalone_ok``).
+
+        The fastest, unless others are statistically tied with it: then the cheapest of the
+        tied ones (fewest threads, then least memory, then fastest).
+        """
+        d = self.target_duration if duration is None else duration
+        tied = self.tied(d, standalone_ok)
+        if not tied:
+            return None
+        return min(tied, key=lambda e: (e.config.threads, (e.cost.peak_rss or 0)  # type: ignore[union-attr]
+                                        if e.cost else 0, e.cost.predict(d)))  # type: ignore[union-attr]
 
     def entry(self, config: RunConfig) -> ProfileEntry | None:
         """The entry measured for ``config``, if any."""
@@ -145,6 +186,8 @@ class Profile:
             "created_at": self.created_at,
             "calibration_id": self.calibration_id,
             "notes": list(self.notes),
+            "confirmed": list(self.confirmed),
+            "busy": self.busy,
         }
 
     @classmethod
@@ -156,7 +199,7 @@ class Profile:
         """
         keys = {"format_version", "fingerprint", "host_components", "workload",
                 "target_duration", "tolerance", "entries", "baseline", "created_at",
-                "calibration_id", "notes"}
+                "calibration_id", "notes", "confirmed", "busy"}
         _require_mapping(data, "profile", keys)
         if data.get("format_version") != FORMAT_VERSION:
             raise ProfileError(f"unknown profile format version {data.get('format_version')!r}; "
@@ -179,6 +222,10 @@ class Profile:
         notes = data.get("notes") or []
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             raise ProfileError("profile notes must be a list of strings")
+        confirmed = data.get("confirmed") or []
+        if not isinstance(confirmed, list) or not all(
+                isinstance(k, str) and len(k) < 100 for k in confirmed):
+            raise ProfileError("profile confirmed must be a list of configuration keys")
         calibration_id = data.get("calibration_id")
         if calibration_id is not None and not isinstance(calibration_id, int):
             raise ProfileError("profile calibration_id must be an integer")
@@ -193,7 +240,24 @@ class Profile:
             created_at=str(data.get("created_at") or ""),
             calibration_id=calibration_id,
             notes=tuple(notes),
+            confirmed=tuple(confirmed),
+            busy=bool(data.get("busy", False)),
         )
+
+
+def _number_map(value: Any, name: str) -> dict[str, float]:
+    if value is None:
+        return {}
+    _require_mapping(value, f"profile entry {name}", None)
+    out: dict[str, float] = {}
+    for key, number in value.items():
+        if not isinstance(key, str) or len(key) > 40:
+            raise ProfileError(f"profile entry {name} keys must be short strings")
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not (
+                math.isfinite(number) and number >= 0):
+            raise ProfileError(f"profile entry {name}[{key!r}] must be a number >= 0")
+        out[key] = float(number)
+    return out
 
 
 def _positive(value: Any, name: str) -> float:

@@ -6,11 +6,44 @@ human output always say the same thing.
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from autotune.profile import Profile
+from autotune.runrecord import RunRecord
 
 MIB = 1024**2
+#: A profile whose real runs miss their prediction by more than this (median) is flagged.
+RECALIBRATE_THRESHOLD = 0.25
+RECALIBRATE_MIN_RUNS = 2
+
+
+def prediction_quality(profile: Profile, runs: Sequence[RunRecord],
+                       threshold: float = RECALIBRATE_THRESHOLD) -> dict[str, Any]:
+    """How well the profile predicted the real runs made with it.
+
+    Returns the number of runs, the median signed and absolute relative errors of the total wall
+    time, and ``recalibrate`` with a reason when the median absolute error exceeds ``threshold``
+    over at least :data:`RECALIBRATE_MIN_RUNS` runs.
+    """
+    mine = [r for r in runs if r.workload_signature == profile.workload.get("signature")
+            and r.profile_created_at == profile.created_at and r.total_error is not None]
+    errors = [r.total_error for r in mine if r.total_error is not None]
+    if not errors:
+        return {"runs": 0, "median_error": None, "median_abs_error": None,
+                "recalibrate": False, "reason": None}
+    median_abs = statistics.median(abs(e) for e in errors)
+    median = statistics.median(errors)
+    flagged = len(errors) >= RECALIBRATE_MIN_RUNS and median_abs > threshold
+    reason = None
+    if flagged:
+        direction = "slower" if median > 0 else "faster"
+        reason = (f"real runs were {100 * median_abs:.0f} % {direction} than predicted "
+                  f"(median of {len(errors)}); recalibrate, ideally on a workload file like "
+                  "your scripts")
+    return {"runs": len(errors), "median_error": median, "median_abs_error": median_abs,
+            "recalibrate": flagged, "reason": reason}
 
 
 def _fmt_seconds(x: float | None) -> str:
@@ -39,7 +72,8 @@ def ranking_rows(profile: Profile, duration: float | None = None) -> list[dict[s
             "rank": rank, "config": entry.config.key, "description": entry.config.describe(),
             "fixed_s": cost.fixed, "rate_s_per_s": cost.rate, "predicted_s": predicted,
             "interval_s": [low, high], "cold_build_extra_s": cost.cold_extra,
-            "peak_rss": cost.peak_rss,
+            "peak_rss": cost.peak_rss, "spread": cost.spread, "samples": cost.samples,
+            "phases": dict(entry.phases), "phase_spread": dict(entry.phase_spread),
             "speedup_vs_default": (baseline / predicted) if baseline and predicted > 0 else None,
             "max_deviation": entry.max_deviation,
         })
@@ -52,7 +86,8 @@ def rejected_rows(profile: Profile) -> list[dict[str, Any]]:
             for e in profile.entries if e.status != "valid"]
 
 
-def profile_summary(profile: Profile, duration: float | None = None) -> dict[str, Any]:
+def profile_summary(profile: Profile, duration: float | None = None,
+                    runs: Sequence[RunRecord] = ()) -> dict[str, Any]:
     """The JSON form ``show --json`` prints for one profile."""
     d = profile.target_duration if duration is None else duration
     best = profile.best(d)
@@ -73,9 +108,13 @@ def profile_summary(profile: Profile, duration: float | None = None) -> dict[str
         "baseline": profile.baseline.key if profile.baseline else None,
         "baseline_predicted_s": baseline_pred,
         "speedup_vs_default": (baseline_pred / best_pred) if baseline_pred and best_pred else None,
+        "tied_with_best": [e.config.key for e in profile.tied(d)],
+        "confirmed": list(profile.confirmed),
+        "busy": profile.busy,
         "ranking": ranking_rows(profile, d),
         "rejected": rejected_rows(profile),
         "notes": list(profile.notes),
+        "predictions": prediction_quality(profile, runs),
     }
 
 
@@ -85,12 +124,13 @@ def workload_label(profile: Profile) -> str:
     return f"{w['name']} (size {w['size']})" if w.get("size") else str(w["name"])
 
 
-def profile_renderables(profile: Profile, duration: float | None = None) -> list[Any]:
+def profile_renderables(profile: Profile, duration: float | None = None,
+                        runs: Sequence[RunRecord] = ()) -> list[Any]:
     """Rich renderables for one profile: a headline, the ranking, the rejected configs."""
     from rich.table import Table
     from rich.text import Text
 
-    summary = profile_summary(profile, duration)
+    summary = profile_summary(profile, duration, runs)
     d = summary["target_duration"]
     head = Text()
     head.append(f"{workload_label(profile)}", style="bold")
@@ -104,18 +144,34 @@ def profile_renderables(profile: Profile, duration: float | None = None) -> list
                         f"{summary['speedup_vs_default']:.2f}× faster")
     else:
         head.append("no valid configuration", style="bold red")
+    tied = [k for k in summary["tied_with_best"] if k != summary["best_key"]]
+    if tied:
+        head.append(f"\nstatistically tied with: {', '.join(tied)} (the cheapest of them is "
+                    "chosen: fewest threads, then least memory)")
+    if profile.confirmed:
+        head.append(f"\nconfirmed by interleaved re-measurement: {' > '.join(profile.confirmed)}")
+    if profile.busy:
+        head.append("\nMEASURED UNDER LOAD: timings may be off; recalibrate on a quiet host",
+                    style="bold yellow")
     for note in profile.notes:
         head.append(f"\nnote: {note}", style="yellow")
+    quality = summary["predictions"]
+    if quality["runs"]:
+        head.append(f"\nreal runs: {quality['runs']}, median prediction error "
+                    f"{100 * quality['median_error']:+.0f} %")
+        if quality["recalibrate"]:
+            head.append(f"\nRECALIBRATE: {quality['reason']}", style="bold red")
     table = Table(title=None, show_lines=False)
     for column in ("#", "configuration", "fixed", "per sim. s", f"predicted ({d:g} s)",
-                   "interval", "cold build +", "peak RSS", "vs default"):
+                   "interval", "spread", "n", "cold build +", "peak RSS", "vs default"):
         table.add_column(column, justify="left" if column == "configuration" else "right",
                          no_wrap=True)
     for row in summary["ranking"]:
         low, high = row["interval_s"]
         table.add_row(str(row["rank"]), row["config"], _fmt_seconds(row["fixed_s"]),
                       _fmt_seconds(row["rate_s_per_s"]), _fmt_seconds(row["predicted_s"]),
-                      f"{low:.3g}–{high:.3g} s", _fmt_seconds(row["cold_build_extra_s"]),
+                      f"{low:.3g}–{high:.3g} s", f"±{100 * row['spread']:.1f} %",
+                      str(row["samples"]), _fmt_seconds(row["cold_build_extra_s"]),
                       _fmt_mib(row["peak_rss"]),
                       f"{row['speedup_vs_default']:.2f}×" if row["speedup_vs_default"] else "-")
     out: list[Any] = [head, table]

@@ -2,7 +2,7 @@
 
 SQLite in the user's data directory by default; ``--db URL`` or ``BRIAN2_AUTOTUNE_DB`` takes any
 SQLAlchemy URL. Only this package imports SQLAlchemy and Alembic, and only when the repository is
-used: :mod:`autotune.store.fastread` reads a profile with the standard library so that ``apply``
+used: :mod:`autotune.store.lite` reads a profile with the standard library so that ``apply``
 stays fast, which is why the names below are imported lazily.
 """
 

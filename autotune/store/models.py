@@ -84,7 +84,35 @@ class TrialRow(Base):
     spikes_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: ``search`` (measured while searching) or ``confirm`` (interleaved re-measurement).
+    purpose: Mapped[str] = mapped_column(String(20), default="search", server_default="search")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunRow(Base):
+    """A full run made with an applied configuration: what was predicted, what happened.
+
+    Written with the standard library's sqlite3 by :mod:`autotune.store.lite` (a hot path), so
+    timestamps are ISO strings here.
+    """
+
+    __tablename__ = "autotune_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    workload_signature: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    profile_created_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    config_key: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20))
+    script: Mapped[str | None] = mapped_column(Text, nullable=True)
+    simulated: Mapped[float | None] = mapped_column(Float, nullable=True)
+    predicted_total: Mapped[float | None] = mapped_column(Float, nullable=True)
+    predicted_loop: Mapped[float | None] = mapped_column(Float, nullable=True)
+    actual_total: Mapped[float | None] = mapped_column(Float, nullable=True)
+    actual_build: Mapped[float | None] = mapped_column(Float, nullable=True)
+    actual_loop: Mapped[float | None] = mapped_column(Float, nullable=True)
+    peak_rss: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40))
 
 
 class ProfileRow(Base):

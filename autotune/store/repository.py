@@ -24,12 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from autotune.errors import StoreError, StoreUnavailable
 from autotune.host import HostFingerprint
 from autotune.profile import FORMAT_VERSION, Profile
+from autotune.runrecord import RunRecord
 from autotune.store.location import check_sqlite_location, resolve_url
 from autotune.store.models import (
     VERSION_TABLE,
     CalibrationRow,
     HostRow,
     ProfileRow,
+    RunRow,
     TrialRow,
     WorkloadRow,
 )
@@ -257,7 +259,22 @@ class Store:
                 query = query.where(HostRow.fingerprint == fingerprint)
             return [self._calibration_info(*r) for r in s.execute(query).all()]
 
-    def record_trial(self, calibration_id: int, result: TrialResult) -> None:
+    def record_run(self, record: RunRecord) -> None:
+        """Append a full run (for non-SQLite stores; SQLite goes through :mod:`.lite`)."""
+        with self.session() as s:
+            s.add(RunRow(**record.to_dict()))
+
+    def runs(self, fingerprint: str | None = None) -> list[RunRecord]:
+        """Recorded full runs, oldest first (of one host when ``fingerprint`` is given)."""
+        with self.session() as s:
+            query = select(RunRow).order_by(RunRow.id)
+            if fingerprint:
+                query = query.where(RunRow.fingerprint == fingerprint)
+            fields = RunRecord.__dataclass_fields__
+            return [RunRecord(**{f: getattr(r, f) for f in fields}) for r in s.scalars(query)]
+
+    def record_trial(self, calibration_id: int, result: TrialResult,
+                     purpose: str = "search") -> None:
         """Append one measurement (committed at once, so an interruption loses nothing)."""
         model = result.model or {}
         with self.session() as s:
@@ -267,14 +284,16 @@ class Store:
                 phases=dict(result.phases), cold=result.cold, peak_rss=result.peak_rss,
                 observables=dict(result.observables), neurons=model.get("neurons"),
                 synapses=model.get("synapses"), spikes_per_second=model.get("spikes_per_second"),
-                exit_code=result.exit_code, error=result.error,
+                exit_code=result.exit_code, error=result.error, purpose=purpose,
             ))
 
-    def trials(self, calibration_id: int) -> list[TrialResult]:
-        """Every trial of a calibration, in the order measured."""
+    def trials(self, calibration_id: int, purpose: str | None = None) -> list[TrialResult]:
+        """Every trial of a calibration (of one purpose, if given), in the order measured."""
         with self.session() as s:
-            rows = s.scalars(select(TrialRow).where(TrialRow.calibration_id == calibration_id)
-                             .order_by(TrialRow.id))
+            query = select(TrialRow).where(TrialRow.calibration_id == calibration_id)
+            if purpose is not None:
+                query = query.where(TrialRow.purpose == purpose)
+            rows = s.scalars(query.order_by(TrialRow.id))
             return [TrialResult.from_dict({
                 "config": r.config, "duration": r.duration, "status": r.status,
                 "phases": r.phases, "cold": r.cold, "peak_rss": r.peak_rss,

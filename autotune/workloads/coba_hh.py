@@ -1,12 +1,17 @@
 """COBAHH: the Hodgkin-Huxley network with conductance synapses of Brette et al. (2007).
 
 Follows Brian2's ``examples/COBAHH.py``; connection probability scaled with ``size`` so each
-neuron keeps about 80 inputs.
+neuron keeps about 80 inputs. Connectivity and initial values are drawn with numpy from a fixed
+seed (see ``_common``), so every configuration simulates the same network.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
+
+from autotune.workloads._common import random_connectivity
 
 
 def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
@@ -57,15 +62,17 @@ def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
     """)
     P = NeuronGroup(size, model=eqs, threshold="v>-20*mV", refractory=3 * ms,  # noqa: N806
                     method="exponential_euler")
+    rng = np.random.default_rng(1234)
     n_exc = int(size * 0.8)
-    p_connect = min(1.0, 80.0 / size)
-    Ce = Synapses(P[:n_exc], P, on_pre="ge+=we")  # noqa: N806
-    Ci = Synapses(P[n_exc:], P, on_pre="gi+=wi")  # noqa: N806
-    Ce.connect(p=p_connect)
-    Ci.connect(p=p_connect)
-    P.v = "El + (randn() * 5 - 5)*mV"
-    P.ge = "(randn() * 1.5 + 4) * 10.*nS"
-    P.gi = "(randn() * 12 + 20) * 10.*nS"
+    sources, targets = random_connectivity(rng, size, size, min(1.0, 80.0 / size))
+    excitatory = sources < n_exc
+    Ce = Synapses(P, P, on_pre="ge+=we")  # noqa: N806
+    Ci = Synapses(P, P, on_pre="gi+=wi")  # noqa: N806
+    Ce.connect(i=sources[excitatory], j=targets[excitatory])
+    Ci.connect(i=sources[~excitatory], j=targets[~excitatory])
+    P.v = El + (rng.standard_normal(size) * 5 - 5) * mV
+    P.ge = (rng.standard_normal(size) * 1.5 + 4) * 10.0 * nS
+    P.gi = (rng.standard_normal(size) * 12 + 20) * 10.0 * nS
     spikes = SpikeMonitor(P, record=False)
     run(duration)
     total = float(spikes.num_spikes)

@@ -4,11 +4,17 @@
 connection probability is scaled with ``size`` so every neuron keeps about 80 inputs, as at the
 original 4000 neurons, which keeps the network's activity (and so its cost per neuron) comparable
 across sizes.
+Connectivity and initial potentials are drawn with numpy from a fixed seed (see ``_common``), so
+every configuration simulates the same network.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
+
+from autotune.workloads._common import random_connectivity
 
 
 def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
@@ -25,15 +31,17 @@ def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
     """
     P = NeuronGroup(size, eqs, threshold="v>Vt", reset="v = Vr", refractory=5 * ms,  # noqa: N806
                     method="exact")
-    P.v = "Vr + rand() * (Vt - Vr)"
+    rng = np.random.default_rng(4321)
+    P.v = Vr + rng.random(size) * (Vt - Vr)
     n_exc = int(size * 0.8)
-    p_connect = min(1.0, 80.0 / size)
+    sources, targets = random_connectivity(rng, size, size, min(1.0, 80.0 / size))
+    excitatory = sources < n_exc
     we = (60 * 0.27 / 10) * mV
     wi = (-20 * 4.5 / 10) * mV
     Ce = Synapses(P, P, on_pre="ge += we")  # noqa: N806
     Ci = Synapses(P, P, on_pre="gi += wi")  # noqa: N806
-    Ce.connect(f"i<{n_exc}", p=p_connect)
-    Ci.connect(f"i>={n_exc}", p=p_connect)
+    Ce.connect(i=sources[excitatory], j=targets[excitatory])
+    Ci.connect(i=sources[~excitatory], j=targets[~excitatory])
     spikes = SpikeMonitor(P, record=False)
     run(duration)
     total = float(spikes.num_spikes)

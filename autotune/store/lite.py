@@ -1,8 +1,9 @@
-"""Read profiles from a SQLite store with the standard library only.
+"""The hot paths of the store, with the standard library's sqlite3 only.
 
 ``apply`` runs before every user run, and importing SQLAlchemy alone costs about a quarter of a
-second; a SQLite profile lookup with :mod:`sqlite3` costs about a millisecond. Other database URLs
-return ``None`` here and the caller falls back to the full repository.
+second; a SQLite profile lookup with :mod:`sqlite3` costs about a millisecond. Reading a profile
+and recording a finished run happen here; other database URLs get ``UNSUPPORTED``/False and the
+caller falls back to the full repository.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
+from autotune.runrecord import RunRecord
 from autotune.store.location import sqlite_path
 
 #: Sentinel: this URL cannot be read here (not SQLite); use the repository instead.
@@ -78,3 +80,33 @@ def _has_profiles_table(connection: sqlite3.Connection) -> bool:
     return connection.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='autotune_profiles'"
     ).fetchone() is not None
+
+
+_RUN_COLUMNS = ("fingerprint", "workload_signature", "profile_created_at", "config_key", "source",
+                "script", "simulated", "predicted_total", "predicted_loop", "actual_total",
+                "actual_build", "actual_loop", "peak_rss", "exit_code", "created_at")
+
+
+def record_run(url: str, record: RunRecord) -> bool:
+    """Append a run to ``autotune_runs``; False when this URL or store cannot take it here.
+
+    Raises:
+        sqlite3.Error: the database refused the write.
+    """
+    if not url.startswith("sqlite"):
+        return False
+    connection = _connect(url)
+    if connection is None:
+        return False
+    try:
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                              "name='autotune_runs'").fetchone() is None:
+            return False
+        values = record.to_dict()
+        with connection:
+            connection.execute(
+                f"INSERT INTO autotune_runs ({', '.join(_RUN_COLUMNS)}) VALUES "
+                f"({', '.join('?' for _ in _RUN_COLUMNS)})", [values[c] for c in _RUN_COLUMNS])
+        return True
+    finally:
+        connection.close()

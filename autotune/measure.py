@@ -1,0 +1,236 @@
+"""Measure one configuration well: repeats, validation, cost model, confirmation.
+
+A :class:`Measurer` belongs to one calibration. For each configuration the search proposes it runs
+trials at every calibration duration (compiled configurations get a warm-up run first, recorded as
+cold when it compiled), then repeats at the longest duration while the trials' estimates of a
+full run disagree by more than the noise target (adaptive repeats, bounded). Every trial goes to
+the store the moment it finishes. The first float64 configuration that succeeds is the reference;
+later ones must match its observables within the tolerance. After the search, :meth:`confirm`
+re-measures the top configurations interleaved (A B C A B C ...) so that drift hits them alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autotune.config import RunConfig
+from autotune.costmodel import CostModel, estimates, fit_cost_model, relative_spread
+from autotune.errors import WorkloadError
+from autotune.host import HostFingerprint, collect_load
+from autotune.paths import cython_cache_dir, standalone_build_dir
+from autotune.search import Evaluation
+from autotune.trial import TrialResult, TrialSpec, run_trial
+from autotune.validate import Verdict, compare_observables
+from autotune.workloads import WorkloadSpec
+
+logger = logging.getLogger(__name__)
+
+#: Called with (event, data): ``trial`` before each trial, ``busy`` when the host is loaded.
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+RecordTrial = Callable[[TrialResult, str], None]
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How hard to measure each configuration.
+
+    Attributes:
+        durations: simulated seconds of the calibration runs.
+        target_duration: the run length whose prediction is the objective.
+        tolerance: relative tolerance of observables against the reference.
+        noise_target: keep repeating while trial estimates disagree by more than this.
+        max_repeats: most extra runs (at the longest duration) per configuration.
+        trial_timeout: seconds before a trial is killed.
+        memory_limit: bytes a trial's process tree may use.
+    """
+
+    durations: tuple[float, ...]
+    target_duration: float
+    tolerance: float
+    noise_target: float = 0.03
+    max_repeats: int = 2
+    trial_timeout: float = 900.0
+    memory_limit: int | None = None
+
+
+class Measurer:
+    """Measures, validates and models configurations for one calibration."""
+
+    def __init__(self, host: HostFingerprint, workload: WorkloadSpec, settings: MeasureSettings,
+                 cache_root: Path, record: RecordTrial,
+                 previous: Iterable[TrialResult] = (),
+                 progress: ProgressCallback | None = None) -> None:
+        self.host, self.workload, self.settings = host, workload, settings
+        self.cache_root, self.record, self.progress = cache_root, record, progress
+        self.reference: RunConfig | None = None
+        self.reference_observables: dict[float, dict[str, float]] = {}
+        self.results: dict[RunConfig, list[TrialResult]] = {}
+        self.previous: dict[RunConfig, list[TrialResult]] = {}
+        self.loads: list[dict[str, Any]] = []
+        for result in previous:
+            self.previous.setdefault(result.config, []).append(result)
+
+    def _notify(self, event: str, **data: Any) -> None:
+        if self.progress is not None:
+            self.progress(event, data)
+
+    def _spec(self, config: RunConfig, duration: float) -> TrialSpec:
+        build = (standalone_build_dir(self.cache_root, self.host.fingerprint,
+                                      self.workload.signature, config)
+                 if config.device == "cpp_standalone" else None)
+        cache = (cython_cache_dir(self.cache_root, self.host.fingerprint, config)
+                 if config.target == "cython" else None)
+        return TrialSpec(self.workload, config, duration, build, cache)
+
+    def _run(self, config: RunConfig, duration: float, purpose: str = "search") -> TrialResult:
+        self._notify("trial", config=config, duration=duration, purpose=purpose)
+        result = run_trial(self._spec(config, duration), self.settings.trial_timeout,
+                           self.settings.memory_limit)
+        self.record(result, purpose)
+        self.results.setdefault(config, []).append(result)
+        return result
+
+    def check_load(self) -> dict[str, Any]:
+        """Sample the host's load between trials; report it when busy."""
+        load = collect_load(sample_seconds=0.2)
+        self.loads.append(load)
+        if load["busy"]:
+            self._notify("busy", load=load)
+        return load
+
+    def _plan(self, config: RunConfig) -> list[float]:
+        durations = sorted(self.settings.durations)
+        # Compiled configurations get a warm-up run: the first build may be cold.
+        return [durations[0], *durations] if config.compiled else durations
+
+    def measure(self, config: RunConfig) -> list[TrialResult]:
+        """Measure ``config`` at every duration, repeating while the estimates disagree.
+
+        A resumed calibration's stored trials of ``config`` are reused, not measured again.
+        """
+        previous = self.previous.get(config, [])
+        if previous and (any(not r.ok for r in previous) or
+                         {r.duration for r in previous if r.ok} >= set(self.settings.durations)):
+            logger.info("reusing %d stored trials of %s", len(previous), config.key)
+            self.results[config] = list(previous)
+            return previous
+        self.check_load()
+        for duration in self._plan(config):
+            if not self._run(config, duration).ok:
+                return self.results[config]
+        longest = max(self.settings.durations)
+        for _ in range(self.settings.max_repeats):
+            spread = relative_spread(estimates(self.results[config],
+                                               self.settings.target_duration))
+            if spread <= self.settings.noise_target:
+                break
+            logger.info("%s: estimates disagree by ±%.1f %%, measuring again", config.key,
+                        100 * spread)
+            if not self._run(config, longest).ok:
+                break
+        return self.results[config]
+
+    def evaluate(self, config: RunConfig) -> Evaluation:
+        """Measure, validate and model one configuration (the search's callback).
+
+        Raises:
+            WorkloadError: the workload itself failed (its code raised or returned garbage).
+        """
+        results = self.measure(config)
+        failed = next((r for r in results if not r.ok), None)
+        if failed is not None:
+            if failed.status == "workload_error":
+                raise WorkloadError(failed.error or "the workload failed")
+            return Evaluation(config, None, reason=f"{failed.status}: {failed.error}")
+        return self._model(config, results)
+
+    def _model(self, config: RunConfig, results: list[TrialResult]) -> Evaluation:
+        cost = fit_cost_model(results, self.settings.target_duration)
+        objective = cost.predict(self.settings.target_duration)
+        medians, spreads = phase_statistics(results)
+        attrs: dict[str, Any] = {"cost": cost.to_dict(), "phases": medians,
+                                 "phase_spread": spreads}
+        if self.reference is None and config.precision != "float64":
+            return Evaluation(config, objective, feasible=False, attrs=attrs,
+                              reason="no float64 reference succeeded to validate against")
+        if self.reference is None or self.reference == config:
+            self.reference = config
+            self.reference_observables = observables_by_duration(results)
+            return Evaluation(config, objective, attrs={**attrs, "reference": True})
+        verdict = self._validate(results)
+        attrs["max_deviation"] = (verdict.max_deviation if math.isfinite(verdict.max_deviation)
+                                  else None)
+        return Evaluation(config, objective, feasible=verdict.ok, reason=verdict.reason,
+                          attrs=attrs)
+
+    def _validate(self, results: list[TrialResult]) -> Verdict:
+        """Compare with the reference at the longest duration both ran (most events, least
+        noise in rates and counts)."""
+        observed = observables_by_duration(results)
+        common = sorted(set(observed) & set(self.reference_observables))
+        if not common:
+            return Verdict(False, math.inf, "no duration in common with the reference")
+        longest = common[-1]
+        return compare_observables(observed[longest], self.reference_observables[longest],
+                                   self.settings.tolerance)
+
+    def confirm(self, evaluations: dict[RunConfig, Evaluation], top: int, rounds: int
+                ) -> list[RunConfig]:
+        """Re-measure the ``top`` valid configurations interleaved; refit; return the ranking.
+
+        ``evaluations`` is updated in place with the refit cost models.
+        """
+        contenders = sorted((e for e in evaluations.values()
+                             if e.objective is not None and e.feasible),
+                            key=lambda e: e.objective)[:top]  # type: ignore[arg-type, return-value]
+        if len(contenders) < 2 or rounds < 1:
+            return [e.config for e in contenders]
+        longest = max(self.settings.durations)
+        self.check_load()
+        for _ in range(rounds):
+            for evaluation in contenders:  # A B C A B C: drift hits every contender alike
+                self._run(evaluation.config, longest, purpose="confirm")
+        for evaluation in contenders:
+            config = evaluation.config
+            if all(r.ok for r in self.results[config]):
+                evaluations[config] = self._model(config, self.results[config])
+        confirmed = [e.config for e in contenders if evaluations[e.config].objective is not None]
+        return sorted(confirmed, key=lambda c: evaluations[c].objective)  # type: ignore[arg-type, return-value]
+
+    def cost(self, config: RunConfig) -> CostModel | None:
+        """The current cost model of a measured configuration."""
+        ok = [r for r in self.results.get(config, []) if r.ok]
+        try:
+            return fit_cost_model(ok, self.settings.target_duration) if ok else None
+        except ValueError:
+            return None
+
+
+def observables_by_duration(results: list[TrialResult]) -> dict[float, dict[str, float]]:
+    """Observables per simulated duration (a warm run's where there is one)."""
+    by_duration: dict[float, dict[str, float]] = {}
+    for result in results:
+        if result.ok and not result.cold:
+            by_duration.setdefault(result.duration, dict(result.observables))
+    for result in results:  # a cold run's observables are as good as a warm one's
+        if result.ok:
+            by_duration.setdefault(result.duration, dict(result.observables))
+    return by_duration
+
+
+def phase_statistics(results: list[TrialResult]) -> tuple[dict[str, float], dict[str, float]]:
+    """Median and relative half-range of each phase over the warm trials."""
+    warm = [r for r in results if r.ok and not r.cold] or [r for r in results if r.ok]
+    names = sorted({k for r in warm for k in r.phases})
+    medians, spreads = {}, {}
+    for name in names:
+        values = [r.phases[name] for r in warm if name in r.phases]
+        medians[name] = statistics.median(values)
+        spreads[name] = relative_spread(values)
+    return medians, spreads
