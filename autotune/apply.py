@@ -315,13 +315,15 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
     import sys
     from datetime import datetime, timezone
 
+    import numpy as np
+
     brian2 = sys.modules.get("brian2")
     if brian2 is None:
         return None
     loop = getattr(brian2.get_device(), "_last_run_time", None)
     try:
-        simulated = float(brian2.defaultclock.t)
-    except Exception:  # noqa: BLE001 - e.g. standalone that never built
+        simulated = float(np.asarray(brian2.defaultclock.t_).reshape(-1)[0])
+    except Exception:  # noqa: BLE001 - a clock we cannot read (standalone never built)
         simulated = None
     if loop is None or not simulated:
         return None

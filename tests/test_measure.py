@@ -1,0 +1,144 @@
+"""Trustworthy measurements: repeats, ties, confirmation, load, real runs vs. predictions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotune.calibrate import CalibrationSettings, calibrate
+from autotune.config import RunConfig, standalone_config
+from autotune.costmodel import CostModel, estimates, fit_cost_model, relative_spread
+from autotune.measure import MeasureSettings, Measurer
+from autotune.profile import Profile, ProfileEntry
+from autotune.search import Budget
+from autotune.store import open_store
+from autotune.trial import TrialResult
+from autotune.workloads import resolve_workload
+from tests.conftest import run_cli
+from tests.helpers import make_host
+
+NUMPY = RunConfig("runtime", "numpy")
+
+
+def _measurer(cache_root: Path, noise_target: float, max_repeats: int,
+              recorded: list[tuple[TrialResult, str]]) -> Measurer:
+    from autotune.host import collect_host
+
+    settings = MeasureSettings((0.01, 0.03), 10.0, 0.05, noise_target, max_repeats, 120.0)
+    return Measurer(collect_host(), resolve_workload("cuba", 40), settings, cache_root,
+                    lambda r, p: recorded.append((r, p)))
+
+
+def test_adaptive_repeats_stop_at_the_bound_when_noise_never_settles(cache_root: Path) -> None:
+    recorded: list[tuple[TrialResult, str]] = []
+    results = _measurer(cache_root, 0.0, 2, recorded).measure(NUMPY)
+    assert [r.duration for r in results] == [0.01, 0.03, 0.03, 0.03]
+    assert len(recorded) == 4 and all(p == "search" for _, p in recorded)
+
+
+def test_no_repeats_when_the_estimates_agree(cache_root: Path) -> None:
+    recorded: list[tuple[TrialResult, str]] = []
+    results = _measurer(cache_root, 10.0, 2, recorded).measure(NUMPY)
+    assert [r.duration for r in results] == [0.01, 0.03]
+    model = fit_cost_model(results, 10.0)
+    assert model.samples == 2 and model.durations == 2
+    # the model reproduces what it was fit on, within its own stated uncertainty
+    for r in results:
+        assert abs(model.predict(r.duration) - r.phases["total"]) <= 2 * model.uncertainty(
+            r.duration) + model.residual
+    assert model.spread == pytest.approx(relative_spread(estimates(results, 10.0)))
+
+
+def _entry(config: RunConfig, fixed: float, rate: float, peak: int, spread: float = 0.0
+           ) -> ProfileEntry:
+    return ProfileEntry(config, "valid", CostModel(fixed, rate, 0.0, 3, 2, 0.0, peak, spread))
+
+
+def _profile(*entries: ProfileEntry) -> Profile:
+    host = make_host()
+    return Profile(host.fingerprint, dict(host.components), resolve_workload("cuba").to_dict(),
+                   10.0, 0.05, entries)
+
+
+def test_a_statistical_tie_prefers_fewer_threads() -> None:
+    two = _entry(standalone_config(2), 3.0, 0.1, 300 * 2**20)  # 4.00 s
+    zero = _entry(standalone_config(0), 3.0, 0.105, 250 * 2**20)  # 4.05 s: within 2 % drift
+    profile = _profile(two, zero)
+    assert [e.config for e in profile.tied()] == [standalone_config(2), standalone_config(0)]
+    assert profile.best().config == standalone_config(0)  # type: ignore[union-attr]
+
+
+def test_a_clear_winner_is_not_a_tie() -> None:
+    two = _entry(standalone_config(2), 3.0, 0.05, 300 * 2**20)  # 3.5 s
+    zero = _entry(standalone_config(0), 3.0, 0.105, 250 * 2**20)  # 4.05 s
+    profile = _profile(two, zero)
+    assert profile.tied() == [two]
+    assert profile.best() == two
+
+
+def test_wide_spread_makes_a_tie_and_memory_breaks_it() -> None:
+    a = _entry(RunConfig("runtime", "cython"), 3.0, 0.2, 400 * 2**20, spread=0.1)  # 5.0 s
+    b = _entry(RunConfig("runtime", "cython", flags="O2"), 3.2, 0.2, 200 * 2**20)  # 5.2 s
+    assert _profile(a, b).best() == b
+
+
+@pytest.mark.slow
+def test_confirmation_is_interleaved_and_recorded(calibrated: dict[str, object]) -> None:
+    outcome = calibrated["outcome"]
+    profile = outcome.profile  # type: ignore[attr-defined]
+    assert len(profile.confirmed) == 2
+    assert profile.confirmed[0] == profile.ranked()[0].config.key
+    with open_store(str(calibrated["url"])) as store:
+        confirm = store.trials(outcome.calibration_id, purpose="confirm")  # type: ignore[attr-defined]
+    assert [t.config.key for t in confirm] == sorted(
+        [t.config.key for t in confirm], key=[t.config.key for t in confirm].index)
+    assert len(confirm) == 2 and confirm[0].config != confirm[1].config
+    entry = profile.entry(confirm[0].config)
+    assert entry.phases["total"] > 0 and "total" in entry.phase_spread
+
+
+def test_a_loaded_host_is_reported_as_busy(db_url: str, cache_root: Path) -> None:
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        outcome = calibrate("cuba", size=30, db=db_url, cache_root=cache_root,
+                            settings=CalibrationSettings(durations=(0.01, 0.02),
+                                                         targets=("numpy",), max_repeats=0,
+                                                         budget=Budget(trials=1),
+                                                         confirm_top=0))
+    finally:
+        burner.kill()
+        burner.wait()
+    assert outcome.profile.busy
+    assert any("busy" in note for note in outcome.profile.notes)
+    shown = run_cli("show", "--db", db_url)
+    assert "MEASURED UNDER LOAD" in shown.stdout
+    document = json.loads(run_cli("show", "--json", "--db", db_url).stdout)
+    assert document["profiles"][0]["busy"] is True
+
+
+@pytest.mark.slow
+def test_real_runs_are_recorded_against_predictions_and_shown(calibrated: dict[str, object],
+                                                               tmp_path: Path) -> None:
+    url = str(calibrated["url"])
+    script = tmp_path / "model.py"
+    script.write_text("from brian2 import *\n"
+                      "G = NeuronGroup(30, 'dv/dt = (1.2 - v)/(10*ms) : 1', threshold='v>1',"
+                      " reset='v=0', method='exact')\nrun(50*ms)\n")
+    for _ in range(2):
+        result = run_cli("run", "--db", url, str(script))
+        assert result.returncode == 0, result.stderr
+        assert "predicted" in result.stderr and "took" in result.stderr
+    with open_store(url) as store:
+        runs = store.runs()
+    assert len(runs) >= 2
+    last = runs[-1]
+    assert last.simulated == pytest.approx(0.05)
+    assert last.predicted_total and last.actual_total and last.actual_loop is not None
+    assert last.script == str(script.resolve())
+    summary = json.loads(run_cli("show", "--json", "--db", url).stdout)["profiles"][0]
+    assert summary["predictions"]["runs"] >= 2
+    assert summary["predictions"]["median_abs_error"] is not None
