@@ -105,6 +105,20 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     return {"phases": phases, "cold": bool(cold), "observables": observables, "model": model}
 
 
+def _users_fault(error: BaseException, spec: dict[str, Any]) -> bool:
+    """Whether the workload's own code is at fault (not the configuration or the toolchain).
+
+    True when the innermost frame is in the workload file, or when Brian2 rejected the model's
+    equations or units, which no configuration can fix.
+    """
+    workload = spec["workload"]
+    frames = traceback.extract_tb(error.__traceback__)
+    if workload["kind"] == "file" and frames and frames[-1].filename == workload["path"]:
+        return True
+    name = type(error).__name__
+    return name in ("DimensionMismatchError", "EquationError")
+
+
 def main(argv: list[str]) -> int:
     """Entry point: ``SPEC.json RESULT.json``; exit status 0 when a result was written."""
     spec_path, result_path = Path(argv[0]), Path(argv[1])
@@ -113,9 +127,8 @@ def main(argv: list[str]) -> int:
         report = _run(spec)
     except Exception as e:
         trace = traceback.format_exc(limit=8)
-        report = {"error": f"{type(e).__name__}: {e}\n{trace[-1500:]}", "error_kind": "crash"}
-        if spec["workload"]["kind"] == "file" and spec["workload"]["path"] in trace:
-            report["error_kind"] = "workload"
+        report = {"error": f"{type(e).__name__}: {e}\n{trace[-1500:]}",
+                  "error_kind": "workload" if _users_fault(e, spec) else "crash"}
     report["child_started"] = _CHILD_STARTED
     ru_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ru_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -161,13 +161,14 @@ def choose(
                           "above); use --device runtime")
     if threads is not None and threads > 0 and not standalone_ok:
         raise ConfigError("--num-threads needs cpp_standalone, which cannot run this script")
-    best = profile.best(duration, standalone_ok=standalone_ok) if profile else None
+    best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok)
+            if profile else None)
     if best is not None:
         config, source = best.config, "profile"
         when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
         reason = f"fastest valid configuration in this host's profile for {when} runs"
         if not standalone_ok:
-            reason += " that runtime can serve"
+            reason += " that runtime can serve" if cython_ok else " that numpy can serve"
     else:
         config, source = fallback_config(host, standalone_ok, cython_ok), "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"

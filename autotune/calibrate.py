@@ -81,7 +81,7 @@ class CalibrationSettings:
     max_threads: int | None = None
     seed: int = 0
     targets: tuple[str, ...] = TARGETS
-    noise_target: float = 0.03
+    noise_target: float = 0.05
     max_repeats: int = 2
     confirm_top: int = 3
     confirm_rounds: int = 2
@@ -288,7 +288,8 @@ class _Calibration:
         busy = any(x["busy"] for x in [load, end_load, *measurer.loads])
         if not any(e.objective is not None for e in evaluations.values()):
             self.store.finish_calibration(info.id, "failed", loads)
-            reasons = "; ".join(f"{c.key}: {e.reason}" for c, e in evaluations.items())
+            reasons = "; ".join(f"{c.key}: {(e.reason or 'failed').splitlines()[0]}"
+                                for c, e in evaluations.items())
             raise CalibrationError(f"no configuration could be measured: {reasons}")
         profile = build_profile(self.host, self.spec, self.settings, info.id, evaluations,
                                 self.notes, confirmed, busy)
@@ -315,7 +316,8 @@ class _Calibration:
         measured = run_search(
             evaluate, storage_url=self.store.url, name=info.study_name, space=space,
             max_threads=self.max_threads, cython_available=self.cython, first=first,
-            budget=self.settings.budget, seed=self.settings.seed, on_progress=on_progress)
+            budget=self.settings.budget, seed=self.settings.seed, on_progress=on_progress,
+            storage_lock=self.store.schema_lock)
         for config in measurer.previous:  # measured before a resume, not proposed again
             if config not in evaluations:
                 evaluate(config)

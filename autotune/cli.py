@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 from autotune.errors import AutotuneError, BadInput
 
 logger = logging.getLogger("autotune.cli")
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive_int, help="size of a built-in workload")
     p.add_argument("--duration", type=_positive_float, metavar="S",
                    help="rank for this run length instead of the calibration's target")
+    p.add_argument("--plot", metavar="FILE.png", type=Path,
+                   help="also draw thread scaling and the ranking (one PNG per workload: "
+                        "FILE-<workload>.png when there are several)")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    p = sub.add_parser("export", help="write this host's profiles to a JSON file")
+    p.add_argument("--host", default="current", metavar="current|FP",
+                   help="the host to export (default: this one)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="default: profiles/<hostname>-<fingerprint>.json")
+    _add_db(p)
+
+    p = sub.add_parser("import", help="load exported profiles into the store")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    p = sub.add_parser("compare", help="compare machines' profiles side by side")
+    p.add_argument("--workload", help="only this workload (name or file)")
+    p.add_argument("--size", type=_positive_int, help="size of a built-in workload")
+    p.add_argument("--hosts", nargs="+", metavar="FP",
+                   help="fingerprints (or prefixes) to compare (default: all in the store)")
+    p.add_argument("--reference", metavar="FP", help="host the others are compared with "
+                   "(default: this host when present)")
+    p.add_argument("--duration", type=_positive_float, default=10.0, metavar="S",
+                   help="simulated seconds of the run to compare (10)")
+    p.add_argument("--plot", metavar="FILE.png", type=Path, help="also draw a PNG")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
@@ -227,8 +256,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """``show``: this host's profiles, ranked."""
     from autotune.host import collect_host
-    from autotune.report import profile_renderables, profile_summary
+    from autotune.report import profile_renderables, profile_summary, views_renderables
     from autotune.store import open_store
+    from autotune.views import device_rows, precision_rows, thread_scaling_rows
     from autotune.workloads import resolve_workload
 
     host = collect_host()
@@ -237,9 +267,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         profiles = [p for p in store.profiles(host.fingerprint)
                     if signature is None or p.workload.get("signature") == signature]
         runs = store.runs(host.fingerprint)
+    plots = _plot_profiles(profiles, args.plot, args.duration) if args.plot else []
     if args.json:
-        _print_json({"fingerprint": host.fingerprint,
-                     "profiles": [profile_summary(p, args.duration, runs) for p in profiles]})
+        _print_json({"fingerprint": host.fingerprint, "plots": [str(p) for p in plots],
+                     "profiles": [{**profile_summary(p, args.duration, runs),
+                                   "thread_scaling": thread_scaling_rows(p),
+                                   "devices": device_rows(p, args.duration),
+                                   "precision": precision_rows(p, args.duration)}
+                                  for p in profiles]})
         return EXIT_OK
     console = _console()
     if not profiles:
@@ -247,8 +282,117 @@ def cmd_show(args: argparse.Namespace) -> int:
                       "`brian2-autotune calibrate` first")
         return EXIT_OK
     for profile in profiles:
-        for renderable in profile_renderables(profile, args.duration, runs):
+        for renderable in [*profile_renderables(profile, args.duration, runs),
+                           *views_renderables(profile, args.duration)]:
             console.print(renderable)
+    for path in plots:
+        console.print(f"plot written to {path}")
+    return EXIT_OK
+
+
+def _plot_profiles(profiles: list[Any], path: Path, duration: float | None) -> list[Path]:
+    from autotune.plots import plot_profile
+
+    if len(profiles) == 1:
+        return [plot_profile(profiles[0], path, duration)]
+    return [plot_profile(p, path.with_name(f"{path.stem}-{p.workload['name']}-"
+                                           f"{p.workload['signature'][:6]}{path.suffix}"),
+                         duration) for p in profiles]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export``: write a host's profiles as a versioned JSON document."""
+    from autotune.exchange import build_export, default_export_path
+    from autotune.host import HostFingerprint, collect_host
+    from autotune.store import open_store
+
+    with open_store(args.db) as store:
+        if args.host == "current":
+            host = collect_host()
+        else:
+            matches = [h for h in store.hosts() if h["fingerprint"].startswith(args.host)]
+            if len(matches) != 1:
+                raise BadInput(f"--host {args.host!r} matches {len(matches)} stored hosts; give "
+                               "a longer fingerprint (see `brian2-autotune compare`)")
+            host = HostFingerprint(matches[0]["components"], matches[0]["info"])
+        profiles = store.profiles(host.fingerprint)
+        summaries = store.trial_summaries(host.fingerprint)
+    if not profiles:
+        raise BadInput(f"no profile stored for host {host.fingerprint}; calibrate first")
+    path = args.output or default_export_path(host)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(build_export(host, profiles, summaries), indent=1) + "\n")
+    _console().print(f"exported {len(profiles)} profile(s) of {host.fingerprint} to {path}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``import``: validate every file first, then load them; re-importing changes nothing."""
+    from autotune.exchange import read_export
+    from autotune.store import open_store
+
+    documents = [(path, *read_export(path)) for path in args.files]  # all valid, or nothing
+    results = []
+    with open_store(args.db) as store:
+        for path, host, profiles in documents:
+            added = store.import_profiles(host, profiles)
+            results.append({"file": str(path), "fingerprint": host.fingerprint,
+                            "profiles": len(profiles), "added": added})
+    if args.json:
+        _print_json({"imported": results})
+        return EXIT_OK
+    console = _console()
+    for r in results:
+        console.print(f"{r['file']}: host {r['fingerprint']}, {r['added']} of {r['profiles']} "
+                      "profile(s) added" + (" (already imported)" if not r["added"] else ""))
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``compare``: machines side by side, from the store (imported files included)."""
+    from autotune.host import collect_host
+    from autotune.report import compare_renderables
+    from autotune.store import open_store
+    from autotune.views import compare_rows
+    from autotune.workloads import resolve_workload
+
+    signature = resolve_workload(args.workload, args.size).signature if args.workload else None
+    with open_store(args.db) as store:
+        hosts = {h["fingerprint"]: h for h in store.hosts()}
+        profiles = store.profiles()
+    wanted = args.hosts or []
+    for prefix in wanted:
+        if not any(fp.startswith(prefix) for fp in hosts):
+            raise BadInput(f"no stored host matches {prefix!r}; import its export first")
+    profiles = [p for p in profiles
+                if (signature is None or p.workload.get("signature") == signature)
+                and (not wanted or any(p.fingerprint.startswith(w) for w in wanted))]
+    reference = args.reference
+    if reference:
+        found = [fp for fp in hosts if fp.startswith(reference)]
+        if len(found) != 1:
+            raise BadInput(f"--reference {reference!r} matches {len(found)} stored hosts")
+        reference = found[0]
+    else:
+        current = collect_host().fingerprint
+        reference = current if current in hosts else None
+    rows = compare_rows(profiles, hosts, args.duration, reference)
+    plot = None
+    if args.plot:
+        from autotune.plots import plot_comparison
+
+        plot = plot_comparison(rows, args.plot, args.duration)
+    if args.json:
+        _print_json({"duration": args.duration, "reference": reference, "rows": rows,
+                     "plot": str(plot) if plot else None})
+        return EXIT_OK
+    console = _console()
+    if not rows:
+        console.print("no profiles to compare; calibrate, or import other machines' exports")
+    for renderable in compare_renderables(rows, args.duration):
+        console.print(renderable)
+    if plot:
+        console.print(f"plot written to {plot}")
     return EXIT_OK
 
 
@@ -289,7 +433,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"fingerprint": cmd_fingerprint, "calibrate": cmd_calibrate, "show": cmd_show,
-            "run": cmd_run}
+            "run": cmd_run, "export": cmd_export, "import": cmd_import, "compare": cmd_compare}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -301,19 +445,32 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("autotune").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop the running trial, keep every completed one."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if args.command != "run":  # a user script keeps Python's own signal behaviour
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)
     except AutotuneError as e:
         sys.stderr.write(f"brian2-autotune: error: {e}\n")
         return e.exit_code if not isinstance(e, BadInput) else EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        sys.stderr.write("brian2-autotune: interrupted; completed trials are saved, continue "
-                         "with `calibrate --resume`\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        if args.command == "calibrate":
+            sys.stderr.write("brian2-autotune: interrupted; completed trials are saved, "
+                             "continue with `brian2-autotune calibrate --resume`\n")
+        else:
+            sys.stderr.write("brian2-autotune: interrupted\n")
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

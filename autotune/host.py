@@ -273,6 +273,17 @@ def collect_governor(root: Path = Path("/")) -> str | None:
     return _read(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
 
+def collect_turbo(root: Path = Path("/")) -> bool | None:
+    """Whether CPU turbo/boost is enabled, where the kernel exposes it (None: unknown)."""
+    no_turbo = _read(root / "sys/devices/system/cpu/intel_pstate/no_turbo")
+    if no_turbo in ("0", "1"):
+        return no_turbo == "0"
+    boost = _read(root / "sys/devices/system/cpu/cpufreq/boost")
+    if boost in ("0", "1"):
+        return boost == "1"
+    return None
+
+
 def collect_host() -> HostFingerprint:
     """Collect this machine's fingerprint (a few milliseconds: one compiler call)."""
     import psutil
@@ -299,6 +310,7 @@ def collect_host() -> HostFingerprint:
         "affinity_cpus": affinity,
         "cgroup_cpus": cgroup_cpus,
         "governor": collect_governor(),
+        "turbo": collect_turbo(),
     }
     return HostFingerprint(components, info)
 
@@ -343,4 +355,5 @@ def collect_load(exclude_pids: tuple[int, ...] = (), sample_seconds: float = 0.3
         "usable_cpus": cpus,
         "busy": bool(busy_cpus > max(0.5, cpus / 4)),
         "governor": collect_governor(),
+        "turbo": collect_turbo(),
     }

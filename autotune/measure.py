@@ -53,7 +53,7 @@ class MeasureSettings:
     durations: tuple[float, ...]
     target_duration: float
     tolerance: float
-    noise_target: float = 0.03
+    noise_target: float = 0.05
     max_repeats: int = 2
     trial_timeout: float = 900.0
     memory_limit: int | None = None
@@ -146,7 +146,9 @@ class Measurer:
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             if failed.status == "workload_error":
-                raise WorkloadError(failed.error or "the workload failed")
+                first_line = (failed.error or "the workload failed").splitlines()[0]
+                raise WorkloadError(f"workload {self.workload.name} failed under "
+                                    f"{config.key}: {first_line}")
             return Evaluation(config, None, reason=f"{failed.status}: {failed.error}")
         return self._model(config, results)
 

@@ -131,8 +131,8 @@ class Profile:
         d = self.target_duration if duration is None else duration
         return sorted(self.valid, key=lambda e: e.cost.predict(d))  # type: ignore[union-attr]
 
-    def tied(self, duration: float | None = None, standalone_ok: bool = True
-             ) -> list[ProfileEntry]:
+    def tied(self, duration: float | None = None, standalone_ok: bool = True,
+             cython_ok: bool = True) -> list[ProfileEntry]:
         """Valid entries that cannot be told apart from the fastest for ``duration``.
 
         Two predictions are tied when they differ by less than the larger of their
@@ -140,7 +140,8 @@ class Profile:
         """
         d = self.target_duration if duration is None else duration
         candidates = [e for e in self.ranked(d)
-                      if standalone_ok or e.config.device == "runtime"]
+                      if (standalone_ok or e.config.device == "runtime")
+                      and (cython_ok or e.config.target == "numpy")]
         if not candidates:
             return []
         fastest = candidates[0].cost
@@ -154,15 +155,16 @@ class Profile:
                 tied.append(entry)
         return tied
 
-    def best(self, duration: float | None = None, standalone_ok: bool = True
-             ) -> ProfileEntry | None:
-        """The entry to use for ``duration`` (runtime only unless ``standalone_ok``).
+    def best(self, duration: float | None = None, standalone_ok: bool = True,
+             cython_ok: bool = True) -> ProfileEntry | None:
+        """The entry to use for ``duration`` (runtime only unless ``standalone_ok``; numpy only
+        unless ``cython_ok``).
 
         The fastest, unless others are statistically tied with it: then the cheapest of the
         tied ones (fewest threads, then least memory, then fastest).
         """
         d = self.target_duration if duration is None else duration
-        tied = self.tied(d, standalone_ok)
+        tied = self.tied(d, standalone_ok, cython_ok)
         if not tied:
             return None
         return min(tied, key=lambda e: (e.config.threads, (e.cost.peak_rss or 0)  # type: ignore[union-attr]
@@ -208,8 +210,7 @@ class Profile:
         if not isinstance(fingerprint, str) or not fingerprint.isalnum() or len(fingerprint) > 64:
             raise ProfileError("profile fingerprint must be a short alphanumeric string")
         workload = data.get("workload")
-        _require_mapping(workload, "profile workload",
-                         {"name", "kind", "size", "path", "signature"})
+        _check_workload(workload)
         components = data.get("host_components")
         _require_mapping(components, "profile host_components", None)
         entries = data.get("entries")
@@ -243,6 +244,23 @@ class Profile:
             confirmed=tuple(confirmed),
             busy=bool(data.get("busy", False)),
         )
+
+
+def _check_workload(workload: Any) -> None:
+    _require_mapping(workload, "profile workload", {"name", "kind", "size", "path", "signature"})
+    name, kind, size = workload.get("name"), workload.get("kind"), workload.get("size")
+    signature, path = workload.get("signature"), workload.get("path")
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise ProfileError("profile workload name must be a short string")
+    if kind not in ("builtin", "file"):
+        raise ProfileError(f"profile workload kind must be builtin or file, got {kind!r}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                             or not 1 <= size <= 10_000_000):
+        raise ProfileError(f"profile workload size must be an integer in 1..10^7, got {size!r}")
+    if not isinstance(signature, str) or not signature.isalnum() or len(signature) > 64:
+        raise ProfileError("profile workload signature must be a short alphanumeric string")
+    if path is not None and (not isinstance(path, str) or len(path) > 4096):
+        raise ProfileError("profile workload path must be text")
 
 
 def _number_map(value: Any, name: str) -> dict[str, float]:

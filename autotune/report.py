@@ -184,3 +184,71 @@ def profile_renderables(profile: Profile, duration: float | None = None,
             rejected.add_row(row["config"], row["status"], row["reason"] or "")
         out.append(rejected)
     return out
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def views_renderables(profile: Profile, duration: float | None = None) -> list[Any]:
+    """The monitoring views: thread scaling, runtime vs standalone, float32 vs float64."""
+    from autotune.views import device_rows, precision_rows, thread_scaling_rows
+
+    out: list[Any] = []
+    scaling = thread_scaling_rows(profile)
+    if scaling:
+        out.append(_table("thread scaling (cpp_standalone)",
+                          ["threads", "configuration", "per sim. s", "speed-up", "ideal",
+                           "efficiency", "peak RSS", "memory / thread"],
+                          [[str(r["threads"]), r["config"], _fmt(r["rate_s_per_s"], ".3g", " s"),
+                            _fmt(r["speedup"], ".2f", "×"), _fmt(r["ideal_speedup"], ".0f", "×"),
+                            _fmt(r["efficiency"] and 100 * r["efficiency"], ".0f", " %"),
+                            _fmt_mib(r["peak_rss"]), _fmt_mib(r["memory_per_thread"])]
+                           for r in scaling]))
+    devices = device_rows(profile, duration)
+    if devices:
+        out.append(_table("runtime vs cpp_standalone (best of each)",
+                          ["device", "configuration", "fixed", "per sim. s", "predicted",
+                           "peak RSS"],
+                          [[r["device"], r["config"], _fmt_seconds(r["fixed_s"]),
+                            _fmt_seconds(r["rate_s_per_s"]), _fmt_seconds(r["predicted_s"]),
+                            _fmt_mib(r["peak_rss"])] for r in devices]))
+    precision = precision_rows(profile, duration)
+    if precision:
+        out.append(_table("float32 vs float64",
+                          ["configuration", "float64", "float32", "float32 speed-up",
+                           "deviation from reference", "float32 valid?"],
+                          [[r["config"], _fmt_seconds(r["float64_predicted_s"]),
+                            _fmt_seconds(r["float32_predicted_s"]),
+                            _fmt(r["float32_speedup"], ".2f", "×"),
+                            _fmt(r["float32_deviation"] and 100 * r["float32_deviation"], ".2f",
+                                 " %"), r["float32_status"]] for r in precision]))
+    return out
+
+
+def compare_renderables(rows: list[dict[str, Any]], duration: float) -> list[Any]:
+    """One table per workload comparing machines."""
+    out: list[Any] = []
+    for signature in dict.fromkeys(r["workload_signature"] for r in rows):
+        group = [r for r in rows if r["workload_signature"] == signature]
+        name = group[0]["workload"] + (f" (size {group[0]['size']})" if group[0]["size"] else "")
+        out.append(_table(
+            f"{name}: {duration:g} s simulated",
+            ["host", "best configuration", "predicted", "sim. s per wall s", "vs default",
+             "vs reference"],
+            [[r["host"] + (" *" if r["reference"] else "") + (" (busy)" if r["busy"] else ""),
+              r["best"] or "-", _fmt_seconds(r["predicted_s"]), _fmt(r["throughput"], ".2f"),
+              _fmt(r["speedup_vs_default"], ".2f", "×"),
+              _fmt(r["relative_to_reference"], ".2f", "×")] for r in group]))
+    return out

@@ -19,6 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,14 +124,17 @@ def study_name(fingerprint: str, workload_signature: str, calibration_id: int) -
     return f"{STUDY_PREFIX}:{fingerprint}:{workload_signature}:{calibration_id}"
 
 
-def _open_study(storage_url: str, name: str, seed: int, n_startup: int) -> Any:
+def _open_study(storage_url: str, name: str, seed: int, n_startup: int,
+                storage_lock: Callable[[], AbstractContextManager[Any]]) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Optuna 5 records constraints on the trial itself; older versions need constraints_func.
     legacy = {} if _HAS_SET_CONSTRAINT() else {"constraints_func": _constraints}
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, **legacy)
-    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=_engine_kwargs(storage_url))
+    with storage_lock():  # two calibrations may create Optuna's tables at once
+        storage = optuna.storages.RDBStorage(storage_url,
+                                             engine_kwargs=_engine_kwargs(storage_url))
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 direction="minimize", load_if_exists=True)
     for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -171,6 +175,7 @@ def run_search(
     seed: int = 0,
     clock: Callable[[], float] = time.monotonic,
     on_progress: Callable[[int, Evaluation], None] | None = None,
+    storage_lock: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> int:
     """Run (or resume) the study until the budget is spent or the space is exhausted.
 
@@ -186,13 +191,14 @@ def run_search(
         seed: sampler seed.
         clock: monotonic clock (passed in so tests can control time).
         on_progress: called after each newly measured configuration.
+        storage_lock: serialises the creation of Optuna's tables with other processes.
 
     Returns:
         The number of configurations measured in this call.
     """
     import optuna
 
-    study = _open_study(storage_url, name, seed, n_startup=max(4, len(first)))
+    study = _open_study(storage_url, name, seed, max(4, len(first)), storage_lock)
     known = _known_evaluations(study)
     for config in first:
         if config not in known:

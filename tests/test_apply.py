@@ -125,3 +125,11 @@ def test_a_stale_profile_is_not_applied_and_the_change_is_named(db_url: str) -> 
     applied = state["applied"]
     assert applied["source"] == "fallback"  # type: ignore[index]
     assert "stale" in applied["reason"] and "brian2 changed" in applied["reason"]  # type: ignore[index]
+
+
+def test_a_script_needing_numpy_never_gets_cython() -> None:
+    host = make_host()
+    config, source, reason, _ = choose(host, make_profile(host), duration=100.0,
+                                       standalone_ok=False, cython_ok=False)
+    assert config == RunConfig("runtime", "numpy") and source == "profile"
+    assert "numpy can serve" in reason

@@ -72,3 +72,21 @@ def test_calibrated_profile_is_stored_with_cost_models(calibrated: dict[str, obj
     assert standalone[0].cold and not standalone[-1].cold
     assert standalone[-1].phases["compile"] < standalone[0].phases["compile"]
     assert all(t.model["neurons"] == 60 for t in trials)
+
+
+@pytest.mark.slow
+def test_study_trials_carry_config_phases_and_cost(calibrated: dict[str, object]) -> None:
+    import optuna
+
+    outcome = calibrated["outcome"]
+    url = str(calibrated["url"])
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
+    assert len(names) == 1 and names[0].startswith("brian2-autotune:")
+    assert names[0].endswith(f":{outcome.calibration_id}")  # type: ignore[attr-defined]
+    study = optuna.load_study(study_name=names[0], storage=url)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3
+    for trial in done:
+        assert trial.user_attrs["phases"]["total"] > 0
+        assert trial.user_attrs["cost"]["rate"] >= 0
+        assert trial.user_attrs["config"] in {e.config.key for e in outcome.profile.entries}  # type: ignore[attr-defined]

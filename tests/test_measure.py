@@ -12,7 +12,7 @@ import pytest
 from autotune.calibrate import CalibrationSettings, calibrate
 from autotune.config import RunConfig, standalone_config
 from autotune.costmodel import CostModel, estimates, fit_cost_model, relative_spread
-from autotune.measure import MeasureSettings, Measurer
+from autotune.measure import Measurer, MeasureSettings
 from autotune.profile import Profile, ProfileEntry
 from autotune.search import Budget
 from autotune.store import open_store

@@ -83,3 +83,23 @@ def test_minutes_budget_uses_the_clock_passed_in(db_url: str) -> None:
 def test_bad_budgets_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(BadInput):
         Budget(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_study_reads_well_in_optuna_dashboard(db_url: str) -> None:
+    """optuna-dashboard lists studies by name and shows params and user attrs per trial."""
+    recorder = Recorder({standalone_config(0)})
+    name = "brian2-autotune:abcdef0123456789:0123456789abcdef:1"
+    run_search(recorder, storage_url=db_url, name=name, space=all_configs(1), max_threads=1,
+               cython_available=True, first=[REFERENCE, standalone_config(0)],
+               budget=Budget(trials=4), seed=0)
+    summaries = optuna.get_all_study_summaries(storage=db_url)
+    assert [s.study_name for s in summaries] == [name]
+    study = optuna.load_study(study_name=name, storage=db_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and all(t.user_attrs["config"] for t in complete)
+    first = complete[0]
+    assert first.params == {"device": "runtime", "target": "cython", "cython_flags": "default",
+                            "precision": "float64"}
+    assert first.value == pytest.approx(_cost(REFERENCE))
+    infeasible = next(t for t in complete if t.user_attrs["config"] == standalone_config(0).key)
+    assert infeasible.user_attrs["infeasible"] == "differs"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from autotune.runrecord import RunRecord
@@ -19,11 +21,20 @@ from autotune.store.location import sqlite_path
 UNSUPPORTED = object()
 
 
-def _connect(url: str) -> sqlite3.Connection | None:
+@contextmanager
+def _open(url: str, table: str) -> Iterator[sqlite3.Connection | None]:
+    """A connection to an existing SQLite store that has ``table``; None when there is none."""
     path = sqlite_path(url)
     if path is None or not path.is_file():
-        return None
-    return sqlite3.connect(str(path), timeout=10)
+        yield None
+        return
+    connection = sqlite3.connect(str(path), timeout=10)
+    try:
+        exists = connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                    (table,)).fetchone()
+        yield connection if exists else None
+    finally:
+        connection.close()
 
 
 def read_profile_document(url: str, fingerprint: str, signature: str | None = None) -> Any:
@@ -34,11 +45,8 @@ def read_profile_document(url: str, fingerprint: str, signature: str | None = No
     """
     if not url.startswith("sqlite"):
         return UNSUPPORTED
-    connection = _connect(url)
-    if connection is None:
-        return None
-    try:
-        if not _has_profiles_table(connection):
+    with _open(url, "autotune_profiles") as connection:
+        if connection is None:
             return None
         query = "SELECT document FROM autotune_profiles WHERE fingerprint = ?"
         params: list[str] = [fingerprint]
@@ -47,39 +55,22 @@ def read_profile_document(url: str, fingerprint: str, signature: str | None = No
             params.append(signature)
         row = connection.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return json.loads(row[0]) if row else None
-    finally:
-        connection.close()
 
 
 def read_stale_candidate(url: str, fingerprint: str, hostname: str) -> Any:
     """The newest profile document measured on this hostname under another fingerprint."""
     if not url.startswith("sqlite"):
         return UNSUPPORTED
-    connection = _connect(url)
-    if connection is None:
-        return None
-    try:
-        if not _has_profiles_table(connection):
+    with _open(url, "autotune_profiles") as connection:
+        if connection is None:
             return None
-        row = connection.execute(
-            "SELECT p.document FROM autotune_profiles p JOIN autotune_hosts h "
-            "ON p.host_id = h.id WHERE p.fingerprint != ? ORDER BY p.id DESC", (fingerprint,)
-        ).fetchall()
-        hosts = dict(connection.execute("SELECT fingerprint, info FROM autotune_hosts"))
-        for (document,) in row:
-            data = json.loads(document)
-            info = json.loads(hosts.get(data.get("fingerprint"), "{}") or "{}")
-            if info.get("hostname") == hostname:
-                return data
+        rows = connection.execute(
+            "SELECT p.document, h.info FROM autotune_profiles p JOIN autotune_hosts h "
+            "ON p.host_id = h.id WHERE p.fingerprint != ? ORDER BY p.id DESC", (fingerprint,))
+        for document, info in rows:
+            if json.loads(info or "{}").get("hostname") == hostname:
+                return json.loads(document)
         return None
-    finally:
-        connection.close()
-
-
-def _has_profiles_table(connection: sqlite3.Connection) -> bool:
-    return connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='autotune_profiles'"
-    ).fetchone() is not None
 
 
 _RUN_COLUMNS = ("fingerprint", "workload_signature", "profile_created_at", "config_key", "source",
@@ -95,12 +86,8 @@ def record_run(url: str, record: RunRecord) -> bool:
     """
     if not url.startswith("sqlite"):
         return False
-    connection = _connect(url)
-    if connection is None:
-        return False
-    try:
-        if connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                              "name='autotune_runs'").fetchone() is None:
+    with _open(url, "autotune_runs") as connection:
+        if connection is None:
             return False
         values = record.to_dict()
         with connection:
@@ -108,5 +95,3 @@ def record_run(url: str, record: RunRecord) -> bool:
                 f"INSERT INTO autotune_runs ({', '.join(_RUN_COLUMNS)}) VALUES "
                 f"({', '.join('?' for _ in _RUN_COLUMNS)})", [values[c] for c in _RUN_COLUMNS])
         return True
-    finally:
-        connection.close()

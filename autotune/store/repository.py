@@ -9,7 +9,7 @@ when a store is opened, keeping old data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,14 +18,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from autotune.errors import StoreError, StoreUnavailable
 from autotune.host import HostFingerprint
 from autotune.profile import FORMAT_VERSION, Profile
 from autotune.runrecord import RunRecord
-from autotune.store.location import check_sqlite_location, resolve_url
+from autotune.store.location import check_sqlite_location, resolve_url, sqlite_path
 from autotune.store.models import (
     VERSION_TABLE,
     CalibrationRow,
@@ -57,20 +57,45 @@ class CalibrationInfo:
     started_at: datetime
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers and one writer at once
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return set_pragmas
 
 
 def _make_engine(url: str, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
-        event.listen(engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """Serialise schema upgrades of one SQLite file between processes.
+
+    SQLite's DDL is not transactional under Alembic, so two processes creating a new store at
+    once would both try to create its tables. An ``flock`` on the database file itself is
+    independent of SQLite's own (POSIX) locks on Linux and needs no extra file.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path, "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
@@ -80,7 +105,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _migration_lock(str(engine.url)), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -88,6 +113,14 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 def _describe(error: SQLAlchemyError) -> str:
     original = getattr(error, "orig", None)
     return str(original or error).splitlines()[0]
+
+
+def _locked_error(url: str, error: SQLAlchemyError, timeout: float) -> StoreError | None:
+    """A clear error when SQLite gave up waiting for another process's lock."""
+    if "locked" not in _describe(error):
+        return None
+    return StoreError(f"store {url} stayed locked by another process for {timeout:g} s; "
+                      "try again later")
 
 
 class Store:
@@ -112,15 +145,24 @@ class Store:
             upgrade_schema(self.engine, _revision)
         except OperationalError as e:
             self._dispose_quietly()
-            message = _describe(e)
-            if "locked" in message:
-                raise StoreError(f"store {self.url} stayed locked for {busy_timeout:g} s; "
-                                 "another process holds it, try again later") from e
-            raise StoreUnavailable(f"cannot open store {self.url}: {message}") from e
+            locked = _locked_error(self.url, e, busy_timeout)
+            if locked is not None:
+                raise locked from e
+            raise StoreUnavailable(f"cannot open store {self.url}: {_describe(e)}") from e
         except SQLAlchemyError as e:
             self._dispose_quietly()
             raise StoreUnavailable(f"cannot open store {self.url}: {_describe(e)}") from e
+        except OSError as e:
+            self._dispose_quietly()
+            raise StoreUnavailable(f"cannot open store {self.url}: {e.strerror}; choose "
+                                   "another --db") from e
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.busy_timeout = busy_timeout
+
+    def schema_lock(self) -> Any:
+        """A context manager serialising table creation in this store between processes (for
+        other libraries creating tables in the same database, such as Optuna's storage)."""
+        return _migration_lock(self.url)
 
     def _dispose_quietly(self) -> None:
         engine = getattr(self, "engine", None)
@@ -146,11 +188,10 @@ class Store:
             session.commit()
         except SQLAlchemyError as e:
             session.rollback()
-            message = _describe(e)
-            if "locked" in message:
-                raise StoreError(f"store {self.url} is locked by another process: {message}; "
-                                 "try again later") from e
-            raise StoreError(f"store {self.url}: {message}") from e
+            locked = _locked_error(self.url, e, self.busy_timeout)
+            if locked is not None:
+                raise locked from e
+            raise StoreError(f"store {self.url}: {_describe(e)}") from e
         except BaseException:
             session.rollback()
             raise
@@ -159,24 +200,32 @@ class Store:
 
     # --- hosts and workloads -----------------------------------------------------------------
 
+    @staticmethod
+    def _get_or_create(session: Session, query: Any, make: Callable[[], Any]) -> Any:
+        """The row ``query`` finds, else a new one; safe when another process inserts it first."""
+        row = session.scalar(query)
+        if row is not None:
+            return row
+        try:
+            with session.begin_nested():
+                row = make()
+                session.add(row)
+            return row
+        except IntegrityError:  # a concurrent writer created it between our select and insert
+            return session.scalar(query)
+
     def _host_row(self, session: Session, host: HostFingerprint) -> HostRow:
-        row = session.scalar(select(HostRow).where(HostRow.fingerprint == host.fingerprint))
-        if row is None:
-            row = HostRow(fingerprint=host.fingerprint, components=dict(host.components),
-                          info=dict(host.info))
-            session.add(row)
-            session.flush()
-        return row
+        return self._get_or_create(
+            session, select(HostRow).where(HostRow.fingerprint == host.fingerprint),
+            lambda: HostRow(fingerprint=host.fingerprint, components=dict(host.components),
+                            info=dict(host.info)))  # type: ignore[no-any-return]
 
     def _workload_row(self, session: Session, workload: WorkloadSpec) -> WorkloadRow:
-        row = session.scalar(select(WorkloadRow).where(WorkloadRow.signature ==
-                                                       workload.signature))
-        if row is None:
-            row = WorkloadRow(signature=workload.signature, name=workload.name,
-                              kind=workload.kind, size=workload.size, path=workload.path)
-            session.add(row)
-            session.flush()
-        return row
+        return self._get_or_create(
+            session, select(WorkloadRow).where(WorkloadRow.signature == workload.signature),
+            lambda: WorkloadRow(signature=workload.signature, name=workload.name,
+                                kind=workload.kind, size=workload.size,
+                                path=workload.path))  # type: ignore[no-any-return]
 
     def ensure_host(self, host: HostFingerprint) -> None:
         """Record ``host`` (once per fingerprint)."""
@@ -329,6 +378,59 @@ class Store:
             s.add(row)
             s.flush()
             return row.id
+
+    def import_profiles(self, host: HostFingerprint, profiles: list[Profile]) -> int:
+        """Add a host and its profiles in one transaction; skip profiles already stored.
+
+        A profile is the same when its host, workload and creation time are; re-importing a
+        file therefore changes nothing. Returns the number of profiles added.
+        """
+        added = 0
+        with self.session() as s:
+            host_row = self._host_row(s, host)
+            for profile in profiles:
+                workload = WorkloadSpec.from_dict(profile.workload)
+                exists = s.scalar(select(ProfileRow.id).where(
+                    ProfileRow.fingerprint == profile.fingerprint,
+                    ProfileRow.workload_signature == workload.signature,
+                    ProfileRow.document["created_at"].as_string() == profile.created_at))
+                if exists is not None:
+                    continue
+                workload_row = self._workload_row(s, workload)
+                best = profile.best()
+                s.add(ProfileRow(host_id=host_row.id, workload_id=workload_row.id,
+                                 calibration_id=None, fingerprint=profile.fingerprint,
+                                 workload_signature=workload.signature,
+                                 best_config=best.config.to_dict() if best else None,
+                                 target_duration=profile.target_duration,
+                                 format_version=FORMAT_VERSION, document=profile.to_dict()))
+                added += 1
+        return added
+
+    def trial_summaries(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Per workload and configuration: trial counts and median phases, for exports."""
+        import statistics
+
+        with self.session() as s:
+            query = (select(TrialRow, WorkloadRow.signature)
+                     .join(CalibrationRow, TrialRow.calibration_id == CalibrationRow.id)
+                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
+                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
+                     .where(HostRow.fingerprint == fingerprint))
+            groups: dict[tuple[str, str], list[TrialRow]] = {}
+            for trial, signature in s.execute(query):
+                groups.setdefault((signature, trial.config_key), []).append(trial)
+        summaries = []
+        for (signature, key), trials in sorted(groups.items()):
+            ok = [t for t in trials if t.status == "ok"]
+            summaries.append({
+                "workload_signature": signature, "config": key, "trials": len(trials),
+                "ok": len(ok),
+                "median_total": statistics.median(t.phases["total"] for t in ok) if ok else None,
+                "median_run_per_second": statistics.median(
+                    t.phases["run"] / t.duration for t in ok) if ok else None,
+            })
+        return summaries
 
     def latest_profile(self, fingerprint: str, signature: str | None = None) -> Profile | None:
         """The newest profile of a host (for one workload, or its newest of any)."""

@@ -1,0 +1,140 @@
+"""Derived views of profiles: thread scaling, devices side by side, precision, machines compared.
+
+Pure functions from profiles to rows (plain dicts), shared by the rich tables, the ``--json``
+output and the plots, so the three always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from autotune.config import RunConfig
+from autotune.profile import Profile, ProfileEntry
+
+
+def _valid(profile: Profile) -> list[ProfileEntry]:
+    return [e for e in profile.entries if e.status == "valid" and e.cost is not None]
+
+
+def thread_scaling_rows(profile: Profile) -> list[dict[str, Any]]:
+    """Per OpenMP thread count: the best standalone rate, speed-up, parallel efficiency, memory.
+
+    Speed-up is the loop's (per simulated second) against the fewest threads measured; the
+    efficiency divides it by the thread ratio (OpenMP off counts as one thread).
+    """
+    best: dict[int, ProfileEntry] = {}
+    for entry in _valid(profile):
+        if entry.config.device != "cpp_standalone":
+            continue
+        current = best.get(entry.config.threads)
+        if current is None or entry.cost.rate < current.cost.rate:  # type: ignore[union-attr]
+            best[entry.config.threads] = entry
+    if not best:
+        return []
+    base_threads = min(best)
+    base_rate = best[base_threads].cost.rate  # type: ignore[union-attr]
+    rows = []
+    for threads in sorted(best):
+        entry = best[threads]
+        cost = entry.cost
+        assert cost is not None
+        speedup = base_rate / cost.rate if cost.rate > 0 else None
+        ideal = max(threads, 1) / max(base_threads, 1)
+        rows.append({
+            "threads": threads, "config": entry.config.key, "rate_s_per_s": cost.rate,
+            "speedup": speedup, "ideal_speedup": ideal,
+            "efficiency": (speedup / ideal) if speedup is not None else None,
+            "peak_rss": cost.peak_rss,
+            "memory_per_thread": (cost.peak_rss / max(threads, 1)) if cost.peak_rss else None,
+        })
+    return rows
+
+
+def device_rows(profile: Profile, duration: float | None = None) -> list[dict[str, Any]]:
+    """The best runtime and the best cpp_standalone configuration, side by side."""
+    d = profile.target_duration if duration is None else duration
+    rows = []
+    for device in ("runtime", "cpp_standalone"):
+        entries = [e for e in profile.ranked(d) if e.config.device == device]
+        if not entries:
+            continue
+        cost = entries[0].cost
+        assert cost is not None
+        rows.append({"device": device, "config": entries[0].config.key, "fixed_s": cost.fixed,
+                     "rate_s_per_s": cost.rate, "predicted_s": cost.predict(d),
+                     "peak_rss": cost.peak_rss})
+    return rows
+
+
+def precision_rows(profile: Profile, duration: float | None = None) -> list[dict[str, Any]]:
+    """Configurations measured in both precisions: float32's speed-up and validation result."""
+    d = profile.target_duration if duration is None else duration
+    by_config = {e.config: e for e in profile.entries}
+    rows = []
+    for config, single in by_config.items():
+        if config.precision != "float32":
+            continue
+        double = by_config.get(RunConfig(config.device, config.target, config.threads,
+                                         "float64", config.flags))
+        if double is None or double.cost is None:
+            continue
+        row: dict[str, Any] = {
+            "config": double.config.key.replace("-float64", ""), "float32_status": single.status,
+            "float32_deviation": single.max_deviation, "float32_reason": single.reason,
+            "float64_predicted_s": double.cost.predict(d),
+            "float32_predicted_s": single.cost.predict(d) if single.cost else None,
+        }
+        row["float32_speedup"] = (row["float64_predicted_s"] / row["float32_predicted_s"]
+                                  if row["float32_predicted_s"] else None)
+        rows.append(row)
+    return rows
+
+
+def host_label(fingerprint: str, hosts: Mapping[str, Mapping[str, Any]]) -> str:
+    """``hostname (fingerprint prefix)`` where the hostname is known."""
+    info = hosts.get(fingerprint, {}).get("info", {})
+    name = info.get("hostname") or hosts.get(fingerprint, {}).get("components", {}).get(
+        "cpu_model", "host")
+    return f"{name} ({fingerprint[:8]})"
+
+
+def compare_rows(profiles: Sequence[Profile], hosts: Mapping[str, Mapping[str, Any]],
+                 duration: float, reference: str | None = None) -> list[dict[str, Any]]:
+    """Machines side by side per workload: best config, prediction, throughput, speed-ups.
+
+    ``reference`` is the fingerprint the relative speed is measured against (default: the first
+    host of each workload, in the order given).
+    """
+    by_workload: dict[str, list[Profile]] = {}
+    for profile in profiles:
+        by_workload.setdefault(str(profile.workload.get("signature")), []).append(profile)
+    rows = []
+    for group in by_workload.values():
+        predictions: dict[str, float] = {}
+        for profile in group:
+            best = profile.best(duration)
+            if best is not None and best.cost is not None:
+                predictions[profile.fingerprint] = best.cost.predict(duration)
+        ref = reference if reference in predictions else next(iter(predictions), None)
+        for profile in group:
+            best = profile.best(duration)
+            predicted = predictions.get(profile.fingerprint)
+            baseline = profile.entry(profile.baseline) if profile.baseline else None
+            base_pred = (baseline.cost.predict(duration) if baseline and baseline.cost
+                         else None)
+            rows.append({
+                "workload": profile.workload.get("name"), "size": profile.workload.get("size"),
+                "workload_signature": profile.workload.get("signature"),
+                "host": host_label(profile.fingerprint, hosts),
+                "fingerprint": profile.fingerprint,
+                "best": best.config.key if best else None, "predicted_s": predicted,
+                "throughput": (duration / predicted) if predicted else None,
+                "speedup_vs_default": (base_pred / predicted) if base_pred and predicted
+                else None,
+                "relative_to_reference": (predictions[ref] / predicted)
+                if ref and predicted else None,
+                "reference": ref == profile.fingerprint,
+                "busy": profile.busy,
+            })
+    return rows

@@ -1,0 +1,81 @@
+"""Shared pieces of the benchmarks: interleaved end-to-end measurement and markdown tables.
+
+Every alternative is measured by the same harness as calibration trials (a fresh process per run,
+wall time from spawn to exit, peak RSS of the process tree), interleaved A B C D A B C D ... so
+that drift on a shared machine hits all alternatives alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autotune.config import RunConfig  # noqa: E402
+from autotune.host import HostFingerprint  # noqa: E402
+from autotune.paths import cython_cache_dir, standalone_build_dir  # noqa: E402
+from autotune.trial import TrialResult, TrialSpec, run_trial  # noqa: E402
+from autotune.workloads import WorkloadSpec  # noqa: E402
+
+
+@dataclass
+class Series:
+    """Repeated end-to-end measurements of one alternative."""
+
+    label: str
+    config: RunConfig
+    results: list[TrialResult] = field(default_factory=list)
+
+    @property
+    def walls(self) -> list[float]:
+        return [r.phases["total"] for r in self.results if r.ok]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls) if self.walls else float("nan")
+
+    @property
+    def spread(self) -> float:
+        walls = self.walls
+        return (max(walls) - min(walls)) / 2 if len(walls) > 1 else 0.0
+
+    @property
+    def peak_mib(self) -> float:
+        peaks = [r.peak_rss for r in self.results if r.ok and r.peak_rss]
+        return max(peaks) / 2**20 if peaks else float("nan")
+
+
+def spec_for(host: HostFingerprint, workload: WorkloadSpec, config: RunConfig, duration: float,
+             cache_root: Path) -> TrialSpec:
+    """A trial spec using the calibration's stable build folders (warm builds)."""
+    build = (standalone_build_dir(cache_root, host.fingerprint, workload.signature, config)
+             if config.device == "cpp_standalone" else None)
+    cache = cython_cache_dir(cache_root, host.fingerprint, config)
+    return TrialSpec(workload, config, duration, build, cache)
+
+
+def measure_interleaved(host: HostFingerprint, workload: WorkloadSpec, series: Sequence[Series],
+                        duration: float, repeats: int, cache_root: Path,
+                        timeout: float = 3600) -> None:
+    """Warm every distinct configuration once, then measure A B C ... ``repeats`` times."""
+    distinct = {s.config: s for s in series}
+    for config in distinct:  # warm-up: builds and caches, not counted
+        run_trial(spec_for(host, workload, config, duration, cache_root), timeout)
+    for _ in range(repeats):
+        done: dict[RunConfig, TrialResult] = {}
+        for s in series:
+            if s.config not in done:  # alternatives that chose the same config share a run
+                done[s.config] = run_trial(spec_for(host, workload, s.config, duration,
+                                                    cache_root), timeout)
+            s.results.append(done[s.config])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Is the tuned configuration really faster than what a user would have done?
+
+For each workload and run length this measures, side by side and interleaved, the end-to-end wall
+time (fresh process, start-up to exit) and peak memory of:
+
+1. Brian2's default configuration (runtime, Cython when available, float64);
+2. the fixed rule "always cpp_standalone with the memory-aware thread count";
+3. the configuration ``autotune.apply(duration=L)`` chooses from a calibrated profile;
+4. the exhaustive oracle: every configuration of the space calibrated, the fastest for that run
+   length picked after the fact.
+
+It also compares the cost of the (budgeted) calibration with the exhaustive search, and times
+``autotune.apply()`` with a stored profile. Output: markdown tables on stdout (and ``--out``).
+
+    python benchmarks/alternatives.py                       # cuba 4000 at 1, 10, 100 s
+    python benchmarks/alternatives.py --workloads cuba:4000 stdp:1000 --lengths 1 10 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Series, markdown_table, measure_interleaved  # noqa: E402
+
+from autotune.apply import choose, fallback_config  # noqa: E402
+from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
+from autotune.config import brian2_default_config  # noqa: E402
+from autotune.host import collect_host  # noqa: E402
+from autotune.search import Budget  # noqa: E402
+from autotune.store import open_store  # noqa: E402
+from autotune.workloads import resolve_workload  # noqa: E402
+
+
+def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: int,
+               exhaustive: bool) -> tuple[object, float, int]:
+    settings = (CalibrationSettings(budget=Budget(trials=100_000), confirm_top=0)
+                if exhaustive else CalibrationSettings(budget=Budget(trials=trials)))
+    started = time.perf_counter()
+    outcome = calibrate(workload, size=size, db=db, cache_root=cache, settings=settings)
+    wall = time.perf_counter() - started
+    with open_store(db) as store:
+        count = len(store.trials(outcome.calibration_id))
+    return outcome.profile, wall, count
+
+
+def apply_milliseconds(db: str, repeats: int = 15) -> float:
+    """Median wall time of ``import autotune; autotune.apply()`` in a process that has already
+    imported Brian2 (as any user script has), with a stored profile."""
+    code = ("import time, brian2\nt = time.perf_counter()\nimport autotune\n"
+            f"autotune.apply(db={db!r}, record=False)\nprint(time.perf_counter() - t)\n")
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return 1000 * statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", default=["cuba:4000"],
+                        help="NAME[:SIZE] built-ins (default cuba:4000)")
+    parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0, 100.0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=8, help="tuned calibration's budget")
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    args = parser.parse_args()
+
+    host = collect_host()
+    work = Path(tempfile.mkdtemp(prefix="autotune-bench-"))
+    report = [f"Machine: {host.components['cpu_model']}, {host.usable_cpus} usable CPUs, "
+              f"{host.usable_memory / 2**30:.0f} GiB; Python {host.components['python']}, "
+              f"Brian2 {host.components['brian2']}, {host.components['compiler']}; "
+              f"{platform.system()} {platform.machine()}.", ""]
+    speed_rows, memory_rows, cost_rows = [], [], []
+    apply_ms = None
+    for item in args.workloads:
+        name, _, size_text = item.partition(":")
+        size = int(size_text) if size_text else None
+        workload = resolve_workload(name, size)
+        tuned_db, oracle_db = (f"sqlite:///{work / f'{name}-{k}.db'}" for k in ("tuned", "all"))
+        print(f"[{workload.describe()}] calibrating (budget {args.trials})...", file=sys.stderr)
+        tuned, tuned_wall, tuned_count = _calibrate(name, size, tuned_db, work / "cache-tuned",
+                                                    args.trials, exhaustive=False)
+        print(f"[{workload.describe()}] exhaustive search...", file=sys.stderr)
+        oracle, oracle_wall, oracle_count = _calibrate(name, size, oracle_db, work / "cache-all",
+                                                       args.trials, exhaustive=True)
+        cost_rows.append([workload.describe(), f"{tuned_wall:.0f} s / {tuned_count} trials",
+                          f"{oracle_wall:.0f} s / {oracle_count} trials",
+                          f"{tuned_wall / oracle_wall:.2f}"])
+        if apply_ms is None:
+            apply_ms = apply_milliseconds(tuned_db)
+        for length in args.lengths:
+            chosen = choose(host, tuned, duration=length)[0]  # what autotune.apply would set
+            fastest = oracle.ranked(length)[0].config  # type: ignore[attr-defined]
+            series = [Series("default", brian2_default_config(True)),
+                      Series("fixed rule", fallback_config(host, True)),
+                      Series("tuned", chosen), Series("oracle", fastest)]
+            print(f"[{workload.describe()}] {length:g} s: "
+                  + ", ".join(f"{s.label}={s.config.key}" for s in series), file=sys.stderr)
+            measure_interleaved(host, workload, series, length, args.repeats, work / "cache")
+            d, f, t, o = series
+            speed_rows.append([workload.describe(), f"{length:g} s",
+                               *(f"{s.median:.2f} ± {s.spread:.2f} s ({s.config.key})"
+                                 for s in series),
+                               f"{d.median / t.median:.2f}", f"{f.median / t.median:.2f}",
+                               f"{o.median / t.median:.2f}"])
+            memory_rows.append([workload.describe(), f"{length:g} s",
+                                *(f"{s.peak_mib:.0f}" for s in series)])
+    report.append(markdown_table(
+        ["workload", "run length", "1 default", "2 fixed rule", "3 tuned", "4 oracle",
+         "tuned speed-up vs 1", "vs 2", "tuned speed / oracle speed"], speed_rows))
+    report += ["", "Peak memory (MiB, process tree):", "", markdown_table(
+        ["workload", "run length", "default", "fixed rule", "tuned", "oracle"], memory_rows)]
+    report += ["", "Calibration cost:", "", markdown_table(
+        ["workload", "calibration", "exhaustive search", "ratio"], cost_rows)]
+    report += ["", f"`autotune.apply()` with a stored profile: {apply_ms:.1f} ms (median of 15, "
+               "Brian2 already imported)."]
+    text = "\n".join(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
