@@ -18,20 +18,22 @@ def _valid(profile: Profile) -> list[ProfileEntry]:
 
 
 def thread_scaling_rows(profile: Profile) -> list[dict[str, Any]]:
-    """Per OpenMP thread count: the best standalone rate, speed-up, parallel efficiency, memory.
+    """Per OpenMP thread count: standalone loop rate, speed-up, parallel efficiency, memory.
 
-    Speed-up is the loop's (per simulated second) against the fewest threads measured; the
-    efficiency divides it by the thread ratio (OpenMP off counts as one thread).
+    Threads are compared within one precision and flag preset (the family measured at the most
+    thread counts, float64 with Brian2's flags first), so only the thread count differs. Speed-up
+    is the loop's (per simulated second) against the fewest threads measured; the efficiency
+    divides it by the thread ratio (OpenMP off counts as one thread).
     """
-    best: dict[int, ProfileEntry] = {}
+    families: dict[tuple[str, str], dict[int, ProfileEntry]] = {}
     for entry in _valid(profile):
-        if entry.config.device != "cpp_standalone":
-            continue
-        current = best.get(entry.config.threads)
-        if current is None or entry.cost.rate < current.cost.rate:  # type: ignore[union-attr]
-            best[entry.config.threads] = entry
-    if not best:
+        if entry.config.device == "cpp_standalone":
+            family = families.setdefault((entry.config.precision, entry.config.flags), {})
+            family[entry.config.threads] = entry
+    if not families:
         return []
+    key = max(families, key=lambda k: (len(families[k]), k == ("float64", "default")))
+    best = families[key]
     base_threads = min(best)
     base_rate = best[base_threads].cost.rate  # type: ignore[union-attr]
     rows = []

@@ -193,3 +193,12 @@ def test_plots_are_written(tmp_path: Path) -> None:
     compare_png = plot_comparison(rows, tmp_path / "compare.png", 10.0)
     for png in (profile_png, compare_png):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_thread_scaling_compares_one_precision_and_flag_family() -> None:
+    server = _server_profile()
+    odd = ProfileEntry(standalone_config(4, "float32", "O2"), "valid", CostModel(3.0, 0.001))
+    profile = Profile.from_dict({**server.to_dict(), "entries": [
+        *[e.to_dict() for e in server.entries], odd.to_dict()]})
+    rows = thread_scaling_rows(profile)
+    assert {r["config"].split("-", 2)[2] for r in rows} == {"float64-default"}
