@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import psutil
@@ -28,7 +29,7 @@ HERE = Path(__file__).parent / "workloads"
 
 
 def _count(db: Path, sql: str) -> int:
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection:  # `with connection` alone never closes
         return int(connection.execute(sql).fetchone()[0])
 
 

@@ -9,6 +9,7 @@ when a store is opened, keeping old data.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,11 +79,13 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
 
 @contextmanager
 def _migration_lock(url: str) -> Iterator[None]:
-    """Serialise schema upgrades of one SQLite file between processes.
+    """Serialise schema upgrades of SQLite stores between processes.
 
     SQLite's DDL is not transactional under Alembic, so two processes creating a new store at
-    once would both try to create its tables. An ``flock`` on the database file itself is
-    independent of SQLite's own (POSIX) locks on Linux and needs no extra file.
+    once would both try to create its tables. The lock is an ``flock`` on the store's *folder*:
+    never open and close another descriptor of the database file itself, since closing any
+    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included, and
+    another process could then delete the write-ahead log under our feet.
     """
     path = sqlite_path(url)
     if path is None:
@@ -90,12 +93,12 @@ def _migration_lock(url: str) -> Iterator[None]:
         return
     import fcntl
 
-    with open(path, "ab") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the flock
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
