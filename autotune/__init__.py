@@ -39,8 +39,6 @@ _EXPORTS = {
     "StoreError": "autotune.errors",
     "StoreUnavailable": "autotune.errors",
     "ProfileError": "autotune.errors",
-    "IncompatibleProfile": "autotune.errors",
-    "TrialFailed": "autotune.errors",
     "CalibrationError": "autotune.errors",
 }
 

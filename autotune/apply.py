@@ -64,7 +64,6 @@ class Applied:
     workload: str | None = None
     profile_created_at: str | None = None
     seconds: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
     cost: CostModel | None = field(default=None, compare=False)
     store_url: str | None = field(default=None, compare=False)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ from autotune.config import RunConfig, all_configs, brian2_default_config, stand
 from autotune.costmodel import CostModel
 from autotune.errors import BadInput, CalibrationError, WorkloadError
 from autotune.host import HostFingerprint, collect_host, collect_load
-from autotune.measure import Measurer, MeasureSettings
+from autotune.measure import Measurer, MeasureSettings, ProgressCallback
 from autotune.paths import default_cache_root
 from autotune.profile import Profile, ProfileEntry
 from autotune.search import Budget, Evaluation, run_search, study_name
@@ -36,7 +35,6 @@ from autotune.workloads import WorkloadSpec, resolve_workload
 
 logger = logging.getLogger(__name__)
 TARGETS = ("numpy", "cython", "cpp")
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 def cython_available(host: HostFingerprint) -> bool:

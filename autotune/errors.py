@@ -48,17 +48,5 @@ class ProfileError(BadInput):
     """A profile document (exported or imported) is malformed, hostile or of an unknown version."""
 
 
-class IncompatibleProfile(AutotuneError):
-    """A stored profile was measured on a host whose fingerprint differs from this one."""
-
-
-class NoProfile(AutotuneError):
-    """No profile is stored for this host (and workload)."""
-
-
-class TrialFailed(AutotuneError):
-    """A calibration trial's subprocess crashed, timed out, ran out of memory or gave bad output."""
-
-
 class CalibrationError(AutotuneError):
     """A calibration could not produce any usable profile (e.g. every trial failed)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import RunConfig
-from autotune.costmodel import CostModel, estimates, fit_cost_model, relative_spread
+from autotune.costmodel import estimates, fit_cost_model, relative_spread
 from autotune.errors import WorkloadError
 from autotune.host import HostFingerprint, collect_load
 from autotune.paths import cython_cache_dir, standalone_build_dir
@@ -204,14 +204,6 @@ class Measurer:
                 evaluations[config] = self._model(config, self.results[config])
         confirmed = [e.config for e in contenders if evaluations[e.config].objective is not None]
         return sorted(confirmed, key=lambda c: evaluations[c].objective)  # type: ignore[arg-type, return-value]
-
-    def cost(self, config: RunConfig) -> CostModel | None:
-        """The current cost model of a measured configuration."""
-        ok = [r for r in self.results.get(config, []) if r.ok]
-        try:
-            return fit_cost_model(ok, self.settings.target_duration) if ok else None
-        except ValueError:
-            return None
 
 
 def observables_by_duration(results: list[TrialResult]) -> dict[float, dict[str, float]]:

@@ -235,12 +235,6 @@ class Store:
         with self.session() as s:
             self._host_row(s, host)
 
-    def host_components(self, fingerprint: str) -> dict[str, Any] | None:
-        """The stored components of a host, or None when unknown."""
-        with self.session() as s:
-            row = s.scalar(select(HostRow).where(HostRow.fingerprint == fingerprint))
-            return dict(row.components) if row else None
-
     def hosts(self) -> list[dict[str, Any]]:
         """Every known host: fingerprint, components, info."""
         with self.session() as s:
@@ -299,17 +293,6 @@ class Store:
             row.finished_at = datetime.now(timezone.utc)
             if load is not None:
                 row.load = load
-
-    def calibrations(self, fingerprint: str | None = None) -> list[CalibrationInfo]:
-        """Calibrations, oldest first (of one host when ``fingerprint`` is given)."""
-        with self.session() as s:
-            query = (select(CalibrationRow, HostRow, WorkloadRow)
-                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
-                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
-                     .order_by(CalibrationRow.id))
-            if fingerprint:
-                query = query.where(HostRow.fingerprint == fingerprint)
-            return [self._calibration_info(*r) for r in s.execute(query).all()]
 
     def record_run(self, record: RunRecord) -> None:
         """Append a full run (for non-SQLite stores; SQLite goes through :mod:`.lite`)."""
