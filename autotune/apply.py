@@ -300,15 +300,6 @@ def _process_wall() -> float | None:
         return None
 
 
-def _peak_rss() -> int:
-    import resource
-    import sys
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * scale
-
-
 def finished_run(applied: Applied, script: str | None = None, exit_code: int | None = None
                  ) -> RunRecord | None:
     """What the run that ``applied`` prepared really cost, or None if Brian2 never ran."""
@@ -316,6 +307,8 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
     from datetime import datetime, timezone
 
     import numpy as np
+
+    from autotune.runner import peak_rss
 
     brian2 = sys.modules.get("brian2")
     if brian2 is None:
@@ -337,7 +330,7 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         predicted_loop=cost.rate * simulated if cost else None,
         actual_total=total, actual_loop=float(loop),
         actual_build=(total - float(loop)) if total is not None else None,
-        peak_rss=_peak_rss(), exit_code=exit_code,
+        peak_rss=peak_rss(), exit_code=exit_code,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

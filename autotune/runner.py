@@ -191,7 +191,8 @@ class RunReport:
                 "peak_rss": self.peak_rss, "exit_code": self.exit_code}
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
+    """Peak resident memory of this process or its largest child (compiler, binary), bytes."""
     scale = 1 if sys.platform == "darwin" else 1024
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -220,7 +221,7 @@ def execute_script(path: str | Path, args: list[str]) -> RunReport:
             sys.path.pop(0)
     wall = time.perf_counter() - started
     loop, build = _brian_timings(wall)
-    return RunReport(wall, loop, build, _peak_rss(), exit_code)
+    return RunReport(wall, loop, build, peak_rss(), exit_code)
 
 
 def _brian_timings(wall: float) -> tuple[float | None, float | None]:
