@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from autotune.errors import AutotuneError, BadInput
+from autotune.search import DEFAULT_TRIALS
 
 logger = logging.getLogger("autotune.cli")
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", default="cuba",
                    help="built-in (cuba, coba-hh, stdp) or a .py file defining simulate(duration)")
     p.add_argument("--size", type=_positive_int, help="size of a built-in workload")
-    p.add_argument("--trials", type=_positive_int, help="configurations to measure (default 12)")
+    p.add_argument("--trials", type=_positive_int,
+                   help=f"configurations to measure (default {DEFAULT_TRIALS})")
     p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes")
     p.add_argument("--target-duration", type=_positive_float, default=10.0, metavar="S",
                    help="simulated seconds of the runs to optimise for (default 10)")
@@ -227,7 +229,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from autotune.report import profile_renderables, profile_summary
     from autotune.search import Budget
 
-    trials = args.trials if args.trials or args.minutes else 12
+    trials = args.trials if args.trials or args.minutes else DEFAULT_TRIALS
     settings = CalibrationSettings(
         target_duration=args.target_duration, tolerance=args.tolerance,
         durations=tuple(args.durations), budget=Budget(trials=trials, minutes=args.minutes),

@@ -3,8 +3,9 @@
 A :class:`Measurer` belongs to one calibration. For each configuration the search proposes it runs
 trials at every calibration duration (compiled configurations get a warm-up run first, recorded as
 cold when it compiled), then repeats at the longest duration while the trials' estimates of a
-full run disagree by more than the noise target (adaptive repeats, bounded). Every trial goes to
-the store the moment it finishes. The first float64 configuration that succeeds is the reference;
+full run disagree by more than the noise target (adaptive repeats, bounded), unless even its
+fastest estimate loses to the best valid configuration so far by more than that (racing: a
+loser's time need not be known precisely). Every trial goes to the store the moment it finishes. The first float64 configuration that succeeds is the reference;
 later ones must match its observables within the tolerance. After the search, :meth:`confirm`
 re-measures the top configurations interleaved (A B C A B C ...) so that drift hits them alike.
 """
@@ -73,6 +74,8 @@ class Measurer:
         self.results: dict[RunConfig, list[TrialResult]] = {}
         self.previous: dict[RunConfig, list[TrialResult]] = {}
         self.loads: list[dict[str, Any]] = []
+        #: Best predicted target-length time of a valid configuration so far (for racing).
+        self.best_objective: float | None = None
         for result in previous:
             self.previous.setdefault(result.config, []).append(result)
 
@@ -126,15 +129,26 @@ class Measurer:
                 return self.results[config]
         longest = max(self.settings.durations)
         for _ in range(self.settings.max_repeats):
-            spread = relative_spread(estimates(self.results[config],
-                                               self.settings.target_duration))
+            guesses = estimates(self.results[config], self.settings.target_duration)
+            spread = relative_spread(guesses)
             if spread <= self.settings.noise_target:
+                break
+            if self._clearly_slower(guesses):
+                logger.info("%s: slower than the best so far even at its fastest; no repeats",
+                            config.key)
                 break
             logger.info("%s: estimates disagree by ±%.1f %%, measuring again", config.key,
                         100 * spread)
             if not self._run(config, longest).ok:
                 break
         return self.results[config]
+
+    def _clearly_slower(self, guesses: list[float]) -> bool:
+        """Racing: a configuration whose fastest estimate loses to the best valid one so far by
+        more than the noise target cannot win, so repeating it would only refine a loser."""
+        if self.best_objective is None or not guesses:
+            return False
+        return min(guesses) > self.best_objective * (1 + self.settings.noise_target)
 
     def evaluate(self, config: RunConfig) -> Evaluation:
         """Measure, validate and model one configuration (the search's callback).
@@ -159,17 +173,25 @@ class Measurer:
         attrs: dict[str, Any] = {"cost": cost.to_dict(), "phases": medians,
                                  "phase_spread": spreads}
         if self.reference is None and config.precision != "float64":
-            return Evaluation(config, objective, feasible=False, attrs=attrs,
+            return Evaluation(config, objective, feasible=False, attrs=attrs, rate=cost.rate,
                               reason="no float64 reference succeeded to validate against")
         if self.reference is None or self.reference == config:
             self.reference = config
             self.reference_observables = observables_by_duration(results)
-            return Evaluation(config, objective, attrs={**attrs, "reference": True})
+            self._note_valid(objective)
+            return Evaluation(config, objective, attrs={**attrs, "reference": True},
+                              rate=cost.rate)
         verdict = self._validate(results)
         attrs["max_deviation"] = (verdict.max_deviation if math.isfinite(verdict.max_deviation)
                                   else None)
+        if verdict.ok:
+            self._note_valid(objective)
         return Evaluation(config, objective, feasible=verdict.ok, reason=verdict.reason,
-                          attrs=attrs)
+                          attrs=attrs, rate=cost.rate)
+
+    def _note_valid(self, objective: float) -> None:
+        if self.best_objective is None or objective < self.best_objective:
+            self.best_objective = objective
 
     def _validate(self, results: list[TrialResult]) -> Verdict:
         """Compare with the reference at the longest duration both ran (most events, least

@@ -35,7 +35,7 @@ from autotune.apply import choose, fallback_config  # noqa: E402
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
-from autotune.search import Budget  # noqa: E402
+from autotune.search import DEFAULT_TRIALS, Budget  # noqa: E402
 from autotune.store import open_store  # noqa: E402
 from autotune.workloads import resolve_workload  # noqa: E402
 
@@ -71,7 +71,8 @@ def main() -> int:
                         help="NAME[:SIZE] built-ins (default cuba:4000)")
     parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0, 100.0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=8, help="tuned calibration's budget")
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                        help=f"tuned calibration's budget (default {DEFAULT_TRIALS}, as calibrate)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
 

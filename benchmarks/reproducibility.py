@@ -4,7 +4,7 @@ Runs the calibration twice (separate stores and build caches, as two users would
 both chosen configurations side by side, interleaved, at the target run length, and prints the
 ratio of their median end-to-end wall times. The target is a ratio within 5 % of 1.
 
-    python benchmarks/reproducibility.py --workload cuba --size 4000 --trials 8
+    python benchmarks/reproducibility.py --workload cuba --size 4000
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from _harness import Series, markdown_table, measure_interleaved  # noqa: E402
 
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
-from autotune.search import Budget  # noqa: E402
+from autotune.search import DEFAULT_TRIALS, Budget  # noqa: E402
 from autotune.workloads import resolve_workload  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", default="cuba")
     parser.add_argument("--size", type=int)
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS)
     parser.add_argument("--target-duration", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()

@@ -40,6 +40,16 @@ def test_adaptive_repeats_stop_at_the_bound_when_noise_never_settles(cache_root:
     assert len(recorded) == 4 and all(p == "search" for _, p in recorded)
 
 
+def test_no_repeats_for_a_configuration_that_cannot_win(cache_root: Path) -> None:
+    """Racing: noise would ask for repeats, but even the fastest estimate loses to the best."""
+    recorded: list[tuple[TrialResult, str]] = []
+    measurer = _measurer(cache_root, 0.0, 2, recorded)
+    measurer.best_objective = 0.001  # a valid configuration predicted at 1 ms
+    results = measurer.measure(NUMPY)
+    assert [r.duration for r in results] == [0.01, 0.03]
+    assert len(recorded) == 2
+
+
 def test_no_repeats_when_the_estimates_agree(cache_root: Path) -> None:
     recorded: list[tuple[TrialResult, str]] = []
     results = _measurer(cache_root, 10.0, 2, recorded).measure(NUMPY)

@@ -7,7 +7,7 @@ import pytest
 
 from autotune.config import RunConfig, all_configs, standalone_config
 from autotune.errors import BadInput
-from autotune.search import Budget, Evaluation, run_search
+from autotune.search import Budget, Evaluation, neighbours, run_search
 
 REFERENCE = RunConfig("runtime", "cython")
 
@@ -103,3 +103,76 @@ def test_the_study_reads_well_in_optuna_dashboard(db_url: str) -> None:
     assert first.value == pytest.approx(_cost(REFERENCE))
     infeasible = next(t for t in complete if t.user_attrs["config"] == standalone_config(0).key)
     assert infeasible.user_attrs["infeasible"] == "differs"
+
+
+# Cost models (fixed s, s per simulated s) of CUBA 4000 on a 2-CPU host from an exhaustive
+# calibration (benchmarks/alternatives.py), noise included: the family scan ranks Cython (6.0 s
+# at 10 s) ahead of standalone (6.2 s), yet float32 with -funroll-loops without OpenMP is best
+# (4.2 s), a corner a random 8-trial search often missed.
+MEASURED = {
+    "numpy-float32": (3.36, 1.071), "numpy-float64": (3.61, 0.94),
+    "cython-float32-O2": (3.67, 0.243), "cython-float32-O3-unroll": (3.72, 0.243),
+    "cython-float32-default": (4.19, 0.237), "cython-float64-O2": (4.66, 0.369),
+    "cython-float64-O3-unroll": (3.92, 0.218), "cython-float64-default": (3.89, 0.215),
+    "cpp_standalone-t0-float32-O2": (4.24, 0.133),
+    "cpp_standalone-t0-float32-O3-unroll": (3.65, 0.053),
+    "cpp_standalone-t0-float32-default": (3.85, 0.053),
+    "cpp_standalone-t0-float64-O2": (3.38, 0.102),
+    "cpp_standalone-t0-float64-O3-unroll": (3.91, 0.075),
+    "cpp_standalone-t0-float64-default": (5.1, 0.105),
+    "cpp_standalone-t1-float32-O2": (3.45, 0.124),
+    "cpp_standalone-t1-float32-O3-unroll": (3.89, 0.083),
+    "cpp_standalone-t1-float32-default": (3.89, 0.08),
+    "cpp_standalone-t1-float64-O2": (3.99, 0.128),
+    "cpp_standalone-t1-float64-O3-unroll": (4.01, 0.092),
+    "cpp_standalone-t1-float64-default": (3.41, 0.086),
+    "cpp_standalone-t2-float32-O2": (3.73, 0.228),
+    "cpp_standalone-t2-float32-O3-unroll": (3.73, 0.149),
+    "cpp_standalone-t2-float32-default": (3.64, 0.113),
+    "cpp_standalone-t2-float64-O2": (3.63, 0.214),
+    "cpp_standalone-t2-float64-O3-unroll": (4.31, 0.167),
+    "cpp_standalone-t2-float64-default": (4.88, 0.185),
+}
+
+
+def test_neighbours_change_one_knob_and_stay_in_the_family() -> None:
+    config = standalone_config(4, "float64", "default")
+    around = neighbours(config, max_threads=8)
+    assert around[0] == standalone_config(4, "float32", "default")
+    assert around[1:3] == [standalone_config(4, "float64", "O3-unroll"),
+                           standalone_config(4, "float64", "O2")]
+    assert [c.threads for c in around[3:]] == [2, 8, 3, 5]
+    assert neighbours(RunConfig("runtime", "numpy"), 8) == [
+        RunConfig("runtime", "numpy", precision="float32")]
+    assert [c.threads for c in neighbours(standalone_config(0), 2)[3:]] == [1]
+    assert all(c.device == config.device for c in around)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_climb_finds_the_best_corner_within_the_default_budget(db_url: str, seed: int
+                                                                   ) -> None:
+    calls: list[RunConfig] = []
+
+    def evaluate(config: RunConfig) -> Evaluation:
+        calls.append(config)
+        fixed, rate = MEASURED[config.key]
+        return Evaluation(config, fixed + 10 * rate, rate=rate)
+
+    first = [REFERENCE, RunConfig("runtime", "numpy"), standalone_config(0), standalone_config(2)]
+    run_search(evaluate, storage_url=db_url, name=f"climb{seed}", space=all_configs(2),
+               max_threads=2, cython_available=True, first=first, budget=Budget(), seed=seed)
+    assert calls[:4] == first and len(calls) == 8
+    best = standalone_config(0, "float32", "O3-unroll")
+    assert best in calls
+    # the climb reached it from the runner-up family, not by the sampler's luck
+    assert calls.index(best) < 7
+
+
+def test_the_climb_never_starts_from_an_invalid_configuration(db_url: str) -> None:
+    fast_but_wrong = standalone_config(0)
+    recorder = Recorder({fast_but_wrong})
+    run_search(recorder, storage_url=db_url, name="s", space=all_configs(2), max_threads=2,
+               cython_available=True, first=[REFERENCE, fast_but_wrong], budget=Budget(trials=4),
+               seed=0)
+    # The reference is the best valid configuration, so its neighbours come next.
+    assert recorder.calls[2:4] == neighbours(REFERENCE, 2)[:2]
