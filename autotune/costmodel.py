@@ -4,8 +4,9 @@
 code generation, warm compilation, binary start) and ``rate`` the wall seconds per simulated
 second of the loop. Both come from measured trials: ``rate`` from the loop's own timer at several
 simulated durations (robust even when the fixed part is noisy), ``fixed`` from end-to-end wall
-time minus the loop. The residual of the line through all warm trials says how well the model
-fits; a cold build (first compilation) is kept apart as ``cold_extra`` since later runs reuse it.
+time minus the loop and minus compilation timed apart (a repeated run compiles nothing). The
+residual of the line through those trials says how well the model fits; a cold build (first
+compilation) is kept apart as ``cold_extra`` since later runs reuse it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class CostModel:
     Attributes:
         fixed: seconds paid once per run with a warm build.
         rate: wall seconds per simulated second.
-        residual: root-mean-square error of the model over the warm trials (seconds).
-        samples: number of warm trials the model was fit from.
+        residual: root-mean-square error of the model over the trials it was fit from
+            (seconds).
+        samples: number of trials the model was fit from (warm ones, and cold ones whose
+            compilation was timed apart).
         durations: distinct simulated durations among them.
         cold_extra: extra seconds of a cold (first) build, or 0 when none was seen.
         peak_rss: largest peak resident memory seen in the warm trials (bytes).
@@ -102,37 +105,36 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
         ValueError: when no successful warm trial is given.
     """
     ok = [t for t in trials if t.ok and "total" in t.phases]
-    warm = [t for t in ok if not t.cold]
-    if not warm:
+    timed = [t for t in ok if _timeable(t)]
+    if not any(not t.cold for t in timed):
         raise ValueError("no successful warm trial to fit a cost model from")
-    rates = [t.phases["run"] / t.duration for t in warm if t.duration > 0]
+    rates = [t.phases["run"] / t.duration for t in timed if t.duration > 0]
     rate = statistics.median(rates) if rates else 0.0
-    # A standalone run at a new duration recompiles main.cpp (the duration is a literal there);
-    # a repeated run compiles nothing. Model the repeated run: the non-compile part of the
-    # fixed cost plus the smallest compile time seen.
-    least_compile = min(t.phases.get("compile", 0.0) for t in warm)
-    pairs = [(t, _warm_total(t, least_compile)) for t in warm]
+    pairs = [(t, _repeat_total(t)) for t in timed]
     fixed = max(0.0, statistics.median(total - t.phases["run"] for t, total in pairs))
     residual = _rms([total - (fixed + rate * t.duration) for t, total in pairs])
     cold = [t.phases["total"] - t.phases["run"] - fixed for t in ok if t.cold]
+    warm = [t for t in timed if not t.cold]
     peaks = [t.peak_rss for t in warm if t.peak_rss]  # a cold build's compiler is not the run
-    return CostModel(fixed, rate, residual, len(warm), len({t.duration for t in warm}),
+    return CostModel(fixed, rate, residual, len(timed), len({t.duration for t in timed}),
                      max(0.0, statistics.median(cold)) if cold else 0.0,
                      max(peaks) if peaks else None,
-                     relative_spread(estimates(warm, target)))
+                     relative_spread(estimates(timed, target)))
 
 
 def estimates(trials: Sequence[TrialResult], target: float) -> list[float]:
-    """Each warm trial's own estimate of a ``target``-second run: its fixed part plus its rate.
+    """Each timeable trial's own estimate of a ``target``-second run: its fixed part plus its
+    rate. Their disagreement is the measurement noise of the configuration."""
+    timed = [t for t in trials if t.ok and _timeable(t) and t.duration > 0]
+    return [_repeat_total(t) - t.phases["run"] + t.phases["run"] / t.duration * target
+            for t in timed]
 
-    Their disagreement is the measurement noise of the configuration.
-    """
-    warm = [t for t in trials if t.ok and not t.cold and t.duration > 0]
-    if not warm:
-        return []
-    least_compile = min(t.phases.get("compile", 0.0) for t in warm)
-    return [_warm_total(t, least_compile) - t.phases["run"] + t.phases["run"] / t.duration * target
-            for t in warm]
+
+def _timeable(trial: TrialResult) -> bool:
+    """Whether a trial tells what a repeated run costs: a warm one, or a cold one whose
+    compilation was timed apart (cpp_standalone's ``make``) and can be taken out. A cold
+    Cython build compiles inside the run and cannot."""
+    return not trial.cold or "compile" in trial.phases
 
 
 def relative_spread(values: Sequence[float]) -> float:
@@ -143,9 +145,14 @@ def relative_spread(values: Sequence[float]) -> float:
     return (max(values) - min(values)) / (2 * middle) if middle > 0 else 0.0
 
 
-def _warm_total(trial: TrialResult, least_compile: float) -> float:
-    """End-to-end time of ``trial`` had its build been as warm as the warmest one seen."""
-    return trial.phases["total"] - trial.phases.get("compile", 0.0) + least_compile
+def _repeat_total(trial: TrialResult) -> float:
+    """End-to-end time of ``trial`` had it compiled nothing, as a repeated run does.
+
+    A standalone run at a new duration recompiles main.cpp (the duration is a literal there) and
+    a cold one everything; rerunning the same script reuses the build (``make`` finds nothing to
+    do, ~3 ms). Its compilation was timed apart, so it is taken out.
+    """
+    return trial.phases["total"] - trial.phases.get("compile", 0.0)
 
 
 def _rms(values: Sequence[float]) -> float:

@@ -1,13 +1,15 @@
 """Measure one configuration well: repeats, validation, cost model, confirmation.
 
 A :class:`Measurer` belongs to one calibration. For each configuration the search proposes it runs
-trials at every calibration duration (compiled configurations get a warm-up run first, recorded as
-cold when it compiled), then repeats at the longest duration while the trials' estimates of a
-full run disagree by more than the noise target (adaptive repeats, bounded), unless even its
-fastest estimate loses to the best valid configuration so far by more than that (racing: a
-loser's time need not be known precisely). Every trial goes to the store the moment it finishes. The first float64 configuration that succeeds is the reference;
-later ones must match its observables within the tolerance. After the search, :meth:`confirm`
-re-measures the top configurations interleaved (A B C A B C ...) so that drift hits them alike.
+trials at every calibration duration (Cython configurations get a warm-up run first, recorded as
+cold when it compiled; cpp_standalone times its compilation apart, so its first, cold, run counts),
+then repeats at the longest duration while the trials' estimates of a full run disagree by more
+than the noise target (adaptive repeats, bounded), unless even its fastest estimate loses to the
+best valid configuration so far by more than that (racing: a loser's time need not be known
+precisely). Every trial goes to the store the moment it finishes. The first float64 configuration
+that succeeds is the reference; later ones must match its observables within the tolerance. After
+the search, :meth:`confirm` re-measures the top configurations interleaved (A B C A B C ...) so
+that drift hits them alike.
 """
 
 from __future__ import annotations
@@ -109,8 +111,9 @@ class Measurer:
 
     def _plan(self, config: RunConfig) -> list[float]:
         durations = sorted(self.settings.durations)
-        # Compiled configurations get a warm-up run: the first build may be cold.
-        return [durations[0], *durations] if config.compiled else durations
+        # A first Cython build compiles inside the run, which then says nothing about a repeated
+        # run: warm up first. Standalone times its `make` apart (see costmodel), so no need.
+        return [durations[0], *durations] if config.target == "cython" else durations
 
     def measure(self, config: RunConfig) -> list[TrialResult]:
         """Measure ``config`` at every duration, repeating while the estimates disagree.

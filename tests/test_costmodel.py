@@ -53,3 +53,26 @@ def test_interval_contains_prediction_and_round_trip() -> None:
     assert CostModel.from_dict(model.to_dict()) == model
     with pytest.raises(ValueError, match="finite number"):
         CostModel.from_dict({"fixed": -1, "rate": 0})
+
+
+def test_a_cold_standalone_run_counts_once_its_compilation_is_taken_out() -> None:
+    config = standalone_config(0)
+    # Cold at 0.1 s (9 s of make), then warm at 0.4 s recompiling main.cpp (2 s of make).
+    trials = [make_result(config, 0.1, 12.01, 0.01, cold=True, compile=9.0),
+              make_result(config, 0.4, 5.04, 0.04, compile=2.0)]
+    model = fit_cost_model(trials)
+    assert (model.samples, model.durations) == (2, 2)
+    assert model.fixed == pytest.approx(3.0, abs=0.01)
+    assert model.rate == pytest.approx(0.1)
+    assert model.cold_extra == pytest.approx(9.0, abs=0.01)
+
+
+def test_a_cold_cython_build_is_not_a_timing() -> None:
+    config = RunConfig("runtime", "cython")
+    # Cython compiles inside the run: the cold trial's 30 s say nothing about a repeat.
+    trials = [make_result(config, 0.1, 33.0, 0.1, cold=True),
+              make_result(config, 0.1, 3.1, 0.1), make_result(config, 0.4, 3.4, 0.4)]
+    model = fit_cost_model(trials)
+    assert model.samples == 2
+    assert model.predict(0.4) == pytest.approx(3.4, abs=0.01)
+    assert model.cold_extra == pytest.approx(33.0 - 0.1 - 3.0, abs=0.01)
