@@ -23,6 +23,9 @@ from autotune.costmodel import CostModel
 from autotune.errors import ConfigError, ProfileError
 
 FORMAT_VERSION = 1
+#: Among tied configurations, one is "leaner" only with at least this much less peak memory;
+#: smaller differences are noise in RSS sampling, and the faster prediction wins.
+MEMORY_MARGIN = 0.10
 ENTRY_STATUSES = ("valid", "invalid", "failed")
 
 
@@ -85,6 +88,11 @@ class ProfileEntry:
                    None if deviation is None else float(deviation),
                    _number_map(data.get("phases"), "phases"),
                    _number_map(data.get("phase_spread"), "phase_spread"))
+
+
+def _peak(entry: ProfileEntry) -> int:
+    """Peak memory of a valid entry's warm runs in bytes (0 when not measured)."""
+    return (entry.cost.peak_rss or 0) if entry.cost else 0
 
 
 @dataclass(frozen=True)
@@ -161,14 +169,22 @@ class Profile:
         unless ``cython_ok``).
 
         The fastest, unless others are statistically tied with it: then the cheapest of the
-        tied ones (fewest threads, then least memory, then fastest).
+        tied ones: fewest threads; among those, the one with materially less peak memory
+        (:data:`MEMORY_MARGIN`) than the fastest, else the fastest. A tie alone never lets a
+        slower configuration win when it costs no less (a noisy measurement widens the tie).
         """
         d = self.target_duration if duration is None else duration
         tied = self.tied(d, standalone_ok, cython_ok)
         if not tied:
             return None
-        return min(tied, key=lambda e: (e.config.threads, (e.cost.peak_rss or 0)  # type: ignore[union-attr]
-                                        if e.cost else 0, e.cost.predict(d)))  # type: ignore[union-attr]
+        fewest = min(e.config.threads for e in tied)
+        pool = [e for e in tied if e.config.threads == fewest]  # ranked: fastest first
+        fastest = pool[0]
+        measured = [e for e in pool if _peak(e)]
+        if not measured or not _peak(fastest):
+            return fastest
+        leanest = min(measured, key=_peak)
+        return leanest if _peak(leanest) <= _peak(fastest) * (1 - MEMORY_MARGIN) else fastest
 
     def entry(self, config: RunConfig) -> ProfileEntry | None:
         """The entry measured for ``config``, if any."""

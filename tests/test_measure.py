@@ -152,3 +152,15 @@ def test_real_runs_are_recorded_against_predictions_and_shown(calibrated: dict[s
     summary = json.loads(run_cli("show", "--json", "--db", url).stdout)["profiles"][0]
     assert summary["predictions"]["runs"] >= 2
     assert summary["predictions"]["median_abs_error"] is not None
+
+
+def test_a_noisy_slower_configuration_does_not_win_a_tie_on_a_few_mebibytes() -> None:
+    """Seen in the benchmark: a noisy float64 model tied with the fastest float32 one at 100 s
+    (its own ±2.5 s uncertainty), then won on 2 MiB less memory and cost 20 %."""
+    fast = _entry(standalone_config(0, "float32", "O3-unroll"), 3.57, 0.048, 184 * 2**20,
+                  spread=0.07)
+    noisy = ProfileEntry(standalone_config(0), "valid",
+                         CostModel(3.81, 0.066, 0.63, 4, 2, 0.0, 182 * 2**20, 0.157))
+    profile = _profile(fast, noisy)
+    assert {e.config for e in profile.tied(100)} == {fast.config, noisy.config}
+    assert profile.best(100) == fast
