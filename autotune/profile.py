@@ -26,6 +26,10 @@ FORMAT_VERSION = 1
 #: Among tied configurations, one is "leaner" only with at least this much less peak memory;
 #: smaller differences are noise in RSS sampling, and the faster prediction wins.
 MEMORY_MARGIN = 0.10
+#: A cheaper tied configuration (fewer threads, less memory) is preferred only when predicted
+#: within this fraction of the fastest: on a noisy host a tie can span 30 %, and giving up that
+#: much expected speed for a thread or some memory is not what a user asked for.
+PREFERENCE_MARGIN = 0.05
 ENTRY_STATUSES = ("valid", "invalid", "failed")
 
 
@@ -168,17 +172,20 @@ class Profile:
         """The entry to use for ``duration`` (runtime only unless ``standalone_ok``; numpy only
         unless ``cython_ok``).
 
-        The fastest, unless others are statistically tied with it: then the cheapest of the
-        tied ones: fewest threads; among those, the one with materially less peak memory
-        (:data:`MEMORY_MARGIN`) than the fastest, else the fastest. A tie alone never lets a
-        slower configuration win when it costs no less (a noisy measurement widens the tie).
+        The fastest, unless others are statistically tied with it and predicted within
+        :data:`PREFERENCE_MARGIN` of it: then the cheapest of those: fewest threads; among
+        those, the one with materially less peak memory (:data:`MEMORY_MARGIN`) than the
+        fastest of them, else the fastest. A tie alone never lets a slower configuration win
+        when it costs no less (a noisy measurement widens the tie).
         """
         d = self.target_duration if duration is None else duration
         tied = self.tied(d, standalone_ok, cython_ok)
         if not tied:
             return None
-        fewest = min(e.config.threads for e in tied)
-        pool = [e for e in tied if e.config.threads == fewest]  # ranked: fastest first
+        limit = tied[0].cost.predict(d) * (1 + PREFERENCE_MARGIN)  # type: ignore[union-attr]
+        close = [e for e in tied if e.cost.predict(d) <= limit]  # type: ignore[union-attr]
+        fewest = min(e.config.threads for e in close)
+        pool = [e for e in close if e.config.threads == fewest]  # ranked: fastest first
         fastest = pool[0]
         measured = [e for e in pool if _peak(e)]
         if not measured or not _peak(fastest):

@@ -14,11 +14,13 @@ It also compares the cost of the (budgeted) calibration with the exhaustive sear
 
     python benchmarks/alternatives.py                       # cuba 4000 at 1, 10, 100 s
     python benchmarks/alternatives.py --workloads cuba:4000 stdp:1000 --lengths 1 10 100
+    python benchmarks/alternatives.py --work /tmp/bench   # keeps (and later reuses) calibrations
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import subprocess
@@ -35,13 +37,22 @@ from autotune.apply import choose, fallback_config  # noqa: E402
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
+from autotune.profile import Profile  # noqa: E402
 from autotune.search import DEFAULT_TRIALS, Budget  # noqa: E402
 from autotune.store import open_store  # noqa: E402
 from autotune.workloads import resolve_workload  # noqa: E402
 
 
 def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: int,
-               exhaustive: bool) -> tuple[object, float, int]:
+               exhaustive: bool) -> tuple[Profile, float, int]:
+    """Calibrate (or, when ``db`` holds a finished calibration from an earlier run of this script
+    with ``--work``, reuse it) and return the profile, wall seconds and trial count."""
+    sidecar = Path(db.removeprefix("sqlite:///")).with_suffix(".json")
+    if sidecar.exists():
+        with open_store(db) as store:
+            profile = store.profiles()[-1]
+        cost = json.loads(sidecar.read_text())
+        return profile, float(cost["wall"]), int(cost["trials"])
     settings = (CalibrationSettings(budget=Budget(trials=100_000), confirm_top=0)
                 if exhaustive else CalibrationSettings(budget=Budget(trials=trials)))
     started = time.perf_counter()
@@ -49,6 +60,7 @@ def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: in
     wall = time.perf_counter() - started
     with open_store(db) as store:
         count = len(store.trials(outcome.calibration_id))
+    sidecar.write_text(json.dumps({"wall": wall, "trials": count}))
     return outcome.profile, wall, count
 
 
@@ -74,10 +86,14 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                         help=f"tuned calibration's budget (default {DEFAULT_TRIALS}, as calibrate)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
+    parser.add_argument("--work", type=Path,
+                        help="folder for stores and builds; calibrations finished there by an "
+                             "earlier run are reused (default: a new temporary folder)")
     args = parser.parse_args()
 
     host = collect_host()
-    work = Path(tempfile.mkdtemp(prefix="autotune-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="autotune-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     report = [f"Machine: {host.components['cpu_model']}, {host.usable_cpus} usable CPUs, "
               f"{host.usable_memory / 2**30:.0f} GiB; Python {host.components['python']}, "
               f"Brian2 {host.components['brian2']}, {host.components['compiler']}; "
@@ -102,7 +118,7 @@ def main() -> int:
             apply_ms = apply_milliseconds(tuned_db)
         for length in args.lengths:
             chosen = choose(host, tuned, duration=length)[0]  # what autotune.apply would set
-            fastest = oracle.ranked(length)[0].config  # type: ignore[attr-defined]
+            fastest = oracle.ranked(length)[0].config
             series = [Series("default", brian2_default_config(True)),
                       Series("fixed rule", fallback_config(host, True)),
                       Series("tuned", chosen), Series("oracle", fastest)]
