@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from autotune.profile import Profile
+from autotune.profile import PREFERENCE_MARGIN, Profile
 from autotune.runrecord import RunRecord
 
 MIB = 1024**2
@@ -146,8 +146,9 @@ def profile_renderables(profile: Profile, duration: float | None = None,
         head.append("no valid configuration", style="bold red")
     tied = [k for k in summary["tied_with_best"] if k != summary["best_key"]]
     if tied:
-        head.append(f"\nstatistically tied with: {', '.join(tied)} (the cheapest of them is "
-                    "chosen: fewest threads, then least memory)")
+        head.append(f"\nstatistically tied with: {', '.join(tied)} (of those predicted "
+                    f"within {PREFERENCE_MARGIN:.0%} of the fastest, the cheapest is chosen: "
+                    "fewest threads, then materially less memory)")
     if profile.confirmed:
         head.append(f"\nconfirmed by interleaved re-measurement: {' > '.join(profile.confirmed)}")
     if profile.busy:
