@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import RunConfig, all_configs, brian2_default_config, standalone_config
-from autotune.costmodel import CostModel
+from autotune.costmodel import PROBE_LOOP, CostModel
 from autotune.errors import BadInput, CalibrationError, WorkloadError
 from autotune.host import HostFingerprint, collect_host, collect_load
 from autotune.measure import Measurer, MeasureSettings, ProgressCallback
@@ -68,6 +68,8 @@ class CalibrationSettings:
         max_repeats: most extra repeats per configuration.
         confirm_top: how many of the best configurations to re-measure interleaved (0: none).
         confirm_rounds: interleaved rounds of that confirmation.
+        probe_loop: wall seconds of loop a configuration whose loop is too short to time at the
+            calibration durations is run for once more (a rate probe); None: no probes.
     """
 
     target_duration: float = 10.0
@@ -83,6 +85,7 @@ class CalibrationSettings:
     max_repeats: int = 2
     confirm_top: int = 3
     confirm_rounds: int = 2
+    probe_loop: float | None = PROBE_LOOP
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)
@@ -103,6 +106,9 @@ class CalibrationSettings:
             raise BadInput(f"trial timeout must be positive, got {self.trial_timeout}")
         if self.max_threads is not None and self.max_threads < 0:
             raise BadInput(f"max threads must be >= 0, got {self.max_threads}")
+        if self.probe_loop is not None and not _positive(self.probe_loop):
+            raise BadInput(f"probe loop must be a positive number of seconds, got "
+                           f"{self.probe_loop}")
         for name in ("max_repeats", "confirm_top", "confirm_rounds"):
             if getattr(self, name) < 0:
                 raise BadInput(f"{name.replace('_', '-')} must be >= 0")
@@ -115,13 +121,15 @@ class CalibrationSettings:
                 "memory_limit": self.memory_limit, "max_threads": self.max_threads,
                 "seed": self.seed, "targets": list(self.targets),
                 "noise_target": self.noise_target, "max_repeats": self.max_repeats,
-                "confirm_top": self.confirm_top, "confirm_rounds": self.confirm_rounds}
+                "confirm_top": self.confirm_top, "confirm_rounds": self.confirm_rounds,
+                "probe_loop": self.probe_loop}
 
     def measure_settings(self, host: HostFingerprint) -> MeasureSettings:
         """The part of these settings that :class:`Measurer` needs."""
         return MeasureSettings(tuple(self.durations), self.target_duration, self.tolerance,
                                self.noise_target, self.max_repeats, self.trial_timeout,
-                               self.memory_limit or int(host.usable_memory * 0.8))
+                               self.memory_limit or int(host.usable_memory * 0.8),
+                               self.probe_loop)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from autotune.costmodel import PROBE_LOOP
 from autotune.errors import AutotuneError, BadInput
 from autotune.search import DEFAULT_TRIALS
 
@@ -39,6 +40,12 @@ def _positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _positive_float(text)
 
 
 def _non_negative_int(text: str) -> int:
@@ -100,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra repeats of a configuration while its timings disagree (2)")
     p.add_argument("--confirm-top", type=_non_negative_int, default=3, metavar="N",
                    help="re-measure the best N configurations interleaved at the end (3)")
+    p.add_argument("--probe-loop", type=_non_negative_float, default=PROBE_LOOP, metavar="S",
+                   help="run a configuration whose loop is too short to time once more, long "
+                        f"enough for an S-second loop ({PROBE_LOOP}; 0: never)")
     p.add_argument("--resume", action="store_true",
                    help="continue this host's interrupted calibration of the workload")
     _add_db(p)
@@ -235,7 +245,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         durations=tuple(args.durations), budget=Budget(trials=trials, minutes=args.minutes),
         trial_timeout=args.trial_timeout, max_threads=args.max_threads, seed=args.seed,
         targets=tuple(args.targets), max_repeats=args.max_repeats,
-        confirm_top=args.confirm_top)
+        confirm_top=args.confirm_top, probe_loop=args.probe_loop or None)
     status, on_event = _progress_printer(args, trials)
     kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
               "progress": on_event}

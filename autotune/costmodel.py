@@ -2,8 +2,9 @@
 
 ``fixed`` is what a run pays whatever its length (interpreter start, Brian2 import, model set-up,
 code generation, warm compilation, binary start) and ``rate`` the wall seconds per simulated
-second of the loop. Both come from measured trials: ``rate`` from the loop's own timer at several
-simulated durations (robust even when the fixed part is noisy), ``fixed`` from end-to-end wall
+second of the loop. Both come from measured trials: ``rate`` from the loop's own timer, pooled
+over the trials so that the longest loops, timed best, weigh most (robust even when the fixed
+part is noisy), ``fixed`` from end-to-end wall
 time minus the loop and minus compilation timed apart (a repeated run compiles nothing). The
 residual of the line through those trials says how well the model fits; a cold build (first
 compilation) is kept apart as ``cold_extra`` since later runs reuse it.
@@ -22,6 +23,12 @@ if TYPE_CHECKING:  # only a type here; importing trial would slow down `apply`
 
 #: Machine drift between measurements taken minutes apart, below which nothing is resolvable.
 DRIFT_FLOOR = 0.02
+#: A loop shorter than this (wall seconds) is timed too coarsely to give a rate of its own:
+#: a few milliseconds of jitter on CUBA's 20 ms standalone loop at 0.4 s is ±30 %.
+MIN_TIMED_LOOP = 0.25
+#: Wall seconds a rate probe's loop should last (see :mod:`autotune.measure`): long enough that
+#: timer and scheduler jitter (milliseconds) is about 1 %, short enough to cost little.
+PROBE_LOOP = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,7 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
     timed = [t for t in ok if _timeable(t)]
     if not any(not t.cold for t in timed):
         raise ValueError("no successful warm trial to fit a cost model from")
-    rates = [t.phases["run"] / t.duration for t in timed if t.duration > 0]
-    rate = statistics.median(rates) if rates else 0.0
+    rate = pooled_rate(timed)
     pairs = [(t, _repeat_total(t)) for t in timed]
     fixed = max(0.0, statistics.median(total - t.phases["run"] for t, total in pairs))
     residual = _rms([total - (fixed + rate * t.duration) for t, total in pairs])
@@ -122,12 +128,25 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
                      relative_spread(estimates(timed, target)))
 
 
+def pooled_rate(trials: Sequence[TrialResult]) -> float:
+    """Wall seconds per simulated second over all ``trials``' loops together: total loop time
+    over total simulated time, so the longest loops, timed most precisely, weigh most."""
+    simulated = sum(t.duration for t in trials if t.duration > 0)
+    return sum(t.phases["run"] for t in trials if t.duration > 0) / simulated if simulated else 0.0
+
+
 def estimates(trials: Sequence[TrialResult], target: float) -> list[float]:
     """Each timeable trial's own estimate of a ``target``-second run: its fixed part plus its
-    rate. Their disagreement is the measurement noise of the configuration."""
+    rate (the pooled rate when its loop was too short to time, :data:`MIN_TIMED_LOOP`).
+    Their disagreement is the measurement noise of the configuration."""
     timed = [t for t in trials if t.ok and _timeable(t) and t.duration > 0]
-    return [_repeat_total(t) - t.phases["run"] + t.phases["run"] / t.duration * target
-            for t in timed]
+    pooled = pooled_rate(timed)
+    return [_repeat_total(t) - t.phases["run"] + _own_rate(t, pooled) * target for t in timed]
+
+
+def _own_rate(trial: TrialResult, pooled: float) -> float:
+    loop = trial.phases["run"]
+    return loop / trial.duration if loop >= MIN_TIMED_LOOP else pooled
 
 
 def _timeable(trial: TrialResult) -> bool:

@@ -3,8 +3,9 @@
 A :class:`Measurer` belongs to one calibration. For each configuration the search proposes it runs
 trials at every calibration duration (Cython configurations get a warm-up run first, recorded as
 cold when it compiled; cpp_standalone times its compilation apart, so its first, cold, run counts),
-then repeats at the longest duration while the trials' estimates of a full run disagree by more
-than the noise target (adaptive repeats, bounded), unless even its fastest estimate loses to the
+then, when the loop there was too short to time well, once at a longer "rate probe" duration, and
+repeats at that duration while the trials' estimates of a full run disagree by more than the
+noise target (adaptive repeats, bounded), unless even its fastest estimate loses to the
 best valid configuration so far by more than that (racing: a loser's time need not be known
 precisely). Every trial goes to the store the moment it finishes. The first float64 configuration
 that succeeds is the reference; later ones must match its observables within the tolerance. After
@@ -23,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import RunConfig
-from autotune.costmodel import estimates, fit_cost_model, relative_spread
+from autotune.costmodel import (
+    MIN_TIMED_LOOP,
+    PROBE_LOOP,
+    estimates,
+    fit_cost_model,
+    relative_spread,
+)
 from autotune.errors import WorkloadError
 from autotune.host import HostFingerprint, collect_load
 from autotune.paths import cython_cache_dir, standalone_build_dir
@@ -51,6 +58,7 @@ class MeasureSettings:
         max_repeats: most extra runs (at the longest duration) per configuration.
         trial_timeout: seconds before a trial is killed.
         memory_limit: bytes a trial's process tree may use.
+        probe_loop: wall seconds a rate probe's loop should last (None: no probes).
     """
 
     durations: tuple[float, ...]
@@ -60,6 +68,7 @@ class MeasureSettings:
     max_repeats: int = 2
     trial_timeout: float = 900.0
     memory_limit: int | None = None
+    probe_loop: float | None = PROBE_LOOP
 
 
 class Measurer:
@@ -130,7 +139,9 @@ class Measurer:
         for duration in self._plan(config):
             if not self._run(config, duration).ok:
                 return self.results[config]
-        longest = max(self.settings.durations)
+        longest = self.repeat_duration(config)
+        if longest > max(self.settings.durations) and not self._run(config, longest).ok:
+            return self.results[config]
         for _ in range(self.settings.max_repeats):
             guesses = estimates(self.results[config], self.settings.target_duration)
             spread = relative_spread(guesses)
@@ -145,6 +156,22 @@ class Measurer:
             if not self._run(config, longest).ok:
                 break
         return self.results[config]
+
+    def repeat_duration(self, config: RunConfig) -> float:
+        """Simulated seconds at which to repeat ``config``: the longest calibration duration, or
+        a longer "rate probe" when the loop ran shorter than :data:`MIN_TIMED_LOOP` there, so
+        that it lasts about ``probe_loop`` seconds (at most the target run length).
+
+        Without it a standalone CUBA loop of 20 ms decides the rate of a 100 s run.
+        """
+        longest = max(self.settings.durations)
+        loops = [r.phases["run"] for r in self.results.get(config, [])
+                 if r.ok and r.duration == longest and "run" in r.phases]
+        probe_loop = self.settings.probe_loop
+        if not probe_loop or not loops or statistics.median(loops) >= MIN_TIMED_LOOP:
+            return longest
+        wanted = longest * probe_loop / max(statistics.median(loops), 1e-3)
+        return max(longest, min(self.settings.target_duration, _two_digits(wanted)))
 
     def _clearly_slower(self, guesses: list[float]) -> bool:
         """Racing: a configuration whose fastest estimate loses to the best valid one so far by
@@ -218,17 +245,22 @@ class Measurer:
                             key=lambda e: e.objective)[:top]  # type: ignore[arg-type, return-value]
         if len(contenders) < 2 or rounds < 1:
             return [e.config for e in contenders]
-        longest = max(self.settings.durations)
         self.check_load()
         for _ in range(rounds):
             for evaluation in contenders:  # A B C A B C: drift hits every contender alike
-                self._run(evaluation.config, longest, purpose="confirm")
+                config = evaluation.config
+                self._run(config, self.repeat_duration(config), purpose="confirm")
         for evaluation in contenders:
             config = evaluation.config
             if all(r.ok for r in self.results[config]):
                 evaluations[config] = self._model(config, self.results[config])
         confirmed = [e.config for e in contenders if evaluations[e.config].objective is not None]
         return sorted(confirmed, key=lambda c: evaluations[c].objective)  # type: ignore[arg-type, return-value]
+
+
+def _two_digits(x: float) -> float:
+    """``x`` rounded to two significant digits (probe durations stay few and readable)."""
+    return float(f"{x:.2g}")
 
 
 def observables_by_duration(results: list[TrialResult]) -> dict[float, dict[str, float]]:

@@ -13,7 +13,7 @@ from autotune.search import Budget
 from autotune.store import open_store
 
 HERE = Path(__file__).parent / "workloads"
-FAST = dict(durations=(0.01, 0.03), max_threads=0, targets=("numpy", "cpp"))
+FAST = dict(durations=(0.01, 0.03), max_threads=0, targets=("numpy", "cpp"), probe_loop=0.05)
 
 
 def test_validation_rejects_wrong_results_and_crashes_do_not_stop_it(db_url: str,

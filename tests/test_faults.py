@@ -45,7 +45,8 @@ def test_a_trial_that_fails_to_compile_is_recorded_as_failed(tmp_path: Path) -> 
 def _calibrate_args(db: Path, targets: list[str]) -> list[str]:
     return ["calibrate", "--workload", str(HERE / "slow_numpy.py"), "--targets", *targets,
             "--max-threads", "0", "--durations", "0.01", "0.02", "--trials", "2",
-            "--max-repeats", "0", "--confirm-top", "0", "--db", f"sqlite:///{db}"]
+            "--max-repeats", "0", "--confirm-top", "0", "--probe-loop", "0",
+            "--db", f"sqlite:///{db}"]
 
 
 _COMPILERS = {"make", "cc1plus", "g++", "c++", "gcc", "cc", "as", "ld", "collect2"}
@@ -124,7 +125,8 @@ def test_interrupting_a_calibration_keeps_trials_and_resume_continues(
 def test_two_calibrations_write_one_store_at_once(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     common = ["--targets", "numpy", "--durations", "0.01", "0.02", "--max-repeats", "0",
-              "--confirm-top", "0", "--trials", "2", "--db", f"sqlite:///{db}", "--json"]
+              "--confirm-top", "0", "--probe-loop", "0", "--trials", "2",
+              "--db", f"sqlite:///{db}", "--json"]
     procs = [subprocess.Popen([sys.executable, str(REPO / "cli.py"), "calibrate", "--workload",
                                workload, *common], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)

@@ -25,10 +25,12 @@ NUMPY = RunConfig("runtime", "numpy")
 
 
 def _measurer(cache_root: Path, noise_target: float, max_repeats: int,
-              recorded: list[tuple[TrialResult, str]]) -> Measurer:
+              recorded: list[tuple[TrialResult, str]], probe_loop: float | None = None
+              ) -> Measurer:
     from autotune.host import collect_host
 
-    settings = MeasureSettings((0.01, 0.03), 10.0, 0.05, noise_target, max_repeats, 120.0)
+    settings = MeasureSettings((0.01, 0.03), 10.0, 0.05, noise_target, max_repeats, 120.0,
+                               probe_loop=probe_loop)
     return Measurer(collect_host(), resolve_workload("cuba", 40), settings, cache_root,
                     lambda r, p: recorded.append((r, p)))
 
@@ -38,6 +40,21 @@ def test_adaptive_repeats_stop_at_the_bound_when_noise_never_settles(cache_root:
     results = _measurer(cache_root, 0.0, 2, recorded).measure(NUMPY)
     assert [r.duration for r in results] == [0.01, 0.03, 0.03, 0.03]
     assert len(recorded) == 4 and all(p == "search" for _, p in recorded)
+
+
+def test_a_loop_too_short_to_time_gets_a_longer_rate_probe(cache_root: Path) -> None:
+    """Tiny CUBA's numpy loop at 0.03 s lasts milliseconds: one run is made long enough for a
+    ~0.1 s loop, its repeats stay there, and the pooled rate is dominated by it."""
+    recorded: list[tuple[TrialResult, str]] = []
+    measurer = _measurer(cache_root, 0.0, 1, recorded, probe_loop=0.1)
+    results = measurer.measure(NUMPY)
+    probe = measurer.repeat_duration(NUMPY)
+    assert 0.03 < probe <= 10.0
+    assert [r.duration for r in results] == [0.01, 0.03, probe, probe]
+    assert all(r.phases["run"] >= 0.02 for r in results[2:])  # long enough to time
+    model = fit_cost_model(results, 10.0)
+    probe_rates = [r.phases["run"] / r.duration for r in results[2:]]
+    assert min(probe_rates) * 0.9 <= model.rate <= max(probe_rates) * 1.1
 
 
 def test_no_repeats_for_a_configuration_that_cannot_win(cache_root: Path) -> None:
@@ -118,7 +135,7 @@ def test_a_loaded_host_is_reported_as_busy(db_url: str, cache_root: Path) -> Non
                             settings=CalibrationSettings(durations=(0.01, 0.02),
                                                          targets=("numpy",), max_repeats=0,
                                                          budget=Budget(trials=1),
-                                                         confirm_top=0))
+                                                         confirm_top=0, probe_loop=None))
     finally:
         burner.kill()
         burner.wait()
