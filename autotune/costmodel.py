@@ -26,6 +26,8 @@ DRIFT_FLOOR = 0.02
 #: A loop shorter than this (wall seconds) is timed too coarsely to give a rate of its own:
 #: a few milliseconds of jitter on CUBA's 20 ms standalone loop at 0.4 s is ±30 %.
 MIN_TIMED_LOOP = 0.25
+#: A standalone ``make`` that took less than this found nothing to recompile.
+_NO_COMPILE = 0.1
 #: Wall seconds a rate probe's loop should last (see :mod:`autotune.measure`): long enough that
 #: timer and scheduler jitter (milliseconds) is about 1 %, short enough to cost little.
 PROBE_LOOP = 0.5
@@ -120,12 +122,9 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
     fixed = max(0.0, statistics.median(total - t.phases["run"] for t, total in pairs))
     residual = _rms([total - (fixed + rate * t.duration) for t, total in pairs])
     cold = [t.phases["total"] - t.phases["run"] - fixed for t in ok if t.cold]
-    warm = [t for t in timed if not t.cold]
-    peaks = [t.peak_rss for t in warm if t.peak_rss]  # a cold build's compiler is not the run
     return CostModel(fixed, rate, residual, len(timed), len({t.duration for t in timed}),
                      max(0.0, statistics.median(cold)) if cold else 0.0,
-                     max(peaks) if peaks else None,
-                     relative_spread(estimates(timed, target)))
+                     _run_peak(timed), relative_spread(estimates(timed, target)))
 
 
 def pooled_rate(trials: Sequence[TrialResult]) -> float:
@@ -172,6 +171,21 @@ def _repeat_total(trial: TrialResult) -> float:
     do, ~3 ms). Its compilation was timed apart, so it is taken out.
     """
     return trial.phases["total"] - trial.phases.get("compile", 0.0)
+
+
+def _run_peak(trials: Sequence[TrialResult]) -> int | None:
+    """Peak memory of a repeated run: the largest peak of the trials that compiled nothing.
+
+    The peak covers the whole process tree, so a trial that recompiled (cold, or standalone's
+    main.cpp at a new duration) counts the compiler's memory, which a repeated run does not
+    use; when every trial compiled, the smallest of their peaks is the closest bound.
+    """
+    peaks = [t.peak_rss for t in trials if t.peak_rss]
+    quiet = [t.peak_rss for t in trials
+             if t.peak_rss and not t.cold and t.phases.get("compile", 0.0) < _NO_COMPILE]
+    if quiet:
+        return max(quiet)
+    return min(peaks) if peaks else None
 
 
 def _rms(values: Sequence[float]) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from autotune.config import RunConfig, standalone_config
@@ -76,3 +78,15 @@ def test_a_cold_cython_build_is_not_a_timing() -> None:
     assert model.samples == 2
     assert model.predict(0.4) == pytest.approx(3.4, abs=0.01)
     assert model.cold_extra == pytest.approx(33.0 - 0.1 - 3.0, abs=0.01)
+
+
+def test_peak_memory_leaves_the_compiler_out() -> None:
+    config = standalone_config(0)
+    cold = replace(make_result(config, 0.1, 12.0, 0.01, cold=True, compile=9.0),
+                   peak_rss=400 * 2**20)
+    # main.cpp recompiled for a new duration
+    recompiled = replace(make_result(config, 0.4, 5.0, 0.04, compile=2.0), peak_rss=300 * 2**20)
+    repeated = replace(make_result(config, 0.4, 3.0, 0.04, compile=0.003), peak_rss=180 * 2**20)
+    assert fit_cost_model([cold, recompiled, repeated]).peak_rss == 180 * 2**20
+    # every trial compiled: the smallest peak is the closest bound
+    assert fit_cost_model([cold, recompiled]).peak_rss == 300 * 2**20
