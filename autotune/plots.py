@@ -90,13 +90,16 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: Path, duration: float)
                     ys.append(r["predicted_s"])
                     labels.append(r["best"])
         bars = ax.bar(xs, ys, width=width, label=host)
-        for bar, text in zip(bars, labels, strict=True):
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7, rotation=90)
+        for bar, text, y in zip(bars, labels, ys, strict=True):
+            centre = bar.get_x() + bar.get_width() / 2
+            # the configuration inside its bar, the time on top: nothing overlaps the legend
+            ax.text(centre, y * 0.03, text, ha="center", va="bottom", fontsize=8, rotation=90,
+                    color="white")
+            ax.text(centre, y, f"{y:.2f} s", ha="center", va="bottom", fontsize=8)
     ax.set_xticks([w + width * (len(hosts) - 1) / 2 for w in range(len(workloads))])
     ax.set_xticklabels(workloads)
     ax.set_ylabel(f"predicted wall time of a {duration:g} s simulated run (s)")
     ax.set_title("machines compared: best configuration per host")
-    ax.legend(title="host")
-    ax.margins(y=0.25)
+    ax.set_ylim(0, max((r["predicted_s"] or 0 for r in rows), default=1) * 1.3)
+    ax.legend(title="host", loc="upper right", fontsize=8)
     return _save(fig, path)
