@@ -174,18 +174,16 @@ def _repeat_total(trial: TrialResult) -> float:
 
 
 def _run_peak(trials: Sequence[TrialResult]) -> int | None:
-    """Peak memory of a repeated run: the largest peak of the trials that compiled nothing.
+    """Peak memory of a repeated run: the largest peak of the trials that compiled nothing,
+    or None when every trial compiled.
 
     The peak covers the whole process tree, so a trial that recompiled (cold, or standalone's
-    main.cpp at a new duration) counts the compiler's memory, which a repeated run does not
-    use; when every trial compiled, the smallest of their peaks is the closest bound.
+    main.cpp at a new duration) counts the compiler's memory (~100 MiB for CUBA), which a
+    repeated run does not use; unknown is more honest than that.
     """
-    peaks = [t.peak_rss for t in trials if t.peak_rss]
     quiet = [t.peak_rss for t in trials
              if t.peak_rss and not t.cold and t.phases.get("compile", 0.0) < _NO_COMPILE]
-    if quiet:
-        return max(quiet)
-    return min(peaks) if peaks else None
+    return max(quiet) if quiet else None
 
 
 def _rms(values: Sequence[float]) -> float:
