@@ -168,9 +168,10 @@ class Measurer:
         loops = [r.phases["run"] for r in self.results.get(config, [])
                  if r.ok and r.duration == longest and "run" in r.phases]
         probe_loop = self.settings.probe_loop
-        if not probe_loop or not loops or statistics.median(loops) >= MIN_TIMED_LOOP:
+        loop = statistics.median(loops) if loops else None
+        if not probe_loop or loop is None or loop >= MIN_TIMED_LOOP:
             return longest
-        wanted = longest * probe_loop / max(statistics.median(loops), 1e-3)
+        wanted = longest * probe_loop / max(loop, 1e-3)
         return max(longest, min(self.settings.target_duration, _two_digits(wanted)))
 
     def _clearly_slower(self, guesses: list[float]) -> bool:

@@ -125,6 +125,8 @@ def suggest_config(trial: Any, max_threads: int, cython_available: bool,
     return config_from_params(params)
 
 
+#: The knobs the climb turns, in the order it turns them (the gains measured on CUBA).
+_KNOBS = ("precision", "flags", "threads")
 #: Order in which flag presets are tried around a configuration: nearest Brian2's own flags first.
 _FLAG_ORDER = ("default", "O3-unroll", "O2")
 assert set(_FLAG_ORDER) == set(FLAG_PRESETS)
@@ -141,26 +143,31 @@ def _thread_neighbours(threads: int, max_threads: int) -> list[int]:
     return seen
 
 
+def _neighbours_by_knob(config: RunConfig, max_threads: int) -> dict[str, list[RunConfig]]:
+    """``config``'s neighbours grouped by the one knob that differs (in :data:`_KNOBS`
+    order), each group in trying order."""
+    other_precision = next(p for p in PRECISIONS if p != config.precision)
+    flags = ([replace(config, flags=f) for f in _FLAG_ORDER if f != config.flags]
+             if config.compiled else [])
+    threads = ([replace(config, threads=t)
+                for t in _thread_neighbours(config.threads, max_threads)]
+               if config.device == "cpp_standalone" else [])
+    return {"precision": [replace(config, precision=other_precision)], "flags": flags,
+            "threads": threads}
+
+
 def neighbours(config: RunConfig, max_threads: int) -> list[RunConfig]:
     """Configurations one knob away from ``config``, in the order the search tries them:
     the other precision, the other flag presets, then neighbouring thread counts.
 
     The device and code-generation target stay: the family scan has compared those already.
     """
-    other_precision = next(p for p in PRECISIONS if p != config.precision)
-    result = [replace(config, precision=other_precision)]
-    if config.compiled:
-        result += [replace(config, flags=f) for f in _FLAG_ORDER if f != config.flags]
-    if config.device == "cpp_standalone":
-        result += [replace(config, threads=t)
-                   for t in _thread_neighbours(config.threads, max_threads)]
-    return result
+    return [near for group in _neighbours_by_knob(config, max_threads).values() for near in group]
 
 
 #: A configuration within this fraction of the best is still climbed from: one knob (precision,
 #: flags) moves CUBA's time by up to ~20 %, more than the gap between families seen in noise.
 CLIMB_MARGIN = 0.25
-_KNOBS = ("precision", "flags", "threads")
 
 
 def contenders(valid: Mapping[RunConfig, tuple[float, float | None]]) -> list[RunConfig]:
@@ -187,12 +194,12 @@ def _next_to_climb(valid: Mapping[RunConfig, tuple[float, float | None]],
     """The next untried neighbour of a contender: every contender's other precision first,
     then their other flag presets, then their neighbouring thread counts (the knobs in the order
     of the gains measured on CUBA, so a small budget goes where it pays)."""
-    ranked = contenders(valid)
+    grouped = [_neighbours_by_knob(config, max_threads) for config in contenders(valid)]
     for knob in _KNOBS:
-        for config in ranked:
-            for near in neighbours(config, max_threads):
-                if near in remaining and getattr(near, knob) != getattr(config, knob):
-                    return near
+        for by_knob in grouped:
+            near = next((c for c in by_knob[knob] if c in remaining), None)
+            if near is not None:
+                return near
     return None
 
 
