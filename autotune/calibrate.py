@@ -6,9 +6,10 @@ configuration, :mod:`search` decides what to measure next, :mod:`store` keeps ev
 moment it is measured and the resulting :class:`~autotune.profile.Profile`.
 
 The float64 reference (Brian2's default configuration) runs first; every other configuration's
-observables must match it within ``tolerance``. After the search the top configurations are
-re-measured interleaved, and the profile records that confirmed ranking, the host's load during
-the calibration, and every configuration's cost model.
+observables must match it within ``tolerance``. After the search the configurations tied with
+the best are re-measured in interleaved rounds and ranked on paired comparisons, and the profile
+records that confirmed ranking with each gap, the host's load during the calibration, and every
+configuration's cost model.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from autotune.config import RunConfig, all_configs, brian2_default_config, stand
 from autotune.costmodel import PROBE_LOOP, CostModel
 from autotune.errors import BadInput, CalibrationError, WorkloadError
 from autotune.host import HostFingerprint, collect_host, collect_load
-from autotune.measure import Measurer, MeasureSettings, ProgressCallback
+from autotune.measure import Confirmation, Measurer, MeasureSettings, ProgressCallback
 from autotune.paths import default_cache_root
 from autotune.profile import Profile, ProfileEntry
 from autotune.search import Budget, Evaluation, run_search, study_name
@@ -66,8 +67,11 @@ class CalibrationSettings:
             cpp_standalone); leaving one out shortens the calibration.
         noise_target: repeat a configuration while its estimates disagree by more than this.
         max_repeats: most extra repeats per configuration.
-        confirm_top: how many of the best configurations to re-measure interleaved (0: none).
-        confirm_rounds: interleaved rounds of that confirmation.
+        confirm_top: most configurations tied with the best to re-measure interleaved after
+            the search (0: no confirmation).
+        confirm_rounds: interleaved rounds every confirmed configuration runs.
+        confirm_max_rounds: most rounds, for contenders whose paired gap to the leader is still
+            unresolved (neither clearly slower nor within the noise target of it).
         probe_loop: wall seconds of loop a configuration whose loop is too short to time at the
             calibration durations is run for once more (a rate probe); None: no probes.
     """
@@ -85,6 +89,7 @@ class CalibrationSettings:
     max_repeats: int = 2
     confirm_top: int = 3
     confirm_rounds: int = 2
+    confirm_max_rounds: int = 6
     probe_loop: float | None = PROBE_LOOP
 
     def __post_init__(self) -> None:
@@ -109,9 +114,12 @@ class CalibrationSettings:
         if self.probe_loop is not None and not _positive(self.probe_loop):
             raise BadInput(f"probe loop must be a positive number of seconds, got "
                            f"{self.probe_loop}")
-        for name in ("max_repeats", "confirm_top", "confirm_rounds"):
+        for name in ("max_repeats", "confirm_top", "confirm_rounds", "confirm_max_rounds"):
             if getattr(self, name) < 0:
                 raise BadInput(f"{name.replace('_', '-')} must be >= 0")
+        if self.confirm_max_rounds < self.confirm_rounds:
+            raise BadInput(f"the most confirmation rounds ({self.confirm_max_rounds}) must be at "
+                           f"least the fewest ({self.confirm_rounds})")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, stored with the calibration."""
@@ -122,6 +130,7 @@ class CalibrationSettings:
                 "seed": self.seed, "targets": list(self.targets),
                 "noise_target": self.noise_target, "max_repeats": self.max_repeats,
                 "confirm_top": self.confirm_top, "confirm_rounds": self.confirm_rounds,
+                "confirm_max_rounds": self.confirm_max_rounds,
                 "probe_loop": self.probe_loop}
 
     def measure_settings(self, host: HostFingerprint) -> MeasureSettings:
@@ -166,9 +175,18 @@ def _entry(config: RunConfig, evaluation: Evaluation) -> ProfileEntry:
                         dict(evaluation.attrs.get("phase_spread", {})))
 
 
+def confirmation_summary(confirmation: Confirmation | None) -> dict[str, Any]:
+    """The profile's record of a confirmation: rounds run and each confirmed configuration's
+    paired gap to the fastest (empty when no confirmation was attempted)."""
+    if confirmation is None:
+        return {}
+    return {"rounds": confirmation.rounds,
+            "gaps": {c.key: gap.to_dict() for c, gap in confirmation.gaps.items()}}
+
+
 def build_profile(host: HostFingerprint, workload: WorkloadSpec, settings: CalibrationSettings,
                   calibration_id: int, evaluations: dict[RunConfig, Evaluation],
-                  notes: list[str], confirmed: list[RunConfig], busy: bool) -> Profile:
+                  notes: list[str], confirmation: Confirmation | None, busy: bool) -> Profile:
     """Turn the evaluations of a calibration into a :class:`Profile`."""
     baseline = brian2_default_config(cython_available(host))
     return Profile(
@@ -179,7 +197,8 @@ def build_profile(host: HostFingerprint, workload: WorkloadSpec, settings: Calib
         baseline=baseline if baseline in evaluations else None,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         calibration_id=calibration_id, notes=tuple(notes),
-        confirmed=tuple(c.key for c in confirmed), busy=busy,
+        confirmed=tuple(c.key for c in confirmation.ranking) if confirmation else (),
+        confirmation=confirmation_summary(confirmation), busy=busy,
     )
 
 
@@ -205,7 +224,8 @@ def calibrate(
         cache_root: where build folders live (None: :func:`default_cache_root`).
         host: this host's fingerprint (None: collect it).
         progress: called with ``(event, data)`` as the calibration goes: ``trial`` (config,
-            duration, purpose), ``evaluated`` (done, evaluation), ``busy`` (load), ``confirm``.
+            duration, purpose), ``evaluated`` (done, evaluation), ``busy`` (load), ``confirm``
+            (contenders: the configurations about to be confirmed).
 
     Raises:
         WorkloadError: the workload is unknown or broken (also when its reference run raises).
@@ -280,7 +300,7 @@ class _Calibration:
                             self.cache_root, record, self.store.trials(info.id), self._notify)
         evaluations: dict[RunConfig, Evaluation] = {}
         try:
-            measured, confirmed = self._search(info, measurer, evaluations)
+            measured, confirmation = self._search(info, measurer, evaluations)
         except KeyboardInterrupt:
             self.store.finish_calibration(info.id, "interrupted")
             raise
@@ -298,13 +318,14 @@ class _Calibration:
                                 for c, e in evaluations.items())
             raise CalibrationError(f"no configuration could be measured: {reasons}")
         profile = build_profile(self.host, self.spec, self.settings, info.id, evaluations,
-                                self.notes, confirmed, busy)
+                                self.notes, confirmation, busy)
         self.store.save_profile(profile, self.host, self.spec)
         self.store.finish_calibration(info.id, "finished", loads)
         return CalibrationOutcome(profile, info.id, measured, resumed, loads)
 
     def _search(self, info: CalibrationInfo, measurer: Measurer,
-                evaluations: dict[RunConfig, Evaluation]) -> tuple[int, list[RunConfig]]:
+                evaluations: dict[RunConfig, Evaluation]
+                ) -> tuple[int, Confirmation | None]:
         def evaluate(config: RunConfig) -> Evaluation:
             evaluations[config] = measurer.evaluate(config)
             return evaluations[config]
@@ -327,7 +348,8 @@ class _Calibration:
         for config in measurer.previous:  # measured before a resume, not proposed again
             if config not in evaluations:
                 evaluate(config)
-        self._notify("confirm", {"top": self.settings.confirm_top})
-        confirmed = measurer.confirm(evaluations, self.settings.confirm_top,
-                                     self.settings.confirm_rounds)
-        return measured, confirmed
+        if self.settings.confirm_top < 2 or self.settings.confirm_max_rounds < 1:
+            return measured, None
+        return measured, measurer.confirm(evaluations, self.settings.confirm_top,
+                                          self.settings.confirm_rounds,
+                                          self.settings.confirm_max_rounds)

@@ -110,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-repeats", type=_non_negative_int, default=2, metavar="N",
                    help="extra repeats of a configuration while its timings disagree (2)")
     p.add_argument("--confirm-top", type=_non_negative_int, default=3, metavar="N",
-                   help="re-measure the best N configurations interleaved at the end (3)")
+                   help="after the search, re-measure at most N configurations tied with the "
+                        "best in interleaved rounds (3; 0: no confirmation)")
+    p.add_argument("--confirm-rounds", type=_non_negative_int, nargs=2, default=[2, 6],
+                   metavar=("MIN", "MAX"),
+                   help="confirmation rounds: every contender runs MIN; those whose paired gap "
+                        "to the leader is still unresolved go on up to MAX (2 6)")
     p.add_argument("--probe-loop", type=_non_negative_float, default=PROBE_LOOP, metavar="S",
                    help="run a configuration whose loop is too short to time once more, long "
                         f"enough for an S-second loop ({PROBE_LOOP}; 0: never)")
@@ -219,7 +224,9 @@ def _progress_printer(args: argparse.Namespace, budget_trials: int | None) -> An
                              if state["best"] else "")
                           + (f" — {state['failures']} failed" if state["failures"] else ""))
         elif event == "confirm":
-            console.print(f"  re-measuring the top {data['top']} configurations interleaved")
+            console.print(f"  confirming, in interleaved rounds, the {len(data['contenders'])} "
+                          "configurations tied with the best: "
+                          + ", ".join(c.key for c in data["contenders"]))
         elif event == "evaluated":
             evaluation = data["evaluation"]
             state["done"] = data["done"]
@@ -249,7 +256,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         durations=tuple(args.durations), budget=Budget(trials=trials, minutes=args.minutes),
         trial_timeout=args.trial_timeout, max_threads=args.max_threads, seed=args.seed,
         targets=tuple(args.targets), max_repeats=args.max_repeats,
-        confirm_top=args.confirm_top, probe_loop=args.probe_loop or None)
+        confirm_top=args.confirm_top, confirm_rounds=args.confirm_rounds[0],
+        confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None)
     status, on_event = _progress_printer(args, trials)
     kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
               "progress": on_event}

@@ -9,8 +9,9 @@ noise target (adaptive repeats, bounded), unless even its fastest estimate loses
 best valid configuration so far by more than that (racing: a loser's time need not be known
 precisely). Every trial goes to the store the moment it finishes. The first float64 configuration
 that succeeds is the reference; later ones must match its observables within the tolerance. After
-the search, :meth:`confirm` re-measures the top configurations interleaved (A B C A B C ...) so
-that drift hits them alike.
+the search, :meth:`confirm` re-measures the configurations tied with the best in interleaved
+rounds (A B C, B C A, ...) and ranks them on paired, round-by-round comparisons, so that drift
+hits them alike and cancels.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import logging
 import math
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from autotune import confirm as paired
 from autotune.config import RunConfig
 from autotune.costmodel import (
     MIN_TIMED_LOOP,
     PROBE_LOOP,
+    CostModel,
     estimates,
     fit_cost_model,
     relative_spread,
@@ -41,7 +44,8 @@ from autotune.workloads import WorkloadSpec
 
 logger = logging.getLogger(__name__)
 
-#: Called with (event, data): ``trial`` before each trial, ``busy`` when the host is loaded.
+#: Called with (event, data): ``trial`` before each trial, ``busy`` when the host is loaded,
+#: ``confirm`` (contenders) before the confirmation rounds.
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 RecordTrial = Callable[[TrialResult, str], None]
 
@@ -235,28 +239,117 @@ class Measurer:
         return compare_observables(observed[longest], self.reference_observables[longest],
                                    self.settings.tolerance)
 
-    def confirm(self, evaluations: dict[RunConfig, Evaluation], top: int, rounds: int
-                ) -> list[RunConfig]:
-        """Re-measure the ``top`` valid configurations interleaved; refit; return the ranking.
+    def confirm(self, evaluations: dict[RunConfig, Evaluation], top: int, min_rounds: int,
+                max_rounds: int) -> Confirmation:
+        """Re-measure the valid configurations tied with the best (at most ``top``) in
+        interleaved rounds, paired round by round (:mod:`autotune.confirm`); return the ranking.
 
-        ``evaluations`` is updated in place with the refit cost models.
+        After ``min_rounds`` rounds a contender whose gap to the leader is resolved (slower
+        beyond the noise, or within the noise target either way) stops; the others go on, up to
+        ``max_rounds``. The contenders' cost models are refit with their level at the target
+        length set from the paired gaps, so that the profile ranks them as the confirmation
+        did. ``evaluations`` is updated in place.
         """
-        contenders = sorted((e for e in evaluations.values()
-                             if e.objective is not None and e.feasible),
-                            key=lambda e: e.objective)[:top]  # type: ignore[arg-type, return-value]
-        if len(contenders) < 2 or rounds < 1:
-            return [e.config for e in contenders]
+        contenders = self._tied_with_best(evaluations)[:top]
+        if len(contenders) < 2 or max_rounds < 1:
+            return Confirmation([], {}, 0)
+        return self.confirm_contenders(contenders, evaluations, min_rounds, max_rounds)
+
+    def confirm_contenders(self, contenders: list[RunConfig],
+                           evaluations: dict[RunConfig, Evaluation], min_rounds: int,
+                           max_rounds: int) -> Confirmation:
+        """Run the confirmation rounds of :meth:`confirm` on these (measured, valid)
+        ``contenders``."""
+        self._notify("confirm", contenders=contenders)
         self.check_load()
-        for _ in range(rounds):
-            for evaluation in contenders:  # A B C A B C: drift hits every contender alike
-                config = evaluation.config
-                self._run(config, self.repeat_duration(config), purpose="confirm")
-        for evaluation in contenders:
-            config = evaluation.config
-            if all(r.ok for r in self.results[config]):
-                evaluations[config] = self._model(config, self.results[config])
-        confirmed = [e.config for e in contenders if evaluations[e.config].objective is not None]
-        return sorted(confirmed, key=lambda c: evaluations[c].objective)  # type: ignore[arg-type, return-value]
+        rounds: list[dict[RunConfig, float]] = []
+        active = list(contenders)
+        for number in range(max_rounds):
+            shift = number % len(active)  # rotate, so no contender always runs first
+            rounds.append(self._confirm_round(active[shift:] + active[:shift]))
+            active = [c for c in active if c in rounds[-1]]
+            if len(rounds) >= min_rounds and len(active) >= 2:
+                first, gaps = paired.rank(rounds, active)
+                active = [first, *(g.config for g in gaps
+                                   if not g.resolved(self.settings.noise_target))]
+            if len(active) < 2:
+                break
+        survivors = [c for c in contenders
+                     if c in rounds[0] and all(r.ok for r in self.results[c])]
+        for config in contenders:
+            if config not in survivors:  # crashed once: not a configuration to rely on
+                failed = next((r for r in self.results[config] if not r.ok), None)
+                reason = (f"{failed.status} while being confirmed: {failed.error}" if failed
+                          else "gave no timing while being confirmed")
+                evaluations[config] = Evaluation(config, None, reason=reason)
+        if len(survivors) < 2:
+            return Confirmation(survivors, {}, len(rounds))
+        first, gaps = paired.rank(rounds, survivors)
+        self._set_levels(evaluations, rounds, first, gaps)
+        ranking = [first, *(g.config for g in gaps)]
+        logger.info("confirmation, %d rounds: %s", len(rounds), ", ".join(
+            f"{g.config.key} ×{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]" for g in gaps))
+        return Confirmation(ranking, {g.config: g for g in gaps}, len(rounds))
+
+    def _tied_with_best(self, evaluations: dict[RunConfig, Evaluation]) -> list[RunConfig]:
+        """Valid configurations whose predictions differ from the best's by less than the
+        larger of their uncertainties, fastest first."""
+        target = self.settings.target_duration
+        valid = sorted(((e.config, CostModel.from_dict(e.attrs["cost"]))
+                        for e in evaluations.values()
+                        if e.objective is not None and e.feasible and "cost" in e.attrs),
+                       key=lambda pair: pair[1].predict(target))
+        if not valid:
+            return []
+        best = valid[0][1]
+        return [config for config, cost in valid
+                if cost.predict(target) - best.predict(target)
+                <= max(cost.uncertainty(target), best.uncertainty(target))]
+
+    def _confirm_round(self, order: list[RunConfig]) -> dict[RunConfig, float]:
+        """Run each configuration once; their estimates of a target-length run."""
+        estimates_now: dict[RunConfig, float] = {}
+        for config in order:
+            result = self._run(config, self.repeat_duration(config), purpose="confirm")
+            guesses = estimates([result], self.settings.target_duration) if result.ok else []
+            if guesses:
+                estimates_now[config] = guesses[0]
+            else:
+                logger.warning("%s failed while being confirmed: %s", config.key, result.error)
+        return estimates_now
+
+    def _set_levels(self, evaluations: dict[RunConfig, Evaluation],
+                    rounds: list[dict[RunConfig, float]], first: RunConfig,
+                    gaps: list[paired.Gap[RunConfig]]) -> None:
+        """Refit the contenders; their fixed parts put their target-length predictions at the
+        leader's confirmed level times their paired gap (drift between the search's
+        measurements of each no longer decides their order)."""
+        target = self.settings.target_duration
+        base = paired.level(rounds, first)
+        ratios = {first: 1.0, **{g.config: g.ratio for g in gaps if math.isfinite(g.ratio)}}
+        for config, ratio in ratios.items():
+            evaluation = self._model(config, self.results[config])
+            cost = CostModel.from_dict(evaluation.attrs["cost"])
+            cost = replace(cost, fixed=max(0.0, base * ratio - cost.rate * target))
+            evaluations[config] = replace(
+                evaluation, objective=cost.predict(target),
+                attrs={**evaluation.attrs, "cost": cost.to_dict()})
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What :meth:`Measurer.confirm` concluded.
+
+    Attributes:
+        ranking: the confirmed configurations, fastest first (only the best, or nothing, when
+            no configuration was tied with it).
+        gaps: each non-leading one's paired gap to the leader.
+        rounds: interleaved rounds run.
+    """
+
+    ranking: list[RunConfig]
+    gaps: dict[RunConfig, paired.Gap[RunConfig]]
+    rounds: int
 
 
 def _two_digits(x: float) -> float:

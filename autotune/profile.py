@@ -116,6 +116,9 @@ class Profile:
         notes: warnings recorded during calibration (busy host, ...).
         confirmed: keys of the top configurations re-measured interleaved after the search,
             fastest first (empty when no confirmation ran).
+        confirmation: ``rounds`` (interleaved rounds run; 0 when nothing was tied with the
+            best) and ``gaps`` (per confirmed key but the fastest: paired ``ratio`` to it with
+            its 80 % interval ``low``..``high`` and ``rounds``); empty when not attempted.
         busy: True when the host was busy at some point of the calibration.
     """
 
@@ -130,6 +133,7 @@ class Profile:
     calibration_id: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     confirmed: tuple[str, ...] = field(default_factory=tuple)
+    confirmation: dict[str, Any] = field(default_factory=dict, compare=False)
     busy: bool = False
 
     @property
@@ -212,6 +216,7 @@ class Profile:
             "calibration_id": self.calibration_id,
             "notes": list(self.notes),
             "confirmed": list(self.confirmed),
+            "confirmation": dict(self.confirmation),
             "busy": self.busy,
         }
 
@@ -224,7 +229,7 @@ class Profile:
         """
         keys = {"format_version", "fingerprint", "host_components", "workload",
                 "target_duration", "tolerance", "entries", "baseline", "created_at",
-                "calibration_id", "notes", "confirmed", "busy"}
+                "calibration_id", "notes", "confirmed", "confirmation", "busy"}
         _require_mapping(data, "profile", keys)
         if data.get("format_version") != FORMAT_VERSION:
             raise ProfileError(f"unknown profile format version {data.get('format_version')!r}; "
@@ -265,8 +270,35 @@ class Profile:
             calibration_id=calibration_id,
             notes=tuple(notes),
             confirmed=tuple(confirmed),
+            confirmation=_check_confirmation(data.get("confirmation")),
             busy=bool(data.get("busy", False)),
         )
+
+
+def _check_confirmation(data: Any) -> dict[str, Any]:
+    """A profile's confirmation record, checked (empty when absent)."""
+    if not data:
+        return {}
+    _require_mapping(data, "profile confirmation", {"rounds", "gaps"})
+    rounds = data.get("rounds")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= 1000:
+        raise ProfileError("profile confirmation rounds must be an integer in 0..1000")
+    gaps = data.get("gaps") or {}
+    _require_mapping(gaps, "profile confirmation gaps", None)
+    checked: dict[str, dict[str, Any]] = {}
+    for key, gap in gaps.items():
+        if not isinstance(key, str) or len(key) >= 100:
+            raise ProfileError("profile confirmation gaps must be keyed by configuration keys")
+        _require_mapping(gap, f"profile confirmation gap of {key}",
+                         {"ratio", "low", "high", "rounds"})
+        for name in ("ratio", "low", "high"):
+            value = gap.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not math.isfinite(value) or value < 0):
+                raise ProfileError(f"profile confirmation gap {name} of {key} must be a "
+                                   "number >= 0 or null")
+        checked[key] = dict(gap)
+    return {"rounds": rounds, "gaps": checked}
 
 
 def _check_workload(workload: Any) -> None:

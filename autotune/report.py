@@ -110,12 +110,41 @@ def profile_summary(profile: Profile, duration: float | None = None,
         "speedup_vs_default": (baseline_pred / best_pred) if baseline_pred and best_pred else None,
         "tied_with_best": [e.config.key for e in profile.tied(d)],
         "confirmed": list(profile.confirmed),
+        "confirmation": dict(profile.confirmation),
         "busy": profile.busy,
         "ranking": ranking_rows(profile, d),
         "rejected": rejected_rows(profile),
         "notes": list(profile.notes),
         "predictions": prediction_quality(profile, runs),
     }
+
+
+def _percent(ratio: float | None) -> str:
+    return "?" if ratio is None else f"{100 * (ratio - 1):+.1f} %"
+
+
+def confirmation_line(profile: Profile) -> str:
+    """One line on the confirmation: the paired gaps of the configurations tied with the best
+    after the search (at the calibration's target length), or why there was none."""
+    record = profile.confirmation
+    if not record and not profile.confirmed:
+        return ""
+    if not profile.confirmed:
+        return "confirmation: nothing was tied with the best after the search"
+    gaps = record.get("gaps", {})
+    parts = [f"{profile.confirmed[0]} fastest"]
+    for key in profile.confirmed[1:]:
+        gap = gaps.get(key)
+        if not gap:
+            parts.append(key)
+            continue
+        verdict = "slower" if gap["low"] is not None and gap["low"] > 1 else "within noise"
+        parts.append(f"{key} {_percent(gap['ratio'])} (80 %: {_percent(gap['low'])} to "
+                     f"{_percent(gap['high'])}, {gap['rounds']} rounds: {verdict})")
+    rounds = record.get("rounds")
+    head = (f"confirmed in {rounds} interleaved rounds, paired" if rounds
+            else "confirmed by interleaved re-measurement")
+    return f"{head}: " + "; ".join(parts)
 
 
 def workload_label(profile: Profile) -> str:
@@ -149,8 +178,9 @@ def profile_renderables(profile: Profile, duration: float | None = None,
         head.append(f"\nstatistically tied with: {', '.join(tied)} (of those predicted "
                     f"within {PREFERENCE_MARGIN:.0%} of the fastest, the cheapest is chosen: "
                     "fewest threads, then materially less memory)")
-    if profile.confirmed:
-        head.append(f"\nconfirmed by interleaved re-measurement: {' > '.join(profile.confirmed)}")
+    confirmation = confirmation_line(profile)
+    if confirmation:
+        head.append(f"\n{confirmation}")
     if profile.busy:
         head.append("\nMEASURED UNDER LOAD: timings may be off; recalibrate on a quiet host",
                     style="bold yellow")

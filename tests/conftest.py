@@ -73,7 +73,8 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory, cache_root: Path) -> di
             "cuba", size=TINY_CUBA, db=url, cache_root=cache_root,
             settings=CalibrationSettings(target_duration=10.0, durations=(0.02, 0.06),
                                          budget=Budget(trials=3), max_threads=1,
-                                         confirm_top=2, confirm_rounds=1, max_repeats=1,
+                                         confirm_top=2, confirm_rounds=1,
+                                         confirm_max_rounds=2, max_repeats=1,
                                          probe_loop=0.05,
                                          tolerance=0.05))
     finally:

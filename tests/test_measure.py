@@ -113,19 +113,48 @@ def test_wide_spread_makes_a_tie_and_memory_breaks_it() -> None:
     assert _profile(a, b).best() == b
 
 
+def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
+        cache_root: Path) -> None:
+    """Two real, near-identical configurations (tiny numpy runs in float64 and float32): the
+    rounds alternate their order, every contender runs at least the minimum of rounds, and the
+    refit predictions at the target length follow the paired gaps exactly."""
+    recorded: list[tuple[TrialResult, str]] = []
+    measurer = _measurer(cache_root, 0.05, 0, recorded)
+    f32 = RunConfig("runtime", "numpy", precision="float32")
+    evaluations = {c: measurer.evaluate(c) for c in (NUMPY, f32)}
+    assert all(e.feasible and e.objective for e in evaluations.values())
+    searched = len(recorded)
+    outcome = measurer.confirm_contenders([NUMPY, f32], evaluations, 2, 3)
+    confirm = [(r.config, p) for r, p in recorded[searched:]]
+    assert all(p == "confirm" for _, p in confirm)
+    assert 2 <= outcome.rounds <= 3 and len(confirm) == 2 * outcome.rounds
+    assert [c for c, _ in confirm[:4]] == [NUMPY, f32, f32, NUMPY]  # rotated each round
+    first, second = outcome.ranking
+    gap = outcome.gaps[second]
+    assert gap.rounds == outcome.rounds and gap.low <= gap.ratio <= gap.high
+    assert gap.ratio >= 1.0
+    assert evaluations[second].objective == pytest.approx(
+        evaluations[first].objective * gap.ratio, rel=1e-9)  # type: ignore[operator]
+    refit = CostModel.from_dict(evaluations[first].attrs["cost"])
+    assert refit.predict(10.0) == pytest.approx(evaluations[first].objective)
+
+
 @pytest.mark.slow
-def test_confirmation_is_interleaved_and_recorded(calibrated: dict[str, object]) -> None:
+def test_a_calibration_records_its_confirmation(calibrated: dict[str, object]) -> None:
     outcome = calibrated["outcome"]
     profile = outcome.profile  # type: ignore[attr-defined]
-    assert len(profile.confirmed) == 2
-    assert profile.confirmed[0] == profile.ranked()[0].config.key
+    record = profile.confirmation
     with open_store(str(calibrated["url"])) as store:
         confirm = store.trials(outcome.calibration_id, purpose="confirm")  # type: ignore[attr-defined]
-    assert [t.config.key for t in confirm] == sorted(
-        [t.config.key for t in confirm], key=[t.config.key for t in confirm].index)
-    assert len(confirm) == 2 and confirm[0].config != confirm[1].config
-    entry = profile.entry(confirm[0].config)
-    assert entry.phases["total"] > 0 and "total" in entry.phase_spread
+    assert record["rounds"] * len(profile.confirmed) == len(confirm)
+    if profile.confirmed:  # something was tied with the best: ranked by the paired rounds
+        assert profile.confirmed[0] == profile.ranked()[0].config.key
+        assert set(record["gaps"]) == set(profile.confirmed[1:])
+        assert record["rounds"] >= 1
+    else:
+        assert len(profile.tied()) == 1 and not confirm
+    stored = Profile.from_dict(json.loads(json.dumps(profile.to_dict())))
+    assert stored.confirmation == record and stored.confirmed == profile.confirmed
 
 
 def test_a_loaded_host_is_reported_as_busy(db_url: str, cache_root: Path) -> None:
