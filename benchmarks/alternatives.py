@@ -9,6 +9,10 @@ time (fresh process, start-up to exit) and peak memory of:
 4. the exhaustive oracle: every configuration of the space calibrated, the fastest for that run
    length picked after the fact.
 
+The speed-ups are paired: the geometric mean of round-by-round ratios (each round runs every
+alternative back to back, so drift cancels) with an 80 % interval, so that "loses by more than
+noise" has a meaning: an interval wholly below the target.
+
 It also compares the cost of the (budgeted) calibration with the exhaustive search (the same
 calibration, confirmation included, with a budget of the whole space: what a user would run to
 try everything), and times ``autotune.apply()`` with a stored profile. Output: markdown tables on
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Series, markdown_table, measure_interleaved  # noqa: E402
 
+from autotune import confirm as paired  # noqa: E402
 from autotune.apply import choose, fallback_config  # noqa: E402
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
@@ -81,6 +86,18 @@ def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: in
     return profile, Cost(wall, len(every), confirm_wall, len(confirm))
 
 
+def paired_ratio(other: Series, tuned: Series) -> str:
+    """How many times faster ``tuned`` ran than ``other``: the geometric mean of the ratios of
+    their wall times round by round (each round ran both back to back, so drift cancels), with
+    its 80 % interval; a loss "beyond noise" is an interval wholly below the target."""
+    rounds = [{"other": a.phases["total"], "tuned": b.phases["total"]}
+              for a, b in zip(other.results, tuned.results, strict=True) if a.ok and b.ok]
+    gap = paired.gap(rounds, "other", "tuned")
+    if gap.rounds < 2 or gap.low == gap.high:  # one round, or the same configuration
+        return f"{gap.ratio:.2f}"
+    return f"{gap.ratio:.2f} ({gap.low:.2f}–{gap.high:.2f})"
+
+
 def apply_milliseconds(db: str, repeats: int = 15) -> float:
     """Median wall time of ``import autotune; autotune.apply()`` in a process that has already
     imported Brian2 (as any user script has), with a stored profile."""
@@ -99,7 +116,8 @@ def main() -> int:
     parser.add_argument("--workloads", nargs="+", default=["cuba:4000"],
                         help="NAME[:SIZE] built-ins (default cuba:4000)")
     parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0, 100.0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="interleaved rounds per run length (5)")
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                         help=f"tuned calibration's budget (default {DEFAULT_TRIALS}, as calibrate)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
@@ -147,13 +165,13 @@ def main() -> int:
             speed_rows.append([workload.describe(), f"{length:g} s",
                                *(f"{s.median:.2f} ± {s.spread:.2f} s ({s.config.key})"
                                  for s in series),
-                               f"{d.median / t.median:.2f}", f"{f.median / t.median:.2f}",
-                               f"{o.median / t.median:.2f}"])
+                               *(paired_ratio(other, t) for other in (d, f, o))])
             memory_rows.append([workload.describe(), f"{length:g} s",
                                 *(f"{s.peak_mib:.0f}" for s in series)])
     report.append(markdown_table(
         ["workload", "run length", "1 default", "2 fixed rule", "3 tuned", "4 oracle",
-         "tuned speed-up vs 1", "vs 2", "tuned speed / oracle speed"], speed_rows))
+         "tuned speed-up vs 1 (80 % interval)", "vs 2", "tuned speed / oracle speed"],
+        speed_rows))
     report += ["", "Peak memory (MiB, process tree):", "", markdown_table(
         ["workload", "run length", "default", "fixed rule", "tuned", "oracle"], memory_rows)]
     report += ["", "Calibration cost:", "", markdown_table(
