@@ -112,7 +112,3 @@ def rank(rounds: Sequence[Round[K]], contenders: Sequence[K]) -> tuple[K, list[G
     gaps = [gap(rounds, c, first) for c in contenders if c != first]
     return first, sorted(gaps, key=lambda g: (math.isnan(g.ratio), g.ratio))
 
-
-def level(rounds: Sequence[Round[K]], config: K) -> float:
-    """Median of ``config``'s estimates over the rounds it ran in."""
-    return statistics.median(r[config] for r in rounds if config in r)

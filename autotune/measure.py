@@ -261,6 +261,7 @@ class Measurer:
         """Run the confirmation rounds of :meth:`confirm` on these (measured, valid)
         ``contenders``."""
         self._notify("confirm", contenders=contenders)
+        searched = {c: evaluations[c].objective for c in contenders}
         self.check_load()
         rounds: list[dict[RunConfig, float]] = []
         active = list(contenders)
@@ -285,7 +286,9 @@ class Measurer:
         if len(survivors) < 2:
             return Confirmation(survivors, {}, len(rounds))
         first, gaps = paired.rank(rounds, survivors)
-        self._set_levels(evaluations, rounds, first, gaps)
+        base = searched[first]
+        assert base is not None
+        self._set_levels(evaluations, base, first, gaps)
         ranking = [first, *(g.config for g in gaps)]
         logger.info("confirmation, %d rounds: %s", len(rounds), ", ".join(
             f"{g.config.key} ×{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]" for g in gaps))
@@ -318,14 +321,17 @@ class Measurer:
                 logger.warning("%s failed while being confirmed: %s", config.key, result.error)
         return estimates_now
 
-    def _set_levels(self, evaluations: dict[RunConfig, Evaluation],
-                    rounds: list[dict[RunConfig, float]], first: RunConfig,
-                    gaps: list[paired.Gap[RunConfig]]) -> None:
-        """Refit the contenders; their fixed parts put their target-length predictions at the
-        leader's confirmed level times their paired gap (drift between the search's
-        measurements of each no longer decides their order)."""
+    def _set_levels(self, evaluations: dict[RunConfig, Evaluation], base: float,
+                    first: RunConfig, gaps: list[paired.Gap[RunConfig]]) -> None:
+        """Refit the contenders; their fixed parts put their target-length predictions at
+        ``base`` (the leader's prediction from the search) times their paired gap, so drift
+        between the search's measurements of each no longer decides their order.
+
+        The search's level, not the confirmation window's: configurations left out of the
+        confirmation were all predicted no faster than every contender by the search, which
+        stays true for the leader only on the same footing.
+        """
         target = self.settings.target_duration
-        base = paired.level(rounds, first)
         ratios = {first: 1.0, **{g.config: g.ratio for g in gaps if math.isfinite(g.ratio)}}
         for config, ratio in ratios.items():
             evaluation = self._model(config, self.results[config])
@@ -341,8 +347,8 @@ class Confirmation:
     """What :meth:`Measurer.confirm` concluded.
 
     Attributes:
-        ranking: the confirmed configurations, fastest first (only the best, or nothing, when
-            no configuration was tied with it).
+        ranking: the confirmed configurations, fastest first (empty when nothing was tied
+            with the best; one when the others failed while being confirmed).
         gaps: each non-leading one's paired gap to the leader.
         rounds: interleaved rounds run.
     """

@@ -134,8 +134,11 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(tmpdir: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # Brian2 writes a debug log and a copy of the script to the temporary folder and deletes
+    # them at a normal exit only: a killed trial's would stay in /tmp for good.
+    env["TMPDIR"] = str(tmpdir)
     root = _package_root()
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
@@ -247,7 +250,7 @@ def run_trial(
                 [python, "-m", "autotune._trial_child", str(spec_path), str(result_path),
                  repr(started)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=_child_env(), start_new_session=True,
+                env=_child_env(tmpdir), start_new_session=True,
             )
             try:
                 stopped, peak = _watch(popen, timeout, memory_limit)

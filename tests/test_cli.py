@@ -48,6 +48,8 @@ def test_fingerprint_json() -> None:
     (["calibrate", "--size", "abc"], "is not an integer"),
     (["calibrate", "--max-threads", "9999"], "exceeds the"),
     (["calibrate", "--max-threads", "-1"], "must be >= 0"),
+    (["calibrate", "--confirm-rounds", "4", "2"], "must be at least the fewest (4)"),
+    (["calibrate", "--confirm-rounds", "2"], "expected 2 arguments"),
     (["run", "--num-threads", "-1", "x.py"], "must be an integer >= 0"),
     (["run", "--num-threads", "1000000", "x.py"], "exceeds the"),
     (["run", "--device", "gpu", "x.py"], "invalid choice: 'gpu'"),
@@ -115,6 +117,11 @@ def test_show_ranks_the_calibrated_profile(calibrated: dict[str, object]) -> Non
     assert predictions == sorted(predictions)
     human = run_cli("show", "--db", url)
     assert "best:" in human.stdout and "cython-float64-default" in human.stdout
+    confirmation = profile["confirmation"]
+    if profile["confirmed"]:
+        assert f"confirmed in {confirmation['rounds']} interleaved rounds" in human.stdout
+    else:
+        assert "nothing was tied with the best" in human.stdout
 
 
 @pytest.mark.slow

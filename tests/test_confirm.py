@@ -55,4 +55,3 @@ def test_the_leader_is_found_against_all_others() -> None:
     rounds = [{"a": 5.0, "b": 4.0, "c": 4.6}, {"a": 5.5, "b": 4.3, "c": 4.9}]
     first, gaps = paired.rank(rounds, ["a", "b", "c"])
     assert first == "b" and [g.config for g in gaps] == ["c", "a"]
-    assert paired.level(rounds, "b") == pytest.approx(4.15)

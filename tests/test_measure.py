@@ -124,6 +124,7 @@ def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
     evaluations = {c: measurer.evaluate(c) for c in (NUMPY, f32)}
     assert all(e.feasible and e.objective for e in evaluations.values())
     searched = len(recorded)
+    before = {c: e.objective for c, e in evaluations.items()}
     outcome = measurer.confirm_contenders([NUMPY, f32], evaluations, 2, 3)
     confirm = [(r.config, p) for r, p in recorded[searched:]]
     assert all(p == "confirm" for _, p in confirm)
@@ -133,8 +134,10 @@ def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
     gap = outcome.gaps[second]
     assert gap.rounds == outcome.rounds and gap.low <= gap.ratio <= gap.high
     assert gap.ratio >= 1.0
+    # the leader keeps the search's level; the other sits at its paired gap from it
+    assert evaluations[first].objective == pytest.approx(before[first])
     assert evaluations[second].objective == pytest.approx(
-        evaluations[first].objective * gap.ratio, rel=1e-9)  # type: ignore[operator]
+        before[first] * gap.ratio, rel=1e-9)  # type: ignore[operator]
     refit = CostModel.from_dict(evaluations[first].attrs["cost"])
     assert refit.predict(10.0) == pytest.approx(evaluations[first].objective)
 

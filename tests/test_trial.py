@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +72,18 @@ def test_workload_errors_are_told_apart_from_crashes(name: str, message: str) ->
     assert message in (result.error or "")
 
 
-def test_no_process_outlives_a_killed_trial() -> None:
+def test_no_process_and_no_file_outlives_a_killed_trial(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brian2 leaves its debug log and script copy in the temporary folder when killed: they
+    must go with the trial's own folder, not stay in the user's."""
+    users_tmp, trials_tmp = tmp_path / "users", tmp_path / "trials"
+    users_tmp.mkdir()
+    trials_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(users_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(trials_tmp))
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    run_trial(_spec(str(HERE / "hangs.py")), timeout=3)
+    result = run_trial(_spec(str(HERE / "hangs.py")), timeout=3)
     after = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert result.status == "timeout"
     assert after <= before
+    assert list(users_tmp.iterdir()) == [] and list(trials_tmp.iterdir()) == []
