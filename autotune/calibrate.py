@@ -71,7 +71,7 @@ class CalibrationSettings:
             the search (0: no confirmation).
         confirm_rounds: interleaved rounds every confirmed configuration runs.
         confirm_max_rounds: most rounds, for contenders whose paired gap to the leader is still
-            unresolved (neither clearly slower nor within the noise target of it).
+            unresolved (it might still be more than the noise target faster than the leader).
         probe_loop: wall seconds of loop a configuration whose loop is too short to time at the
             calibration durations is run for once more (a rate probe); None: no probes.
     """

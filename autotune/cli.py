@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "best in interleaved rounds (3; 0: no confirmation)")
     p.add_argument("--confirm-rounds", type=_non_negative_int, nargs=2, default=[2, 6],
                    metavar=("MIN", "MAX"),
-                   help="confirmation rounds: every contender runs MIN; those whose paired gap "
-                        "to the leader is still unresolved go on up to MAX (2 6)")
+                   help="confirmation rounds: every contender runs MIN; those that might still "
+                        "be more than 5 %% faster than the leader go on up to MAX (2 6)")
     p.add_argument("--probe-loop", type=_non_negative_float, default=PROBE_LOOP, metavar="S",
                    help="run a configuration whose loop is too short to time once more, long "
                         f"enough for an S-second loop ({PROBE_LOOP}; 0: never)")

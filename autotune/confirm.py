@@ -8,9 +8,11 @@ the differences the confirmation has to resolve (the search measured each config
 apart). Each contender's gap to the leader is the mean of those paired log ratios, with a
 Student-t interval over the rounds.
 
-A gap is *resolved* once its interval lies wholly above 1 (slower than the leader) or wholly
-within ``1 ± margin`` (equivalent: which of the two runs makes no difference a user would
-notice). Unresolved contenders run further rounds, up to a limit.
+A gap is *resolved* once its interval's lower end reaches ``1 / (1 + margin)``: then, with 90 %
+confidence, the contender is no more than ``margin`` faster than the leader, so choosing the
+leader loses at most the noise target, whatever more rounds would say (a contender whose
+interval lies wholly above 1 is also *slower* than the leader). Unresolved contenders run
+further rounds, up to a limit.
 """
 
 from __future__ import annotations
@@ -56,13 +58,10 @@ class Gap(Generic[K]):
         """Whether it is slower than the leader beyond the noise."""
         return self.low > 1.0
 
-    def equivalent(self, margin: float) -> bool:
-        """Whether its whole interval lies within ``1 ± margin`` of the leader."""
-        return self.low >= 1 / (1 + margin) and self.high <= 1 + margin
-
     def resolved(self, margin: float) -> bool:
-        """Whether more rounds would not change what to do with it."""
-        return self.slower or self.equivalent(margin)
+        """Whether it is, beyond the noise, at most ``margin`` faster than the leader: choosing
+        the leader then costs at most that, so more rounds would not change what to do."""
+        return self.low >= 1 / (1 + margin)
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-able form (without the configuration); unknown bounds are None."""

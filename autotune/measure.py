@@ -244,11 +244,11 @@ class Measurer:
         """Re-measure the valid configurations tied with the best (at most ``top``) in
         interleaved rounds, paired round by round (:mod:`autotune.confirm`); return the ranking.
 
-        After ``min_rounds`` rounds a contender whose gap to the leader is resolved (slower
-        beyond the noise, or within the noise target either way) stops; the others go on, up to
-        ``max_rounds``. The contenders' cost models are refit with their level at the target
-        length set from the paired gaps, so that the profile ranks them as the confirmation
-        did. ``evaluations`` is updated in place.
+        After ``min_rounds`` rounds a contender whose gap to the leader is resolved (it is, with
+        90 % confidence, at most the noise target faster than the leader) stops; the others go
+        on, up to ``max_rounds``. The contenders' cost models are refit with their level at the
+        target length set from the paired gaps, so that the profile ranks them as the
+        confirmation did. ``evaluations`` is updated in place.
         """
         contenders = self._tied_with_best(evaluations)[:top]
         if len(contenders) < 2 or max_rounds < 1:

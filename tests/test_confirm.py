@@ -43,12 +43,16 @@ def test_real_rounds_leave_the_top_unresolved() -> None:
     assert not any(g.resolved(0.05) for g in gaps)
 
 
-def test_a_tight_gap_within_the_margin_is_equivalent() -> None:
+def test_a_gap_is_resolved_once_the_contender_cannot_be_much_faster() -> None:
+    """Four noisy rounds around a 1 % gap: not slower beyond the noise, but with 90 %
+    confidence at most 5 % faster than the leader, so the leader is a safe choice."""
     rounds = [{"a": 4.00, "b": 4.08}, {"a": 4.50, "b": 4.48}, {"a": 4.20, "b": 4.25},
               {"a": 4.80, "b": 4.78}]
     gap = paired.gap(rounds, "b", "a")
-    assert 1.0 < gap.ratio < 1.02 and gap.equivalent(0.05) and not gap.slower
-    assert gap.resolved(0.05)
+    assert 1.0 < gap.ratio < 1.02 and gap.low < 1 and not gap.slower
+    assert gap.resolved(0.05) and not gap.resolved(0.001)
+    disagreeing = [{"a": 4.0, "b": 4.4}, {"a": 4.4, "b": 4.0}]  # ±10 %: b may be much faster
+    assert not paired.gap(disagreeing, "b", "a").resolved(0.05)
 
 
 def test_the_leader_is_found_against_all_others() -> None:
