@@ -67,8 +67,8 @@ class CalibrationSettings:
             cpp_standalone); leaving one out shortens the calibration.
         noise_target: repeat a configuration while its estimates disagree by more than this.
         max_repeats: most extra repeats per configuration.
-        confirm_top: most configurations tied with the best to re-measure interleaved after
-            the search (0: no confirmation).
+        confirm_top: most configurations close to the best (within 25 %, or tied) to
+            re-measure interleaved after the search (0 or 1: no confirmation).
         confirm_rounds: interleaved rounds every confirmed configuration runs.
         confirm_max_rounds: most rounds, for contenders whose paired gap to the leader is still
             unresolved (it might still be more than the noise target faster than the leader).

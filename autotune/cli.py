@@ -225,7 +225,7 @@ def _progress_printer(args: argparse.Namespace, budget_trials: int | None) -> An
                           + (f" — {state['failures']} failed" if state["failures"] else ""))
         elif event == "confirm":
             console.print(f"  confirming, in interleaved rounds, the {len(data['contenders'])} "
-                          "configurations tied with the best: "
+                          "configurations closest to the best: "
                           + ", ".join(c.key for c in data["contenders"]))
         elif event == "evaluated":
             evaluation = data["evaluation"]

@@ -9,7 +9,7 @@ noise target (adaptive repeats, bounded), unless even its fastest estimate loses
 best valid configuration so far by more than that (racing: a loser's time need not be known
 precisely). Every trial goes to the store the moment it finishes. The first float64 configuration
 that succeeds is the reference; later ones must match its observables within the tolerance. After
-the search, :meth:`confirm` re-measures the configurations tied with the best in interleaved
+the search, :meth:`confirm` re-measures the configurations close to the best in interleaved
 rounds (A B C, B C A, ...) and ranks them on paired, round-by-round comparisons, so that drift
 hits them alike and cancels.
 """
@@ -241,7 +241,7 @@ class Measurer:
 
     def confirm(self, evaluations: dict[RunConfig, Evaluation], top: int, min_rounds: int,
                 max_rounds: int) -> Confirmation:
-        """Re-measure the valid configurations tied with the best (at most ``top``) in
+        """Re-measure the valid configurations close to the best (at most ``top``) in
         interleaved rounds, paired round by round (:mod:`autotune.confirm`); return the ranking.
 
         After ``min_rounds`` rounds a contender whose gap to the leader is resolved (it is, with
@@ -250,7 +250,7 @@ class Measurer:
         target length set from the paired gaps, so that the profile ranks them as the
         confirmation did. ``evaluations`` is updated in place.
         """
-        contenders = self._tied_with_best(evaluations)[:top]
+        contenders = self._close_to_best(evaluations)[:top]
         if len(contenders) < 2 or max_rounds < 1:
             return Confirmation([], {}, 0)
         return self.confirm_contenders(contenders, evaluations, min_rounds, max_rounds)
@@ -294,9 +294,10 @@ class Measurer:
             f"{g.config.key} ×{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]" for g in gaps))
         return Confirmation(ranking, {g.config: g for g in gaps}, len(rounds))
 
-    def _tied_with_best(self, evaluations: dict[RunConfig, Evaluation]) -> list[RunConfig]:
-        """Valid configurations whose predictions differ from the best's by less than the
-        larger of their uncertainties, fastest first."""
+    def _close_to_best(self, evaluations: dict[RunConfig, Evaluation]) -> list[RunConfig]:
+        """Valid configurations predicted within ``CONFIRM_MARGIN`` of the best (see
+        :mod:`autotune.confirm`), or differing from it by less than the larger of their
+        uncertainties; fastest first."""
         target = self.settings.target_duration
         valid = sorted(((e.config, CostModel.from_dict(e.attrs["cost"]))
                         for e in evaluations.values()
@@ -305,8 +306,10 @@ class Measurer:
         if not valid:
             return []
         best = valid[0][1]
+        fastest = best.predict(target)
         return [config for config, cost in valid
-                if cost.predict(target) - best.predict(target)
+                if cost.predict(target) <= fastest * (1 + paired.CONFIRM_MARGIN)
+                or cost.predict(target) - fastest
                 <= max(cost.uncertainty(target), best.uncertainty(target))]
 
     def _confirm_round(self, order: list[RunConfig]) -> dict[RunConfig, float]:

@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from autotune.confirm import CONFIRM_MARGIN
 from autotune.profile import PREFERENCE_MARGIN, Profile
 from autotune.runrecord import RunRecord
 
@@ -124,13 +125,14 @@ def _percent(ratio: float | None) -> str:
 
 
 def confirmation_line(profile: Profile) -> str:
-    """One line on the confirmation: the paired gaps of the configurations tied with the best
+    """One line on the confirmation: the paired gaps of the configurations closest to the best
     after the search (at the calibration's target length), or why there was none."""
     record = profile.confirmation
     if not record and not profile.confirmed:
         return ""
     if not profile.confirmed:
-        return "confirmation: nothing was tied with the best after the search"
+        return (f"confirmation: no other configuration came within {CONFIRM_MARGIN:.0%} of the "
+                "best")
     gaps = record.get("gaps", {})
     parts = [f"{profile.confirmed[0]} fastest"]
     for key in profile.confirmed[1:]:
