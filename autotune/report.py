@@ -131,8 +131,8 @@ def confirmation_line(profile: Profile) -> str:
     if not record and not profile.confirmed:
         return ""
     if not profile.confirmed:
-        return (f"confirmation: no other configuration came within {CONFIRM_MARGIN:.0%} of the "
-                "best")
+        return (f"confirmation: no other configuration came within {100 * CONFIRM_MARGIN:.0f} % "
+                "of the best")
     gaps = record.get("gaps", {})
     parts = [f"{profile.confirmed[0]} fastest"]
     for key in profile.confirmed[1:]:

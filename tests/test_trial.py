@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +55,14 @@ def test_a_hanging_trial_is_killed_at_its_timeout() -> None:
     assert result.status == "timeout"
     assert "timed out after 4 s" in (result.error or "")
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_sharing_memory_is_not_counted_twice() -> None:
+    result = run_trial(_spec(str(HERE / "forks.py")), timeout=120)
+    assert result.ok, result.error
+    held = 256 * 2**20  # counted twice, the tree would read about 2 x (held + Python)
+    assert result.peak_rss is not None and held < result.peak_rss < 2 * held
 
 
 def test_a_trial_over_its_memory_cap_is_killed() -> None:
