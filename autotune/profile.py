@@ -114,8 +114,8 @@ class Profile:
         created_at: ISO timestamp.
         calibration_id: the calibration that produced it (in the store it came from).
         notes: warnings recorded during calibration (busy host, ...).
-        confirmed: keys of the top configurations re-measured interleaved after the search,
-            fastest first (empty when no confirmation ran).
+        confirmed: keys of the configurations re-measured in paired, interleaved rounds after
+            the search, fastest first (empty when no confirmation ran).
         confirmation: ``rounds`` (interleaved rounds run; 0 when nothing was tied with the
             best) and ``gaps`` (per confirmed key but the fastest: paired ``ratio`` to it with
             its 80 % interval ``low``..``high`` and ``rounds``); empty when not attempted.
