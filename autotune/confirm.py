@@ -117,4 +117,3 @@ def rank(rounds: Sequence[Round[K]], contenders: Sequence[K]) -> tuple[K, list[G
     first = leader(rounds, contenders)
     gaps = [gap(rounds, c, first) for c in contenders if c != first]
     return first, sorted(gaps, key=lambda g: (math.isnan(g.ratio), g.ratio))
-

@@ -73,6 +73,12 @@ class CostModel:
         centre = self.predict(duration)
         return self.residual + (self.spread + DRIFT_FLOOR) * centre
 
+    def tied_with(self, other: CostModel, duration: float) -> bool:
+        """Whether this prediction and ``other``'s for ``duration`` cannot be told apart: they
+        differ by less than the larger of their uncertainties."""
+        return abs(self.predict(duration) - other.predict(duration)) <= max(
+            self.uncertainty(duration), other.uncertainty(duration))
+
     def interval(self, duration: float, z: float = 2.0) -> tuple[float, float]:
         """Prediction interval: ± ``z`` uncertainties."""
         centre = self.predict(duration)

@@ -306,11 +306,9 @@ class Measurer:
         if not valid:
             return []
         best = valid[0][1]
-        fastest = best.predict(target)
         return [config for config, cost in valid
-                if cost.predict(target) <= fastest * (1 + paired.CONFIRM_MARGIN)
-                or cost.predict(target) - fastest
-                <= max(cost.uncertainty(target), best.uncertainty(target))]
+                if cost.predict(target) <= best.predict(target) * (1 + paired.CONFIRM_MARGIN)
+                or cost.tied_with(best, target)]
 
     def _confirm_round(self, order: list[RunConfig]) -> dict[RunConfig, float]:
         """Run each configuration once; their estimates of a target-length run."""

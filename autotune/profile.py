@@ -162,14 +162,7 @@ class Profile:
             return []
         fastest = candidates[0].cost
         assert fastest is not None
-        tied = []
-        for entry in candidates:
-            cost = entry.cost
-            assert cost is not None
-            gap = cost.predict(d) - fastest.predict(d)
-            if gap <= max(cost.uncertainty(d), fastest.uncertainty(d)):
-                tied.append(entry)
-        return tied
+        return [e for e in candidates if e.cost is not None and e.cost.tied_with(fastest, d)]
 
     def best(self, duration: float | None = None, standalone_ok: bool = True,
              cython_ok: bool = True) -> ProfileEntry | None:

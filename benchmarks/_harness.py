@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from autotune import confirm as paired  # noqa: E402
 from autotune.config import RunConfig  # noqa: E402
 from autotune.host import HostFingerprint  # noqa: E402
 from autotune.paths import cython_cache_dir, standalone_build_dir  # noqa: E402
@@ -47,6 +48,14 @@ class Series:
     def peak_mib(self) -> float:
         peaks = [r.peak_rss for r in self.results if r.ok and r.peak_rss]
         return max(peaks) / 2**20 if peaks else float("nan")
+
+
+def paired_gap(slow: Series, base: Series) -> paired.Gap[str]:
+    """``slow``'s wall time over ``base``'s, paired round by round (both ran in each round of
+    :func:`measure_interleaved`, so drift cancels), with its 80 % interval."""
+    rounds = [{"slow": a.phases["total"], "base": b.phases["total"]}
+              for a, b in zip(slow.results, base.results, strict=True) if a.ok and b.ok]
+    return paired.gap(rounds, "slow", "base")
 
 
 def spec_for(host: HostFingerprint, workload: WorkloadSpec, config: RunConfig, duration: float,

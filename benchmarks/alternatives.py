@@ -38,9 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Series, markdown_table, measure_interleaved  # noqa: E402
+from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
 
-from autotune import confirm as paired  # noqa: E402
 from autotune.apply import choose, fallback_config  # noqa: E402
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
@@ -90,9 +89,7 @@ def paired_ratio(other: Series, tuned: Series) -> str:
     """How many times faster ``tuned`` ran than ``other``: the geometric mean of the ratios of
     their wall times round by round (each round ran both back to back, so drift cancels), with
     its 80 % interval; a loss "beyond noise" is an interval wholly below the target."""
-    rounds = [{"other": a.phases["total"], "tuned": b.phases["total"]}
-              for a, b in zip(other.results, tuned.results, strict=True) if a.ok and b.ok]
-    gap = paired.gap(rounds, "other", "tuned")
+    gap = paired_gap(other, tuned)
     if gap.rounds < 2 or gap.low == gap.high:  # one round, or the same configuration
         return f"{gap.ratio:.2f}"
     return f"{gap.ratio:.2f} ({gap.low:.2f}–{gap.high:.2f})"

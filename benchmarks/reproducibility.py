@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Series, markdown_table, measure_interleaved  # noqa: E402
+from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
 
-from autotune import confirm as paired  # noqa: E402
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
 from autotune.report import confirmation_line  # noqa: E402
@@ -66,10 +65,7 @@ def main() -> int:
         return 0
     measure_interleaved(host, workload, chosen, args.target_duration, args.repeats,
                         work / "cache")
-    rounds = [{"first": a.phases["total"], "second": b.phases["total"]}
-              for a, b in zip(first.results, second.results, strict=True)
-              if a.ok and b.ok]
-    gap = paired.gap(rounds, "second", "first")  # second's wall time / first's
+    gap = paired_gap(second, first)  # second's wall time / first's
     print(markdown_table(
         ["calibration", "chosen configuration", f"median wall, {args.target_duration:g} s run"],
         [[s.label, s.config.key, f"{s.median:.2f} ± {s.spread:.2f} s"] for s in chosen]))
