@@ -6,7 +6,7 @@ configuration, :mod:`search` decides what to measure next, :mod:`store` keeps ev
 moment it is measured and the resulting :class:`~autotune.profile.Profile`.
 
 The float64 reference (Brian2's default configuration) runs first; every other configuration's
-observables must match it within ``tolerance``. After the search the configurations tied with
+observables must match it within ``tolerance``. After the search the configurations closest to
 the best are re-measured in interleaved rounds and ranked on paired comparisons, and the profile
 records that confirmed ranking with each gap, the host's load during the calibration, and every
 configuration's cost model.

@@ -28,8 +28,8 @@ K = TypeVar("K", bound=Hashable)
 #: Configurations predicted within this fraction of the best are confirmed even when their own
 #: spreads say they are not tied: each configuration's trials ran minutes apart, in one window of
 #: the host's drift, which its spread cannot see (on the 2-CPU development VM a configuration
-#: measured in a quiet window came out 10 % ahead, on its fixed part, of identical siblings). The
-#: same margin makes a configuration a contender in the search's climb.
+#: measured in a quiet window came out 10 % ahead, on its fixed part, of siblings differing only
+#: in precision or flags, which the exhaustive search measured within 2 %).
 CONFIRM_MARGIN = 0.25
 
 #: One-sided 90 % quantiles of Student's t by degrees of freedom (rounds - 1): each side of an

@@ -348,8 +348,8 @@ class Confirmation:
     """What :meth:`Measurer.confirm` concluded.
 
     Attributes:
-        ranking: the confirmed configurations, fastest first (empty when nothing was tied
-            with the best; one when the others failed while being confirmed).
+        ranking: the confirmed configurations, fastest first (empty when nothing came close to
+            the best; one when the others failed while being confirmed).
         gaps: each non-leading one's paired gap to the leader.
         rounds: interleaved rounds run.
     """

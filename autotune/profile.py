@@ -116,7 +116,7 @@ class Profile:
         notes: warnings recorded during calibration (busy host, ...).
         confirmed: keys of the configurations re-measured in paired, interleaved rounds after
             the search, fastest first (empty when no confirmation ran).
-        confirmation: ``rounds`` (interleaved rounds run; 0 when nothing was tied with the
+        confirmation: ``rounds`` (interleaved rounds run; 0 when nothing came close to the
             best) and ``gaps`` (per confirmed key but the fastest: paired ``ratio`` to it with
             its 80 % interval ``low``..``high`` and ``rounds``); empty when not attempted.
         busy: True when the host was busy at some point of the calibration.
