@@ -20,6 +20,9 @@ def configure_brian2(
     config: RunConfig,
     build_dir: Path | None = None,
     cython_cache_dir: Path | None = None,
+    *,
+    with_output: bool = False,
+    passive_wait: bool = False,
 ) -> None:
     """Set Brian2's device and prefs for ``config``.
 
@@ -29,6 +32,11 @@ def configure_brian2(
             later run with the same configuration only re-links what changed).
         cython_cache_dir: Cython cache folder; one per flag preset, since Brian2's Cython cache
             key ignores compiler flags.
+        with_output: show the standalone binary's output (``report='text'`` progress) as a
+            plain run would; trials keep it quiet.
+        passive_wait: OpenMP threads sleep while they wait instead of spinning
+            (``OMP_WAIT_POLICY=PASSIVE``): spinning threads on cores that other jobs use slow
+            everyone down.
     """
     import numpy as np
     from brian2 import prefs, set_device
@@ -52,5 +60,10 @@ def configure_brian2(
         if build_dir is not None:
             build_dir.mkdir(parents=True, exist_ok=True)
         prefs.devices.cpp_standalone.openmp_threads = config.threads
-        set_device("cpp_standalone", directory=directory, build_on_run=True, with_output=False)
+        if passive_wait and config.threads > 0:
+            environment = dict(prefs.devices.cpp_standalone.run_environment_variables)
+            prefs.devices.cpp_standalone.run_environment_variables = {
+                **environment, "OMP_WAIT_POLICY": "PASSIVE"}
+        set_device("cpp_standalone", directory=directory, build_on_run=True,
+                   with_output=with_output)
     logger.debug("Brian2 configured for %s", config.describe())

@@ -307,6 +307,8 @@ class _Calibration:
         except WorkloadError:
             self.store.finish_calibration(info.id, "failed")
             raise
+        finally:
+            measurer.close()
         end_load = collect_load()
         if end_load["busy"]:
             self._notify("busy", {"load": end_load})

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune import confirm as paired
+from autotune.buildslots import BuildSlot, acquire_build_slot
 from autotune.config import RunConfig
 from autotune.costmodel import (
     MIN_TIMED_LOOP,
@@ -91,6 +92,8 @@ class Measurer:
         self.loads: list[dict[str, Any]] = []
         #: Best predicted target-length time of a valid configuration so far (for racing).
         self.best_objective: float | None = None
+        #: Build folders held for this calibration (a concurrent one gets others).
+        self.slots: dict[RunConfig, BuildSlot] = {}
         for result in previous:
             self.previous.setdefault(result.config, []).append(result)
 
@@ -98,10 +101,22 @@ class Measurer:
         if self.progress is not None:
             self.progress(event, data)
 
+    def close(self) -> None:
+        """Release the build folders this calibration held."""
+        for slot in self.slots.values():
+            slot.release()
+        self.slots.clear()
+
+    def _build_dir(self, config: RunConfig) -> Path | None:
+        if config.device != "cpp_standalone":
+            return None
+        if config not in self.slots:
+            self.slots[config] = acquire_build_slot(standalone_build_dir(
+                self.cache_root, self.host.fingerprint, self.workload.signature, config))
+        return self.slots[config].path
+
     def _spec(self, config: RunConfig, duration: float) -> TrialSpec:
-        build = (standalone_build_dir(self.cache_root, self.host.fingerprint,
-                                      self.workload.signature, config)
-                 if config.device == "cpp_standalone" else None)
+        build = self._build_dir(config)
         cache = (cython_cache_dir(self.cache_root, self.host.fingerprint, config)
                  if config.target == "cython" else None)
         return TrialSpec(self.workload, config, duration, build, cache)

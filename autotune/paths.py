@@ -1,9 +1,11 @@
 """Stable folders for compiled artefacts (cheap to import: used by ``apply`` before every run).
 
-A cpp_standalone project gets one folder per (workload or script, configuration): changing the
-thread count or flags rebuilds everything, and reusing the folder makes a repeated run's ``make``
-take milliseconds. The Cython cache gets one folder per flag preset, since Brian2's cache key
-ignores compiler flags.
+A cpp_standalone project gets one folder per (node, workload or script, configuration):
+changing the thread count or flags rebuilds everything, and reusing the folder makes a repeated
+run's ``make`` take milliseconds. Inside it, each process that builds takes a slot of its own
+(:mod:`autotune.buildslots`), so concurrent runs never share one. The Cython cache gets one
+folder per flag preset, since Brian2's cache key ignores compiler flags (Brian2 locks it
+itself).
 """
 
 from __future__ import annotations
@@ -12,24 +14,44 @@ import hashlib
 import os
 from pathlib import Path
 
+from autotune.buildslots import node_dir
 from autotune.config import RunConfig
 
 CACHE_ENV_VAR = "BRIAN2_AUTOTUNE_CACHE"
+#: File under the cache root remembering the C++ compiler's version (see host.collect_compiler).
+COMPILER_CACHE = "compiler-version.txt"
+
+
+def user_folder(kind: str) -> Path:
+    """The user's ``data`` or ``cache`` folder for brian2-autotune (platformdirs' answer).
+
+    On Linux that is the XDG rule, computed here: importing platformdirs costs ``apply`` tens
+    of milliseconds on a loaded host.
+    """
+    import sys
+
+    if sys.platform.startswith("linux"):
+        variable, fallback = {"data": ("XDG_DATA_HOME", "~/.local/share"),
+                              "cache": ("XDG_CACHE_HOME", "~/.cache")}[kind]
+        base = os.environ.get(variable, "").strip() or os.path.expanduser(fallback)
+        return Path(base) / "brian2-autotune"
+    import platformdirs
+
+    finder = platformdirs.user_data_dir if kind == "data" else platformdirs.user_cache_dir
+    return Path(finder("brian2-autotune", appauthor=False))
 
 
 def default_cache_root() -> Path:
     """``$BRIAN2_AUTOTUNE_CACHE`` or the user's cache directory for brian2-autotune."""
     if os.environ.get(CACHE_ENV_VAR):
         return Path(os.environ[CACHE_ENV_VAR]).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("brian2-autotune", appauthor=False))
+    return user_folder("cache")
 
 
 def standalone_build_dir(cache_root: Path, fingerprint: str, owner: str, config: RunConfig
                          ) -> Path:
-    """Stable cpp_standalone project folder for one workload/script and configuration."""
-    return cache_root / fingerprint / owner / config.key
+    """Folder of one workload/script and configuration's cpp_standalone slots on this node."""
+    return node_dir(cache_root, fingerprint) / owner / config.key
 
 
 def cython_cache_dir(cache_root: Path, fingerprint: str, config: RunConfig) -> Path:
@@ -38,6 +60,16 @@ def cython_cache_dir(cache_root: Path, fingerprint: str, config: RunConfig) -> P
 
 
 def script_owner(script: str | os.PathLike[str]) -> str:
-    """Folder name for a user script's builds: a hash of its absolute path."""
-    absolute = str(Path(script).expanduser().resolve())
-    return "script-" + hashlib.sha256(absolute.encode()).hexdigest()[:12]
+    """Folder name for a user script's builds: its name and a hash of its absolute path."""
+    absolute = Path(script).expanduser().resolve()
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in absolute.stem)[:40]
+    return f"script-{stem}-" + hashlib.sha256(str(absolute).encode()).hexdigest()[:12]
+
+
+def main_script() -> Path | None:
+    """The script this process runs (``__main__``'s file), or None in an interactive session."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    filename = getattr(main, "__file__", None)
+    return Path(filename) if filename else None

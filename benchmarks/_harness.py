@@ -60,9 +60,10 @@ def paired_gap(slow: Series, base: Series) -> paired.Gap[str]:
 
 def spec_for(host: HostFingerprint, workload: WorkloadSpec, config: RunConfig, duration: float,
              cache_root: Path) -> TrialSpec:
-    """A trial spec using the calibration's stable build folders (warm builds)."""
+    """A trial spec using the calibration's first build slot (warm builds; the benchmark runs
+    one trial at a time, after its calibrations)."""
     build = (standalone_build_dir(cache_root, host.fingerprint, workload.signature, config)
-             if config.device == "cpp_standalone" else None)
+             / "slot-0" if config.device == "cpp_standalone" else None)
     cache = cython_cache_dir(cache_root, host.fingerprint, config)
     return TrialSpec(workload, config, duration, build, cache)
 

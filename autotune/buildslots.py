@@ -1,0 +1,195 @@
+"""Build folders that concurrent runs never share, and a count of the runs going on this node.
+
+A cpp_standalone project folder holds generated code, objects, the binary and its results.
+Two processes using one folder at once rebuild each other's code and read each other's results
+(three runs of one sweep script started together: one printed another's answer with exit 0).
+So every folder is a *slot* held under an exclusive ``flock`` for as long as the process uses
+it: ``<base>/slot-<k>``, locked through ``<base>/slot-<k>.lock``. A run takes the lowest free
+slot, so sequential reruns stay warm (slot 0, ``make`` re-links nothing) and concurrent ones
+get slots of their own (cold the first time, warm afterwards).
+
+``flock`` is not reliable on NFS between machines, so the node's name is part of every path
+(:func:`node_dir`): nodes that share a home directory, even identical ones with one
+fingerprint, never share a folder; within one node the kernel's ``flock`` is exact.
+
+The same directory keeps a register of the runs going on this node (one locked file per
+process, holding the cores it uses), so that a run started next to others chooses threads for
+the cores that are free (:func:`register_run`). A file whose lock nobody holds belongs to a
+process that is gone and is removed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: A lock file's name: slot-<k>.lock.
+_SLOT_LOCK = re.compile(r"^slot-(\d+)\.lock$")
+
+
+def node_name() -> str:
+    """This machine's host name, made safe for a folder name."""
+    name = platform.node() or "localhost"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
+
+
+def node_dir(cache_root: Path, fingerprint: str) -> Path:
+    """Folder of this node's build artefacts: ``<cache>/<fingerprint>/<node name>``."""
+    return cache_root / fingerprint / node_name()
+
+
+@dataclass
+class FileLock:
+    """An exclusive ``flock`` on one file, held until :meth:`release` or the process ends."""
+
+    path: Path
+    fd: int | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Unlock and close (idempotent)."""
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
+def try_lock(path: Path, content: str = "") -> FileLock | None:
+    """Lock ``path`` exclusively without waiting; None when another process holds it.
+
+    ``content`` (the holder's pid and what it uses) replaces the file's text once locked.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    if content:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, content.encode(), 0)
+    return FileLock(path, fd)
+
+
+@dataclass
+class BuildSlot:
+    """A build folder this process holds exclusively (see the module docstring)."""
+
+    path: Path
+    index: int
+    lock: FileLock
+
+    def release(self) -> None:
+        """Let another process use the folder."""
+        self.lock.release()
+
+
+def acquire_build_slot(base: Path, hold_until_exit: bool = False) -> BuildSlot:
+    """The lowest free slot under ``base`` (a configuration's folder), locked for this process.
+
+    Never waits: when every existing slot is in use, a new one is made (a cold build, but never
+    a shared folder). ``hold_until_exit`` keeps the lock until the process ends (what a user's
+    run needs: Brian2 uses the folder until then).
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    index = 0
+    while True:
+        lock = try_lock(base / f"slot-{index}.lock", f"{os.getpid()}\n")
+        if lock is not None:
+            break
+        index += 1
+    slot = BuildSlot(base / f"slot-{index}", index, lock)
+    slot.path.mkdir(exist_ok=True)
+    if hold_until_exit:
+        atexit.register(slot.release)  # also keeps the lock object alive
+    if index:
+        logger.debug("build slots 0..%d of %s are in use: using slot %d", index - 1, base,
+                     index)
+    return slot
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Other runs going on this node, as their register files say."""
+
+    runs: int
+    cores: int
+
+
+@dataclass
+class RunRegistration:
+    """This process's entry in the node's register of runs."""
+
+    lock: FileLock
+    neighbours: Neighbours
+
+    def update(self, cores: int) -> None:
+        """Record how many cores this run will use."""
+        if self.lock.fd is not None:
+            os.ftruncate(self.lock.fd, 0)
+            os.pwrite(self.lock.fd, f"{os.getpid()} {cores}\n".encode(), 0)
+
+
+def register_run(node: Path, cores: int = 1) -> RunRegistration:
+    """Add this process to the node's register (until it exits) and count the others.
+
+    Every run counts as at least one core until it says more (:meth:`RunRegistration.update`),
+    so runs started at the same moment each see the others.
+    """
+    folder = node / "active"
+    folder.mkdir(parents=True, exist_ok=True)
+    own = folder / f"{os.getpid()}.run"
+    # Locked under another name, then renamed: a file that others can see is always locked,
+    # so nobody takes it for a dead run's file and removes it.
+    pending = folder / f"{os.getpid()}.pending"
+    lock = try_lock(pending, f"{os.getpid()} {cores}\n")
+    if lock is None:
+        raise OSError(f"cannot lock {pending}")
+    os.replace(pending, own)
+    lock.path = own
+    atexit.register(lock.release)
+    atexit.register(_unlink, own)
+    return RunRegistration(lock, count_neighbours(folder, own))
+
+
+def count_neighbours(folder: Path, own: Path | None = None) -> Neighbours:
+    """Runs registered in ``folder`` other than ``own``, and the cores they said they use."""
+    runs = cores = 0
+    for path in folder.glob("*.run"):
+        if path == own:
+            continue
+        stale = try_lock(path)
+        if stale is not None:  # nobody holds it: its process is gone
+            stale.release()
+            _unlink(path)
+            continue
+        runs += 1
+        cores += _cores_in(path)
+    return Neighbours(runs, cores)
+
+
+def _cores_in(path: Path) -> int:
+    try:
+        fields = path.read_text().split()
+        return max(1, int(fields[1]))
+    except (OSError, IndexError, ValueError):
+        return 1
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

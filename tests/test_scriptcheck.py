@@ -1,0 +1,91 @@
+"""Reading a script before running it: can cpp_standalone serve it?"""
+
+from __future__ import annotations
+
+import pytest
+
+from autotune.errors import ScriptError
+from autotune.scriptcheck import analyse_source
+
+HEAD = "from brian2 import *\nG = NeuronGroup(10, 'dv/dt = -v/(10*ms) : 1')\n"
+
+
+def test_a_single_run_is_standalone_safe() -> None:
+    analysis = analyse_source(HEAD + "run(100*ms)\nprint(G.v[:])\n")
+    assert analysis.standalone_ok and analysis.cython_ok and analysis.run_calls == 1
+
+
+def test_a_main_function_called_once_is_standalone_safe() -> None:
+    source = HEAD + "def main():\n    run(1*second)\n\nif __name__ == '__main__':\n    main()\n"
+    assert analyse_source(source).standalone_ok
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("run(10*ms)\nrun(10*ms)\n", "calls run() 2 times"),
+    ("for i in range(3):\n    run(10*ms)\n", "inside a loop"),
+    ("net = Network(collect())\nwhile True:\n    net.run(10*ms)\n    break\n", "inside a loop"),
+    ("@network_operation(dt=1*ms)\ndef f():\n    pass\nrun(10*ms)\n", "network_operation"),
+    ("store()\nrun(10*ms)\n", "store()/restore()"),
+    ("def go():\n    run(1*ms)\ngo()\ngo()\n", "may run more than once"),
+    ("def cb(elapsed, complete, start, duration):\n    pass\nrun(10*ms, report=cb)\n",
+     "report callback"),
+])
+def test_scripts_standalone_cannot_serve(body: str, reason: str) -> None:
+    analysis = analyse_source(HEAD + body)
+    assert not analysis.standalone_ok
+    assert any(reason in r for r in analysis.reasons), analysis.reasons
+
+
+def test_a_text_report_is_fine() -> None:
+    assert analyse_source(HEAD + "run(10*ms, report='text')\n").standalone_ok
+
+
+@pytest.mark.parametrize("body", [
+    "set_device('cpp_standalone')\nrun(10*ms)\n",
+    "prefs.codegen.target = 'numpy'\nrun(10*ms)\n",
+    "set_device('cpp_standalone', build_on_run=False)\nrun(10*ms)\ndevice.build()\n",
+])
+def test_scripts_choosing_their_own_device_are_left_alone(body: str) -> None:
+    analysis = analyse_source(HEAD + body)
+    assert analysis.own_device and not analysis.standalone_ok
+
+
+def test_pure_python_functions_need_numpy() -> None:
+    source = HEAD + "@check_units(x=1, result=1)\ndef f(x):\n    return x\nrun(10*ms)\n"
+    analysis = analyse_source(source)
+    assert not analysis.cython_ok and not analysis.standalone_ok
+
+
+def test_a_syntax_error_is_one_clear_error() -> None:
+    with pytest.raises(ScriptError, match="line 1"):
+        analyse_source("run(10*ms", "broken.py")
+
+
+SYN = HEAD + "S = Synapses(G, G, 'w : 1', on_pre='v += w')\nS.connect(p=0.5)\n"
+
+
+@pytest.mark.parametrize("body", [
+    "print(G.v[:3])\nrun(10*ms)\n",
+    "x = S.w['i>j']\nrun(10*ms)\n",
+    "S.w[:] = np.random.rand(len(S))\nrun(10*ms)\n",
+    "S.delay = S.i * ms\nrun(10*ms)\n",
+    "print(S.N)\nrun(10*ms)\n",
+    "G.v[:] += 1\nrun(10*ms)\n",
+    "states = G.get_states()\nrun(10*ms)\n",
+    "P = G[:5]\nprint(P.v)\nrun(10*ms)\n",
+])
+def test_reading_state_before_run_rules_standalone_out(body: str) -> None:
+    analysis = analyse_source(SYN + body)
+    assert not analysis.standalone_ok
+    assert any("reads state variables before run()" in r and "line " in r
+               for r in analysis.reasons), analysis.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "G.v = 'rand()'\nG.v[:5] = 1\nS.w['i>j'] = 0.5\nS.w = 'rand()'\nrun(10*ms)\n",
+    "print(G.N, len(G), G.name)\nrun(10*ms)\n",
+    "run(10*ms)\nprint(G.v[:3], S.w[:], len(S))\n",
+])
+def test_writes_metadata_and_reads_after_run_are_fine(body: str) -> None:
+    analysis = analyse_source(SYN + body)
+    assert analysis.standalone_ok, analysis.reasons
