@@ -23,11 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.buildslots import (
+    Neighbours,
+    RunRegistration,
+    acquire_build_slot,
+    node_dir,
+    register_run,
+)
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
 from autotune.costmodel import CostModel
+from autotune.durations import as_seconds
 from autotune.errors import ConfigError, ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
-from autotune.paths import cython_cache_dir, default_cache_root, standalone_build_dir
+from autotune.paths import (
+    COMPILER_CACHE,
+    cython_cache_dir,
+    default_cache_root,
+    main_script,
+    script_owner,
+    standalone_build_dir,
+)
 from autotune.profile import Profile
 from autotune.runrecord import RunRecord
 from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
@@ -76,14 +91,15 @@ class Applied:
                 "profile_created_at": self.profile_created_at, "seconds": self.seconds}
 
 
-def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True
-                    ) -> RunConfig:
-    """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP).
+def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
+                    thread_cap: int | None = None) -> RunConfig:
+    """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP),
+    at most ``thread_cap`` threads.
 
     Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy).
     """
     if standalone_ok:
-        threads = host.max_threads
+        threads = host.max_threads if thread_cap is None else min(host.max_threads, thread_cap)
         return standalone_config(0 if threads <= 1 else threads)
     return RunConfig("runtime", "cython" if cython_ok else "numpy")
 
@@ -147,21 +163,26 @@ def choose(
     standalone_ok: bool = True,
     cython_ok: bool = True,
     no_profile_reason: str = "no profile for this host",
+    thread_cap: int | None = None,
+    why_not_standalone: str = "",
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
+    ``thread_cap`` (cores left free by other runs on this node) bounds the OpenMP threads of a
+    configuration chosen from the profile or the fallback rule; an explicit ``threads`` wins.
+
     Raises:
-        ConfigError: on invalid overrides, or an override that asks for standalone where the
-            script cannot run under it.
+        ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
+            or any thread count, 0 included) where the script cannot run under it.
     """
     check_overrides(host, device, threads, precision)
-    if device == "cpp_standalone" and not standalone_ok:
-        raise ConfigError("--device cpp_standalone cannot run this script (see the reason "
-                          "above); use --device runtime")
-    if threads is not None and threads > 0 and not standalone_ok:
-        raise ConfigError("--num-threads needs cpp_standalone, which cannot run this script")
-    best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok)
-            if profile else None)
+    if not standalone_ok and (device == "cpp_standalone" or threads is not None):
+        what = "--device cpp_standalone" if device == "cpp_standalone" else "--num-threads"
+        raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
+                          + (f" ({why_not_standalone})" if why_not_standalone else "")
+                          + "; drop it or use --device runtime")
+    best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
+                         max_threads=thread_cap) if profile else None)
     if best is not None:
         config, source = best.config, "profile"
         when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
@@ -169,10 +190,11 @@ def choose(
         if not standalone_ok:
             reason += " that runtime can serve" if cython_ok else " that numpy can serve"
     else:
-        config, source = fallback_config(host, standalone_ok, cython_ok), "fallback"
+        config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
     if device or threads is not None or precision:
-        config = _override(config, host, device, threads, precision, profile, duration)
+        config = _override(config, host, device, threads, precision, profile, duration,
+                           thread_cap)
         source, reason = "override", "set on the command line"
     predicted = None
     if profile is not None:
@@ -184,7 +206,7 @@ def choose(
 
 def _override(config: RunConfig, host: HostFingerprint, device: str | None,
               threads: int | None, precision: str | None, profile: Profile | None,
-              duration: float | None) -> RunConfig:
+              duration: float | None, thread_cap: int | None) -> RunConfig:
     if threads is not None and device is None:
         device = "cpp_standalone"
     device = device or config.device
@@ -192,8 +214,8 @@ def _override(config: RunConfig, host: HostFingerprint, device: str | None,
     if device == "cpp_standalone":
         if threads is None:
             threads = config.threads if config.device == "cpp_standalone" else (
-                _best_threads(profile, duration) if profile else fallback_config(host, True)
-                .threads)
+                _best_threads(profile, duration, thread_cap) if profile else fallback_config(
+                    host, True, thread_cap=thread_cap).threads)
         flags = config.flags if config.device == "cpp_standalone" else "default"
         return standalone_config(threads, precision, flags)
     if config.device == "runtime":
@@ -201,82 +223,94 @@ def _override(config: RunConfig, host: HostFingerprint, device: str | None,
     return RunConfig("runtime", "cython", 0, precision)
 
 
-def _best_threads(profile: Profile, duration: float | None) -> int:
+def _best_threads(profile: Profile, duration: float | None, thread_cap: int | None = None
+                  ) -> int:
     for entry in profile.ranked(duration):
-        if entry.config.device == "cpp_standalone":
+        if entry.config.device == "cpp_standalone" and (thread_cap is None
+                                                         or entry.config.threads <= thread_cap):
             return entry.config.threads
     return 0
 
 
 def apply(
     workload: str | None = None,
-    duration: float | None = None,
+    duration: Any = None,
     db: str | None = None,
     *,
     device: str | None = None,
     threads: int | None = None,
     precision: str | None = None,
     use_profile: bool = True,
-    standalone_ok: bool = True,
+    standalone_ok: bool | None = None,
     cython_ok: bool = True,
-    owner: str = "api",
+    owner: str | None = None,
     cache_root: Path | None = None,
     host: HostFingerprint | None = None,
     record: bool = True,
+    why_not_standalone: str = "",
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
     Args:
         workload: built-in name or workload file whose profile to use (None: the host's newest).
-        duration: simulated seconds of the coming run (picks the best config for that length).
+        duration: the coming run's length: a Brian2 time (``10*second``), seconds, or a text
+            such as ``"500 ms"`` (picks the best config for that length).
         db: store URL (None: ``$BRIAN2_AUTOTUNE_DB`` or the default).
         device, threads, precision: overrides.
         use_profile: False ignores stored profiles (fallback rule or overrides only).
-        standalone_ok: False when the coming script cannot run under cpp_standalone.
+        standalone_ok: whether the coming script can run under cpp_standalone (None: read the
+            running script, ``__main__``'s file, to find out; see :mod:`autotune.scriptcheck`).
         cython_ok: False when the script needs numpy (pure-Python functions).
-        owner: names the stable standalone build folder (one per script).
+        owner: names the script's build folders (None: the running script's).
         cache_root: root of build folders (None: the default cache directory).
         host: this host (None: collect it).
         record: record the run's actual times against the prediction when the process exits
             (``brian2-autotune run`` records it itself, with the script's exit status).
+        why_not_standalone: why ``standalone_ok`` is False (for error messages).
+
+    Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
+    other runs are going, a configuration from the profile or the fallback rule uses at most the
+    cores they leave free, and OpenMP threads sleep instead of spinning while they wait.
 
     Raises:
-        ConfigError: invalid overrides.
+        ConfigError: invalid overrides or duration.
         WorkloadError: unknown workload.
         StoreError: unreadable store.
         ProfileError: a stored profile that does not validate.
+        ScriptError: the running script cannot be read or parsed.
     """
     import brian2  # noqa: F401 - the run needs it anyway; its __version__ spares a metadata scan
 
     started = time.perf_counter()
-    host = host or collect_host()
-    url = resolve_url(db)
-    signature = None
-    if workload is not None:
-        from autotune.workloads import resolve_workload
-
-        signature = resolve_workload(workload).signature
-    profile, reason = None, "no profile for this host"
-    if use_profile:
-        try:
-            profile = _load_profile(url, host, signature)
-        except ProfileError as e:
-            reason = f"the stored profile is unusable ({e})"
-        if profile is None and reason == "no profile for this host":
-            reason = _stale_reason(url, host) or reason
-    else:
-        reason = "profiles disabled (--no-profile)"
-    if duration is not None and not duration > 0:
-        raise ConfigError(f"duration must be positive, got {duration}")
-    config, source, why, predicted = choose(
-        host, profile, duration=duration, device=device, threads=threads, precision=precision,
-        standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason)
+    seconds = as_seconds(duration) if duration is not None else None
     root = cache_root or default_cache_root()
-    build_dir = (standalone_build_dir(root, host.fingerprint, owner, config)
-                 if config.device == "cpp_standalone" else None)
+    host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
+    script = main_script()
+    if standalone_ok is None:
+        standalone_ok, cython_ok, why_not_standalone = _script_allows(script, cython_ok)
+    url = resolve_url(db)
+    profile, reason = _profile_for(url, host, workload, use_profile)
+    registration = _register(root, host)
+    neighbours = registration.neighbours if registration else Neighbours(0, 0)
+    thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
+    config, source, why, predicted = choose(
+        host, profile, duration=seconds, device=device, threads=threads, precision=precision,
+        standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
+        thread_cap=thread_cap, why_not_standalone=why_not_standalone)
+    if neighbours.runs:
+        why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
+                f"{host.usable_cpus} CPUs")
+    if registration is not None:
+        registration.update(max(1, config.threads))
+    build_dir = None
+    if config.device == "cpp_standalone":
+        owner = owner or (script_owner(script) if script else "interactive")
+        build_dir = acquire_build_slot(standalone_build_dir(root, host.fingerprint, owner, config),
+                                       hold_until_exit=True).path
     from autotune.brianprefs import configure_brian2
 
-    configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config))
+    configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
+                     with_output=True, passive_wait=neighbours.runs > 0)
     entry = profile.entry(config) if profile else None
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
@@ -284,10 +318,51 @@ def apply(
                       time.perf_counter() - started, cost=entry.cost if entry else None,
                       store_url=url)
     if record:
-        atexit.register(record_run, applied)
+        atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
                  applied.seconds * 1000)
     return applied
+
+
+def _script_allows(script: Path | None, cython_ok: bool) -> tuple[bool, bool, str]:
+    """(standalone_ok, cython_ok, why not standalone) for the running script."""
+    if script is None or not script.is_file():
+        return True, cython_ok, ""
+    from autotune.scriptcheck import analyse_script
+
+    analysis = analyse_script(script)
+    why = "; ".join(analysis.reasons)
+    if not analysis.standalone_ok:
+        logger.info("cpp_standalone cannot serve %s: %s", script.name, why)
+    return analysis.standalone_ok, cython_ok and analysis.cython_ok, why
+
+
+def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool
+                 ) -> tuple[Profile | None, str]:
+    """This host's profile (for ``workload``, when given) and, without one, why not."""
+    if not use_profile:
+        return None, "profiles disabled (--no-profile)"
+    signature = None
+    if workload is not None:
+        from autotune.workloads import resolve_workload
+
+        signature = resolve_workload(workload).signature
+    try:
+        profile = _load_profile(url, host, signature)
+    except ProfileError as e:
+        return None, f"the stored profile is unusable ({e})"
+    if profile is None:
+        return None, _stale_reason(url, host) or "no profile for this host"
+    return profile, ""
+
+
+def _register(root: Path, host: HostFingerprint) -> RunRegistration | None:
+    """Enter this run in the node's register; None (and a debug line) where that fails."""
+    try:
+        return register_run(node_dir(root, host.fingerprint))
+    except OSError as e:
+        logger.debug("cannot register this run in %s: %s", root, e)
+        return None
 
 
 def _process_wall() -> float | None:

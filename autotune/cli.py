@@ -42,6 +42,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    from autotune.durations import as_seconds
+    from autotune.errors import ConfigError
+
+    try:
+        return as_seconds(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -167,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float64", "float32"], help="override precision")
     p.add_argument("--no-profile", action="store_true", help="ignore stored profiles")
     p.add_argument("--workload", help="use the profile of this workload (default: newest)")
-    p.add_argument("--duration", type=_positive_float, metavar="S",
-                   help="simulated seconds the script runs (picks the best config for it)")
+    p.add_argument("--duration", type=_duration, metavar="T",
+                   help="simulated time the script runs, e.g. 10, 10s, 500ms (picks the best "
+                        "config for it)")
     _add_db(p)
     p.add_argument("script", help="the Brian2 script")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
@@ -420,29 +431,55 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Set when ``run`` starts itself again under runtime (see :func:`cmd_run`); holds the reason.
+_RUNTIME_RETRY_ENV = "BRIAN2_AUTOTUNE_RUNTIME_RETRY"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """``run``: analyse the script, apply a configuration, run it, log what happened."""
+    """``run``: analyse the script, apply a configuration, run it, log what happened.
+
+    A script that turns out to read state before ``run()`` under cpp_standalone (what the
+    analysis could not see) failed before anything was simulated or shown; this process then
+    starts again, same command line, with standalone ruled out.
+    """
+    import os
+
     from autotune.apply import apply, record_run
+    from autotune.errors import ConfigError, NeedsRuntime
     from autotune.paths import script_owner
-    from autotune.runner import analyse_script, execute_script
+    from autotune.runner import execute_script
+    from autotune.scriptcheck import analyse_script
 
     analysis = analyse_script(args.script)
+    retry_reason = os.environ.pop(_RUNTIME_RETRY_ENV, None)
+    standalone_ok, reasons = analysis.standalone_ok, list(analysis.reasons)
+    if retry_reason is not None:
+        standalone_ok, reasons = False, [*reasons, retry_reason]
     if analysis.own_device:
         logger.info("the script chooses its own device/target: applying nothing")
         applied = None
     else:
-        if not analysis.standalone_ok:
-            logger.info("cpp_standalone cannot serve %s: %s", args.script,
-                        "; ".join(analysis.reasons))
+        if not standalone_ok:
+            logger.info("cpp_standalone cannot serve %s: %s", args.script, "; ".join(reasons))
         applied = apply(args.workload, args.duration, args.db, device=args.device,
                         threads=args.num_threads, precision=args.precision,
-                        use_profile=not args.no_profile, standalone_ok=analysis.standalone_ok,
+                        use_profile=not args.no_profile, standalone_ok=standalone_ok,
                         cython_ok=analysis.cython_ok, owner=script_owner(args.script),
-                        record=False)
+                        record=False, why_not_standalone="; ".join(reasons))
         logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
                     if applied.predicted else "")
-    report = execute_script(args.script, args.args)
+    standalone = applied is not None and applied.config.device == "cpp_standalone"
+    try:
+        report = execute_script(args.script, args.args, hold_until_run=standalone)
+    except NeedsRuntime as e:
+        if args.device == "cpp_standalone" or args.num_threads is not None:
+            raise ConfigError(f"{e}; drop --device cpp_standalone/--num-threads") from e
+        logger.info("%s: nothing was simulated or shown; running it again under runtime", e)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.environ[_RUNTIME_RETRY_ENV] = str(e).split(", which")[0]
+        os.execv(sys.executable, [sys.executable, "-m", "autotune.cli", *args.argv])
     logger.info("run finished in %.2f s (build/set-up %s, simulation loop %s), peak memory "
                 "%.0f MiB", report.wall,
                 f"{report.build:.2f} s" if report.build is not None else "-",
@@ -479,7 +516,9 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _setup_logging(args.verbose)
     if args.command != "run":  # a user script keeps Python's own signal behaviour
         signal.signal(signal.SIGTERM, _raise_terminated)

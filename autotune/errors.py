@@ -34,6 +34,11 @@ class ScriptError(BadInput):
     """A user script given to ``brian2-autotune run`` cannot be read or parsed."""
 
 
+class NeedsRuntime(AutotuneError):
+    """A script read state before ``run()`` under cpp_standalone: nothing was simulated and
+    nothing it printed was shown, so it can run again under runtime."""
+
+
 class StoreError(AutotuneError):
     """The store (database) cannot be opened, read or written."""
 

@@ -1,178 +1,31 @@
-"""``brian2-autotune run SCRIPT``: decide what can serve a script, apply it, run the script.
+"""Run a user's script as ``python SCRIPT ARGS`` would, in this process, and measure it.
 
-Before anything runs, the script is read (not executed) to find out whether cpp_standalone can
-serve it. Standalone with ``build_on_run=True`` builds and runs the whole network at the first
-``run()``: a script that runs several times, runs inside a loop, uses ``network_operation``,
-``store``/``restore``, or a Python ``report`` callback crashes there after its first run has
-already printed and saved. Such a script gets the best runtime configuration instead, and the
-reason is logged. A script that chooses its own device or code-generation target is left alone.
-Pure-Python functions used in equations (``@check_units``/``Function``) need the numpy target.
+Under cpp_standalone a script that reads a state variable before ``run()`` fails at that read,
+before anything was simulated. :mod:`autotune.scriptcheck` catches the usual forms; for what it
+cannot see, :func:`execute_script` holds the script's output back until its first ``run()``
+starts. If the script then fails with Brian2's "before the simulation has been run" error, the
+held output is dropped and :class:`NeedsRuntime` is raised, so that the caller can run the
+script again under runtime and the user sees its output once.
 """
 
 from __future__ import annotations
 
-import ast
+import io
 import logging
 import resource
 import runpy
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from autotune.errors import ScriptError
+from autotune.errors import NeedsRuntime
 
 logger = logging.getLogger(__name__)
 
-_DEVICE_CHOICE_CALLS = {"set_device", "build"}
-_UNSUPPORTED_IN_STANDALONE = {"network_operation": "uses network_operation (Python code "
-                              "during the run)", "store": "uses store()/restore()",
-                              "restore": "uses store()/restore()"}
-
-
-@dataclass(frozen=True)
-class ScriptAnalysis:
-    """What a script allows.
-
-    Attributes:
-        standalone_ok: cpp_standalone can run it unchanged.
-        cython_ok: the Cython target can compile it (no pure-Python functions in equations).
-        own_device: the script sets its device/target itself; nothing will be applied.
-        run_calls: number of ``run()`` call sites found.
-        reasons: why standalone (or Cython) cannot serve it.
-    """
-
-    standalone_ok: bool
-    cython_ok: bool
-    own_device: bool
-    run_calls: int
-    reasons: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _call_name(node: ast.Call) -> str | None:
-    if isinstance(node.func, ast.Name):
-        return node.func.id
-    if isinstance(node.func, ast.Attribute):
-        return node.func.attr
-    return None
-
-
-class _Visitor(ast.NodeVisitor):
-    def __init__(self) -> None:
-        self.run_sites: list[tuple[bool, str | None]] = []  # (in loop, enclosing function)
-        self.loop_depth = 0
-        self.functions: list[str] = []
-        self.calls: dict[str, int] = {}
-        self.loop_calls: set[str] = set()
-        self.reasons: list[str] = []
-        self.own_device = False
-        self.python_functions = False
-
-    def _loop(self, node: ast.AST) -> None:
-        self.loop_depth += 1
-        self.generic_visit(node)
-        self.loop_depth -= 1
-
-    visit_For = visit_While = visit_AsyncFor = _loop  # noqa: N815
-
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        for decorator in node.decorator_list:
-            target = decorator.func if isinstance(decorator, ast.Call) else decorator
-            name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
-            if name == "network_operation":
-                self.reasons.append(_UNSUPPORTED_IN_STANDALONE["network_operation"])
-            if name in ("check_units", "implementation"):
-                self.python_functions = True
-        self.functions.append(node.name)
-        depth, self.loop_depth = self.loop_depth, 0
-        self.generic_visit(node)
-        self.loop_depth = depth
-        self.functions.pop()
-
-    visit_FunctionDef = visit_AsyncFunctionDef = _function  # noqa: N815
-
-    def visit_Assign(self, node: ast.Assign) -> None:  # noqa: N802
-        for target in node.targets:
-            text = ast.unparse(target)
-            if text.startswith(("prefs.codegen.target", "prefs.devices", "prefs['codegen.target'",
-                                'prefs["codegen.target"')):
-                self.own_device = True
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
-        name = _call_name(node)
-        if name is not None:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            if self.loop_depth:
-                self.loop_calls.add(name)
-        if name == "run":
-            self.run_sites.append((self.loop_depth > 0, self.functions[-1] if self.functions
-                                   else None))
-            for keyword in node.keywords:
-                if keyword.arg == "report" and not isinstance(keyword.value, ast.Constant):
-                    self.reasons.append("passes a Python report callback to run()")
-        elif name in _DEVICE_CHOICE_CALLS and (name != "build" or _is_device_build(node)):
-            self.own_device = True
-        elif name in _UNSUPPORTED_IN_STANDALONE:
-            self.reasons.append(_UNSUPPORTED_IN_STANDALONE[name])
-        elif name == "Function":
-            self.python_functions = True
-        self.generic_visit(node)
-
-
-def _is_device_build(node: ast.Call) -> bool:
-    return isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "device"
-
-
-def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
-    """Analyse a script's source text (see the module docstring).
-
-    Raises:
-        ScriptError: the source does not parse.
-    """
-    try:
-        tree = ast.parse(source, filename=filename)
-    except SyntaxError as e:
-        raise ScriptError(f"{filename} line {e.lineno}: {e.msg}; it would not run under "
-                          "python either") from e
-    visitor = _Visitor()
-    visitor.visit(tree)
-    reasons = list(dict.fromkeys(visitor.reasons))
-    sites = visitor.run_sites
-    if len(sites) > 1:
-        reasons.append(f"calls run() {len(sites)} times")
-    for in_loop, function in sites:
-        if in_loop:
-            reasons.append("calls run() inside a loop")
-        elif function is not None and (visitor.calls.get(function, 0) != 1
-                                       or function in visitor.loop_calls):
-            reasons.append(f"calls run() inside {function}(), which may run more than once")
-    if visitor.python_functions:
-        reasons.append("uses pure-Python functions in equations (numpy target only)")
-    return ScriptAnalysis(
-        standalone_ok=not reasons and not visitor.own_device,
-        cython_ok=not visitor.python_functions,
-        own_device=visitor.own_device,
-        run_calls=len(sites),
-        reasons=tuple(dict.fromkeys(reasons)),
-    )
-
-
-def analyse_script(path: str | Path) -> ScriptAnalysis:
-    """Read and analyse a script file.
-
-    Raises:
-        ScriptError: missing, unreadable or unparsable file.
-    """
-    path = Path(path)
-    try:
-        source = path.read_text()
-    except FileNotFoundError as e:
-        raise ScriptError(f"script {path} does not exist") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScriptError(f"cannot read script {path}: {e}") from e
-    return analyse_source(source, str(path))
+#: Brian2's message when standalone code reads state before the run.
+_EARLY_READ = "before the simulation has been run"
 
 
 @dataclass(frozen=True)
@@ -199,11 +52,82 @@ def peak_rss() -> int:
     return max(own, children) * scale
 
 
-def execute_script(path: str | Path, args: list[str]) -> RunReport:
+class _HeldOutput:
+    """Holds what the script writes to ``sys.stdout``/``sys.stderr`` until :meth:`release`."""
+
+    def __init__(self) -> None:
+        self.real: tuple[TextIO, TextIO] = (sys.stdout, sys.stderr)
+        self.parts: list[tuple[int, str]] = []
+        self.released = False
+        sys.stdout, sys.stderr = _Tap(self, 0), _Tap(self, 1)  # type: ignore[assignment]
+
+    def release(self) -> None:
+        """Write what was held, in order, and let the script write directly from now on."""
+        if self.released:
+            return
+        self.released = True
+        sys.stdout, sys.stderr = self.real
+        for stream, text in self.parts:
+            self.real[stream].write(text)
+        self.real[0].flush()
+        self.parts.clear()
+
+    def drop(self) -> None:
+        """Forget what was held and restore the streams."""
+        self.parts.clear()
+        self.released = True
+        sys.stdout, sys.stderr = self.real
+
+
+class _Tap(io.TextIOBase):
+    def __init__(self, held: _HeldOutput, stream: int) -> None:
+        self.held, self.stream = held, stream
+
+    def write(self, text: str) -> int:
+        if self.held.released:
+            return self.held.real[self.stream].write(text)
+        self.held.parts.append((self.stream, text))
+        return len(text)
+
+    def isatty(self) -> bool:
+        return self.held.real[self.stream].isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.held.real[self.stream].encoding
+
+
+def _release_at_first_run(held: _HeldOutput) -> Any:
+    """Release the held output when Brian2 prepares its first run; returns an undo function."""
+    from brian2.core.network import Network
+
+    original = Network.before_run
+
+    def before_run(self: Any, run_namespace: Any) -> Any:
+        held.release()
+        return original(self, run_namespace)
+
+    Network.before_run = before_run  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Network.before_run = original  # type: ignore[method-assign]
+
+    return undo
+
+
+def execute_script(path: str | Path, args: list[str], hold_until_run: bool = False
+                   ) -> RunReport:
     """Run a script as ``python SCRIPT ARGS`` would, in this process; measure it.
 
     The script's own exceptions propagate (the caller prints them as Python would);
     ``SystemExit`` becomes the report's exit code.
+
+    Args:
+        hold_until_run: hold the script's output until its first ``run()`` (use it under
+            cpp_standalone, see the module docstring).
+
+    Raises:
+        NeedsRuntime: with ``hold_until_run``, the script read state before its first run.
     """
     path = Path(path)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
@@ -211,11 +135,23 @@ def execute_script(path: str | Path, args: list[str]) -> RunReport:
     sys.path.insert(0, str(path.resolve().parent))
     started = time.perf_counter()
     exit_code = 0
+    held = _HeldOutput() if hold_until_run else None
+    undo = _release_at_first_run(held) if held is not None else None
     try:
         runpy.run_path(str(path), run_name="__main__")
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except NotImplementedError as e:
+        if held is not None and not held.released and _EARLY_READ in str(e):
+            held.drop()
+            raise NeedsRuntime("the script reads state variables before run(), which "
+                               "cpp_standalone cannot serve") from e
+        raise
     finally:
+        if undo is not None:
+            undo()
+        if held is not None:
+            held.release()
         sys.argv = saved_argv
         if sys.path and sys.path[0] == str(path.resolve().parent) and saved_path0 != sys.path[0]:
             sys.path.pop(0)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from autotune.apply import choose, fallback_config
 from autotune.config import RunConfig, standalone_config
+from autotune.costmodel import CostModel
 from autotune.errors import ConfigError
+from autotune.profile import ProfileEntry
 from autotune.store import open_store
 from tests.helpers import make_host, make_profile
 
@@ -64,9 +68,30 @@ def test_bad_overrides_are_refused(kwargs: dict[str, object], message: str) -> N
         choose(make_host(cpus=4), None, **kwargs)  # type: ignore[arg-type]
 
 
-def test_standalone_override_is_refused_for_a_script_it_cannot_serve() -> None:
-    with pytest.raises(ConfigError, match="cannot run this script"):
-        choose(make_host(), None, device="cpp_standalone", standalone_ok=False)
+@pytest.mark.parametrize("override", [{"device": "cpp_standalone"}, {"threads": 0},
+                                      {"threads": 2}, {"threads": 0, "precision": "float32"}])
+def test_every_override_implying_standalone_is_refused_for_a_script_it_cannot_serve(
+        override: dict[str, object]) -> None:
+    """``--num-threads 0`` means standalone without OpenMP: it must pass the same check as any
+    other standalone choice (it used to slip through and crash after the first run)."""
+    host = make_host()
+    for profile in (None, make_profile(host)):
+        with pytest.raises(ConfigError, match="cannot run this script.*calls run"):
+            choose(host, profile, standalone_ok=False, why_not_standalone="calls run() 2 times",
+                   **override)  # type: ignore[arg-type]
+
+
+def test_cores_taken_by_other_runs_bound_the_threads() -> None:
+    host = make_host(cpus=4)
+    profile = make_profile(host)
+    fast_threads = ProfileEntry(standalone_config(4), "valid", CostModel(3.5, 0.02, 0.01, 2, 2))
+    busy_profile = replace(profile, entries=(*profile.entries, fast_threads))
+    assert choose(host, busy_profile, duration=100.0)[0] == standalone_config(4)
+    assert choose(host, busy_profile, duration=100.0, thread_cap=1)[0] == standalone_config(0)
+    assert choose(host, None, thread_cap=3)[0] == standalone_config(3)
+    assert choose(host, None, thread_cap=1)[0] == standalone_config(0)
+    # an explicit thread count is the user's call
+    assert choose(host, None, threads=4, thread_cap=1)[0] == standalone_config(4)
 
 
 def test_fallback_rule_without_a_profile() -> None:
@@ -133,3 +158,48 @@ def test_a_script_needing_numpy_never_gets_cython() -> None:
                                        standalone_ok=False, cython_ok=False)
     assert config == RunConfig("runtime", "numpy") and source == "profile"
     assert "numpy can serve" in reason
+
+
+APPLY_SCRIPT = """
+import json, autotune
+from brian2 import get_device, ms, second
+applied = autotune.apply(duration=DURATION, db=DB)
+print(json.dumps({"applied": applied.to_dict(), "device": type(get_device()).__name__}))
+"""
+
+
+def _apply_in_script(path: Path, db_url: str, duration: str = "10*second",
+                     extra: str = "") -> dict[str, object]:
+    path.write_text(APPLY_SCRIPT.replace("DURATION", duration).replace("DB", repr(db_url))
+                    + extra)
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[0])
+
+
+def test_apply_takes_brian2_durations_and_gives_each_script_its_own_build_folder(
+        db_url: str, tmp_path: Path) -> None:
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    first = _apply_in_script(tmp_path / "first.py", db_url)
+    second = _apply_in_script(tmp_path / "second.py", db_url, "100*second")
+    for state in (first, second):
+        assert state["device"] == "CPPStandaloneDevice"
+        assert state["applied"]["source"] == "profile"  # type: ignore[index]
+    first_dir, second_dir = (Path(s["applied"]["build_dir"]) for s in (first, second))  # type: ignore[index]
+    assert first_dir != second_dir
+    assert "script-first-" in str(first_dir) and "script-second-" in str(second_dir)
+    assert first_dir.name == "slot-0"  # the first script has left: its slot is free again
+    short = _apply_in_script(tmp_path / "short.py", db_url, "500*ms")
+    assert short["device"] == "RuntimeDevice"  # a short run: numpy wins in this profile
+
+
+def test_apply_reads_the_running_script_before_choosing_standalone(db_url: str,
+                                                                   tmp_path: Path) -> None:
+    two_runs = "\nif False:\n    run(1*ms)\n    run(1*ms)\n"
+    state = _apply_in_script(tmp_path / "two.py", db_url, extra=two_runs)
+    assert state["device"] == "RuntimeDevice"
+    assert state["applied"]["source"] == "fallback"  # type: ignore[index]

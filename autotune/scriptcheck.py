@@ -1,0 +1,248 @@
+"""Read a Brian2 script (without running it) to find out what can serve it.
+
+cpp_standalone with ``build_on_run=True`` builds and runs the whole network at the first
+``run()``: a script that runs several times, runs inside a loop, uses ``network_operation``,
+``store``/``restore`` or a Python ``report`` callback crashes there after its first run has
+already printed and saved, and one that reads a state variable before ``run()``
+(``print(G.v[:3])``, ``S.w['i>j']``, ``len(S)``) crashes before it. Such a script gets the best
+runtime configuration instead, and the reason is logged. A script that chooses its own device or
+code-generation target is left alone. Pure-Python functions used in equations
+(``@check_units``/``Function``) need the numpy target.
+
+The analysis is static and errs on the side of runtime; what it cannot see (a read hidden in an
+imported module) is caught when the script runs (:mod:`autotune.runner`).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autotune.errors import ScriptError
+
+_DEVICE_CHOICE_CALLS = {"set_device", "build"}
+_UNSUPPORTED_IN_STANDALONE = {"network_operation": "uses network_operation (Python code "
+                              "during the run)", "store": "uses store()/restore()",
+                              "restore": "uses store()/restore()"}
+#: Constructors of objects whose state standalone cannot read before the run.
+_GROUPS = {"NeuronGroup", "PoissonGroup", "SpikeGeneratorGroup", "SpatialNeuron", "Subgroup"}
+_SYNAPSES = {"Synapses"}
+_MONITORS = {"StateMonitor", "SpikeMonitor", "EventMonitor", "PopulationRateMonitor"}
+#: Attributes that are no state variables: reading them before run() is fine (``N`` only for
+#: groups, whose size is known at creation; a Synapses' ``N`` is its connection count).
+_METADATA = {"name", "namespace", "dt", "clock", "source", "target", "variables", "equations",
+             "active", "when", "order", "events", "record", "method_choice", "N",
+             "codeobj_class", "contained_objects", "event_codes", "start", "stop"}
+
+
+@dataclass(frozen=True)
+class ScriptAnalysis:
+    """What a script allows.
+
+    Attributes:
+        standalone_ok: cpp_standalone can run it unchanged.
+        cython_ok: the Cython target can compile it (no pure-Python functions in equations).
+        own_device: the script sets its device/target itself; nothing will be applied.
+        run_calls: number of ``run()`` call sites found.
+        reasons: why standalone (or Cython) cannot serve it.
+    """
+
+    standalone_ok: bool
+    cython_ok: bool
+    own_device: bool
+    run_calls: int
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _call_name(node: ast.Call) -> str | None:
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr
+    return None
+
+
+class _Visitor(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.run_sites: list[tuple[bool, str | None]] = []  # (in loop, enclosing function)
+        self.loop_depth = 0
+        self.functions: list[str] = []
+        self.calls: dict[str, int] = {}
+        self.loop_calls: set[str] = set()
+        self.reasons: list[str] = []
+        self.own_device = False
+        self.python_functions = False
+        self.groups: set[str] = set()  # names bound to Brian2 groups and monitors
+        self.synapses: set[str] = set()
+        self.early_reads: list[str] = []  # "line N: text" of state reads before run()
+        self.parents: dict[ast.AST, ast.AST] = {}
+
+    def visit(self, node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            self.parents[child] = node
+        super().visit(node)
+
+    def _loop(self, node: ast.AST) -> None:
+        self.loop_depth += 1
+        self.generic_visit(node)
+        self.loop_depth -= 1
+
+    visit_For = visit_While = visit_AsyncFor = _loop  # noqa: N815
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for decorator in node.decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
+            if name == "network_operation":
+                self.reasons.append(_UNSUPPORTED_IN_STANDALONE["network_operation"])
+            if name in ("check_units", "implementation"):
+                self.python_functions = True
+        self.functions.append(node.name)
+        depth, self.loop_depth = self.loop_depth, 0
+        self.generic_visit(node)
+        self.loop_depth = depth
+        self.functions.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function  # noqa: N815
+
+    def visit_Assign(self, node: ast.Assign) -> None:  # noqa: N802
+        for target in node.targets:
+            text = ast.unparse(target)
+            if text.startswith(("prefs.codegen.target", "prefs.devices", "prefs['codegen.target'",
+                                'prefs["codegen.target"')):
+                self.own_device = True
+        self._bind(node.targets, node.value)
+        self.generic_visit(node)
+
+    def _bind(self, targets: list[ast.expr], value: ast.expr) -> None:
+        """Remember names bound to Brian2 objects (``G = NeuronGroup(...)``, ``Pe = P[:10]``)."""
+        kind = None
+        if isinstance(value, ast.Call):
+            name = _call_name(value)
+            kind = ("synapses" if name in _SYNAPSES else
+                    "group" if name in _GROUPS | _MONITORS else None)
+        elif isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
+            kind = "group" if value.value.id in self.groups else None
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        for t in targets:
+            if isinstance(t, ast.Tuple):
+                names += [e.id for e in t.elts if isinstance(e, ast.Name)]
+        for name in names:
+            self.groups.discard(name)
+            self.synapses.discard(name)
+            if kind == "synapses":
+                self.synapses.add(name)
+            if kind is not None:
+                self.groups.add(name)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:  # noqa: N802
+        if (not self.run_sites and isinstance(node.ctx, ast.Load)
+                and isinstance(node.value, ast.Name) and node.value.id in self.groups
+                and self._reads_state(node)):
+            self._early_read(node)
+        self.generic_visit(node)
+
+    def _reads_state(self, node: ast.Attribute) -> bool:
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return node.attr in ("get_states",)  # other methods (connect, ...) are fine
+        if node.attr in _METADATA and not (node.attr == "N" and node.value.id in self.synapses):  # type: ignore[attr-defined]
+            return False
+        if isinstance(parent, ast.Subscript) and parent.value is node:
+            # G.v[:] = x writes (fine); G.v[:] += x and G.v[:3] read
+            grand = self.parents.get(parent)
+            return not (isinstance(parent.ctx, ast.Store) and not isinstance(grand, ast.AugAssign))
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            return False  # G.v.shape and the like: rare; let the run decide
+        return True
+
+    def _early_read(self, node: ast.AST) -> None:
+        statement = node
+        while statement in self.parents and not isinstance(statement, ast.stmt):
+            statement = self.parents[statement]
+        text = ast.unparse(statement).splitlines()[0][:60]
+        self.early_reads.append(f"line {node.lineno}: {text}")  # type: ignore[attr-defined]
+
+    def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
+        name = _call_name(node)
+        if name is not None:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.loop_depth:
+                self.loop_calls.add(name)
+        if name == "run":
+            self.run_sites.append((self.loop_depth > 0, self.functions[-1] if self.functions
+                                   else None))
+            for keyword in node.keywords:
+                if keyword.arg == "report" and not isinstance(keyword.value, ast.Constant):
+                    self.reasons.append("passes a Python report callback to run()")
+        elif name in _DEVICE_CHOICE_CALLS and (name != "build" or _is_device_build(node)):
+            self.own_device = True
+        elif name in _UNSUPPORTED_IN_STANDALONE:
+            self.reasons.append(_UNSUPPORTED_IN_STANDALONE[name])
+        elif name == "Function":
+            self.python_functions = True
+        elif (name == "len" and not self.run_sites and node.args
+              and isinstance(node.args[0], ast.Name) and node.args[0].id in self.synapses):
+            self._early_read(node)
+        self.generic_visit(node)
+
+
+def _is_device_build(node: ast.Call) -> bool:
+    return isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "device"
+
+
+def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
+    """Analyse a script's source text (see the module docstring).
+
+    Raises:
+        ScriptError: the source does not parse.
+    """
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as e:
+        raise ScriptError(f"{filename} line {e.lineno}: {e.msg}; it would not run under "
+                          "python either") from e
+    visitor = _Visitor()
+    visitor.visit(tree)
+    reasons = list(dict.fromkeys(visitor.reasons))
+    sites = visitor.run_sites
+    if len(sites) > 1:
+        reasons.append(f"calls run() {len(sites)} times")
+    for in_loop, function in sites:
+        if in_loop:
+            reasons.append("calls run() inside a loop")
+        elif function is not None and (visitor.calls.get(function, 0) != 1
+                                       or function in visitor.loop_calls):
+            reasons.append(f"calls run() inside {function}(), which may run more than once")
+    if visitor.early_reads:
+        reads = visitor.early_reads
+        reasons.append("reads state variables before run() (" + "; ".join(reads[:2])
+                       + (f"; and {len(reads) - 2} more" if len(reads) > 2 else "") + ")")
+    if visitor.python_functions:
+        reasons.append("uses pure-Python functions in equations (numpy target only)")
+    return ScriptAnalysis(
+        standalone_ok=not reasons and not visitor.own_device,
+        cython_ok=not visitor.python_functions,
+        own_device=visitor.own_device,
+        run_calls=len(sites),
+        reasons=tuple(dict.fromkeys(reasons)),
+    )
+
+
+def analyse_script(path: str | Path) -> ScriptAnalysis:
+    """Read and analyse a script file.
+
+    Raises:
+        ScriptError: missing, unreadable or unparsable file.
+    """
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except FileNotFoundError as e:
+        raise ScriptError(f"script {path} does not exist") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScriptError(f"cannot read script {path}: {e}") from e
+    return analyse_source(source, str(path))
+
+

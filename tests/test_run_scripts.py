@@ -1,0 +1,108 @@
+"""Real scripts run the way users run them: parallel sweeps, reads before run(), progress output.
+
+Every test compares ``brian2-autotune run`` with plain ``python`` on the same script, in real
+subprocesses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+# Integer arithmetic only, so that every backend gives the same count exactly; the count grows
+# with the script's argument.
+SWEEP = """
+import sys
+from brian2 import *
+base = int(sys.argv[1])
+G = NeuronGroup(50, '''v : integer
+                       drive : integer (constant)''', threshold='v >= 1000', reset='v = 0')
+G.drive = 'base + i % 7'
+G.v = 'i * 13'
+G.run_regularly('v += drive', dt=0.1*ms)
+M = SpikeMonitor(G)
+run(200*ms, report='text')
+print('result', base, M.num_spikes)
+"""
+
+# The read hides in a function, where the script analysis cannot see it.
+HIDDEN_EARLY_READ = """
+from brian2 import *
+G = NeuronGroup(10, 'dv/dt = -v/(10*ms) : 1', method='exact')
+G.v = 'i'
+print('set up')
+def peek(group):
+    return group.v[:3]
+print('first three:', peek(G))
+run(10*ms)
+print('after:', G.v[:3])
+"""
+
+
+def _result_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("result")]
+
+
+def _start_run(script: Path, *args: str, db: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(REPO / "cli.py"), "run", "--db", db,
+                             str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_gives_every_run_its_own_answer(tmp_path: Path, db_url: str) -> None:
+    """Three runs of one script started together used to share one build folder: one printed
+    another's answer with exit 0 and one failed to compile."""
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    drives = ("11", "13", "15")
+    plain = {d: _result_lines(subprocess.run([sys.executable, str(script), d],
+                                             capture_output=True, text=True, check=True,
+                                             timeout=300).stdout)
+             for d in drives}
+    assert len({tuple(lines) for lines in plain.values()}) == 3  # the drive matters
+    procs = {d: _start_run(script, d, db=db_url) for d in drives}
+    outputs = {d: p.communicate(timeout=600) for d, p in procs.items()}
+    for d, (stdout, stderr) in outputs.items():
+        assert procs[d].returncode == 0, stderr
+        assert _result_lines(stdout) == plain[d], (d, stdout, stderr)
+        assert "(100%) simulated" in stdout  # report='text' is shown, as under python
+    applied = [line for _, err in outputs.values() for line in err.splitlines()
+               if "applied" in line]
+    assert any("cpp_standalone" in line for line in applied), applied
+    rerun = _start_run(script, "13", db=db_url)
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0 and _result_lines(stdout) == plain["13"], stderr
+
+
+@pytest.mark.slow
+def test_a_read_before_run_that_analysis_misses_is_run_under_runtime_and_shown_once(
+        tmp_path: Path, db_url: str) -> None:
+    script = tmp_path / "hidden.py"
+    script.write_text(HIDDEN_EARLY_READ)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           check=True, timeout=300)
+    tuned = _start_run(script, db=db_url)
+    stdout, stderr = tuned.communicate(timeout=300)
+    assert tuned.returncode == 0, stderr
+    assert stdout == plain.stdout  # 'set up' once, and the values of a plain run
+    assert "running it again under runtime" in stderr and "Traceback" not in stderr
+    assert "applied runtime" in stderr.replace("\n", " ")
+
+
+def test_an_explicit_standalone_request_on_such_a_script_is_one_clear_error(
+        tmp_path: Path, db_url: str) -> None:
+    script = tmp_path / "hidden.py"
+    script.write_text(HIDDEN_EARLY_READ)
+    for override in (["--device", "cpp_standalone"], ["--num-threads", "0"]):
+        result = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
+                                 *override, str(script)], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and "reads state variables" in result.stderr
+        assert "set up" not in result.stdout  # nothing was shown of a run that did not happen
