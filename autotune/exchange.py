@@ -88,6 +88,10 @@ def _check_summaries(data: Any) -> None:
             raise ProfileError("export trial summary values must be plain values")
 
 
+def _refuse_non_finite(name: str) -> Any:
+    raise ValueError(f"{name} is not a number an export may hold (numbers must be finite)")
+
+
 def parse_export(text: str | bytes, source: str = "<export>") -> tuple[HostFingerprint,
                                                                        list[Profile]]:
     """Validate an export document completely; return its host and profiles.
@@ -99,7 +103,7 @@ def parse_export(text: str | bytes, source: str = "<export>") -> tuple[HostFinge
     if len(text) > MAX_FILE_BYTES:
         raise ProfileError(f"{source} is larger than {MAX_FILE_BYTES // 2**20} MiB; not an export")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_non_finite)
     except (ValueError, RecursionError) as e:
         raise ProfileError(f"{source} is not valid JSON: {e}") from None
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:

@@ -108,6 +108,10 @@ def _hostile(document: dict[str, object], mutate: str) -> dict[str, object]:
         entry["cost"]["rate"] = -1
     elif mutate == "nan-cost":
         doc["profiles"][0]["target_duration"] = float("nan")
+    elif mutate == "infinite-memory":
+        doc["host"]["components"]["total_memory"] = float("inf")
+    elif mutate == "infinite-cost":
+        entry["cost"]["fixed"] = float("-inf")
     elif mutate == "unknown-key":
         doc["profiles"][0]["exec"] = "import os"
     elif mutate == "fingerprint":
@@ -123,7 +127,8 @@ def _hostile(document: dict[str, object], mutate: str) -> dict[str, object]:
     ("plugin-flags", "unknown compiler-flag preset"), ("raw-flags", "unknown configuration keys"),
     ("wrapper", "unknown compiler-flag preset"), ("shell", "unknown compiler-flag preset"),
     ("response-file", "unknown compiler-flag preset"), ("threads", "between 0"),
-    ("negative-cost", "must be a finite number"), ("nan-cost", "positive number"),
+    ("negative-cost", "must be a finite number"), ("nan-cost", "numbers must be finite"),
+    ("infinite-memory", "numbers must be finite"), ("infinite-cost", "numbers must be finite"),
     ("unknown-key", "unknown keys: exec"), ("fingerprint", "does not match its components"),
     ("version", "export version 99"), ("other-host", "another host"),
 ])
