@@ -16,6 +16,7 @@ HERE = Path(__file__).parent / "workloads"
 FAST = dict(durations=(0.01, 0.03), max_threads=0, targets=("numpy", "cpp"), probe_loop=0.05)
 
 
+@pytest.mark.slow
 def test_validation_rejects_wrong_results_and_crashes_do_not_stop_it(db_url: str,
                                                                      cache_root: Path) -> None:
     outcome = calibrate(str(HERE / "picky.py"), db=db_url, cache_root=cache_root,

@@ -81,6 +81,7 @@ def test_show_with_no_profile(db_url: str) -> None:
     assert "no profile for this host" in human.stdout
 
 
+@pytest.mark.slow
 def test_run_without_a_profile_uses_the_fallback_and_gives_plain_python_results(
         tmp_path: Path, db_url: str) -> None:
     script = tmp_path / "two_runs.py"

@@ -79,6 +79,11 @@ def _wait_for_trials(db: Path, at_least: int, timeout: float = 120) -> None:
     raise AssertionError(f"fewer than {at_least} trials after {timeout} s")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code, targets", [
     (signal.SIGINT, 130, ["numpy", "cpp"]),  # interrupts a C++ build: no compiler left behind
     (signal.SIGTERM, 143, ["numpy"]),
@@ -88,8 +93,12 @@ def test_interrupting_a_calibration_keeps_trials_and_resume_continues(
     db = tmp_path / "store.db"
     # a fresh build cache, so that the standalone trial really compiles
     env = {**os.environ, "BRIAN2_AUTOTUNE_CACHE": str(tmp_path / "cache")}
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # then never turns it into KeyboardInterrupt: a test run in the background sent SIGINT to a
+    # calibration that went on to finish (exit 0). Start it as a terminal's Ctrl-C would find it.
     proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *_calibrate_args(db, targets)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
     _wait_for_trials(db, 2)
     if "cpp" in targets:
         _wait_for_compiler(proc)
@@ -122,6 +131,7 @@ def test_interrupting_a_calibration_keeps_trials_and_resume_continues(
     assert _count(db, "SELECT count(*) FROM autotune_profiles") == 1
 
 
+@pytest.mark.slow
 def test_two_calibrations_write_one_store_at_once(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     common = ["--targets", "numpy", "--durations", "0.01", "0.02", "--max-repeats", "0",
@@ -210,7 +220,8 @@ def test_a_store_of_the_first_schema_is_upgraded_with_its_data(tmp_path: Path) -
     (["calibrate", "--durations", "-1", "1"], "must be a positive number"),
     (["calibrate", "--size", "0"], "must be at least 1"),
     (["calibrate", "--tolerance", "0"], "must be a positive number"),
-    (["run", "--duration", "0", "x.py"], "must be a positive number"),
+    (["run", "--duration", "0", "x.py"], "must be positive"),
+    (["run", "--duration", "10 parsecs", "x.py"], "is not a time"),
     (["run", "--num-threads", "1000000", "x.py"], "exceeds the"),
 ])
 def test_bad_numbers_and_workloads_are_one_line_exit_2(args: list[str], text: str,
@@ -218,5 +229,9 @@ def test_bad_numbers_and_workloads_are_one_line_exit_2(args: list[str], text: st
     (tmp_path / "x.py").write_text("print('hi')\n")
     result = run_cli(args[0], "--db", f"sqlite:///{tmp_path / 's.db'}", *args[1:], cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    # On a busy host the calibration also warns that its timings may be off: that line is
+    # information, not part of the error.
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and "host was busy" not in line]
     assert len(lines) == 1 and text in lines[0], result.stderr
