@@ -13,9 +13,9 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def default_path() -> Path:
     """The default SQLite file: ``<user data dir>/brian2-autotune/autotune.db``."""
-    from platformdirs import user_data_dir
+    from autotune.paths import user_folder
 
-    return Path(user_data_dir("brian2-autotune", appauthor=False)) / "autotune.db"
+    return user_folder("data") / "autotune.db"
 
 
 def default_url() -> str:

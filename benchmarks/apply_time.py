@@ -1,0 +1,76 @@
+"""How long ``autotune.apply()`` takes at the top of a user's script, with a stored profile.
+
+    python benchmarks/apply_time.py [--repeats 21]
+
+A temporary store gets a profile for this host (cpp_standalone wins at 10 s); then a script that
+imports Brian2 (as every user script does; ~1 s, not counted) times ``import autotune;
+autotune.apply(duration=10*second)``, in a fresh process each repeat. That covers reading and
+analysing the script, the host fingerprint, the profile read, the build-slot lock, the node's
+register of runs and setting Brian2's prefs. The first repeat also fills the compiler-version
+cache; the median is over the rest. Target: under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autotune.config import RunConfig, standalone_config  # noqa: E402
+from autotune.costmodel import CostModel  # noqa: E402
+from autotune.host import collect_host  # noqa: E402
+from autotune.profile import Profile, ProfileEntry  # noqa: E402
+from autotune.store import open_store  # noqa: E402
+from autotune.workloads import resolve_workload  # noqa: E402
+
+SCRIPT = """
+import time, brian2
+from brian2 import second
+started = time.perf_counter()
+import autotune
+autotune.apply(duration=10*second, db={db!r}, cache_root=__import__('pathlib').Path({cache!r}),
+               record=False)
+print(1000 * (time.perf_counter() - started))
+"""
+
+
+def _store_profile(url: str) -> None:
+    host = collect_host()
+    entries = (
+        ProfileEntry(RunConfig("runtime", "cython"), "valid", CostModel(3.0, 0.5, 0.1, 2, 2)),
+        ProfileEntry(RunConfig("runtime", "numpy"), "valid", CostModel(1.5, 1.2, 0.1, 2, 2)),
+        ProfileEntry(standalone_config(0), "valid", CostModel(3.5, 0.1, 0.1, 2, 2, 9.0)))
+    profile = Profile(host.fingerprint, dict(host.components),
+                      resolve_workload("cuba", 100).to_dict(), 10.0, 0.05, entries,
+                      RunConfig("runtime", "cython"), "2026-11-30T00:00:00+00:00", 1, ())
+    with open_store(url) as store:
+        store.save_profile(profile, host)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="apply-time-") as work:
+        url = f"sqlite:///{work}/store.db"
+        _store_profile(url)
+        script = Path(work) / "user_script.py"
+        script.write_text(SCRIPT.format(db=url, cache=f"{work}/cache"))
+        times = []
+        for _ in range(args.repeats):
+            out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                                 check=True)
+            times.append(float(out.stdout.strip().splitlines()[-1]))
+    rest = sorted(times[1:])
+    print(f"autotune.apply() with a stored profile: first {times[0]:.1f} ms (fills the "
+          f"compiler-version cache), then median {statistics.median(rest):.1f} ms "
+          f"(min {rest[0]:.1f}, max {rest[-1]:.1f}) over {len(rest)} runs")
+
+
+if __name__ == "__main__":
+    main()
