@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import RunConfig, all_configs, brian2_default_config, standalone_config
-from autotune.costmodel import PROBE_LOOP, CostModel
+from autotune.confirm import Confirmation, confirm_finalists
+from autotune.costmodel import PROBE_LOOP
 from autotune.errors import BadInput, CalibrationError, WorkloadError
 from autotune.host import HostFingerprint, collect_host, collect_load
-from autotune.measure import Confirmation, Measurer, MeasureSettings, ProgressCallback
+from autotune.measure import Measurer, MeasureSettings, ProgressCallback
 from autotune.paths import default_cache_root
 from autotune.profile import Profile, ProfileEntry
-from autotune.search import Budget, Evaluation, run_search, study_name
+from autotune.records import Evaluation, TrialResult
+from autotune.search import Budget, run_search, study_name
 from autotune.store import CalibrationInfo, Store, open_store
-from autotune.trial import TrialResult
 from autotune.validate import DEFAULT_TOLERANCE
 from autotune.workloads import WorkloadSpec, resolve_workload
 
@@ -164,15 +165,13 @@ def first_configs(max_threads: int, cython: bool) -> list[RunConfig]:
 
 
 def _entry(config: RunConfig, evaluation: Evaluation) -> ProfileEntry:
-    cost_data = evaluation.attrs.get("cost")
     if evaluation.objective is None:
         status = "failed"
     else:
         status = "valid" if evaluation.feasible else "invalid"
-    return ProfileEntry(config, status, CostModel.from_dict(cost_data) if cost_data else None,
-                        evaluation.reason, evaluation.attrs.get("max_deviation"),
-                        dict(evaluation.attrs.get("phases", {})),
-                        dict(evaluation.attrs.get("phase_spread", {})))
+    return ProfileEntry(config, status, evaluation.cost, evaluation.reason,
+                        evaluation.max_deviation, dict(evaluation.phases),
+                        dict(evaluation.phase_spread))
 
 
 def confirmation_summary(confirmation: Confirmation | None) -> dict[str, Any]:
@@ -352,6 +351,6 @@ class _Calibration:
                 evaluate(config)
         if self.settings.confirm_top < 2 or self.settings.confirm_max_rounds < 1:
             return measured, None
-        return measured, measurer.confirm(evaluations, self.settings.confirm_top,
-                                          self.settings.confirm_rounds,
-                                          self.settings.confirm_max_rounds)
+        return measured, confirm_finalists(measurer, evaluations, self.settings.confirm_top,
+                                           self.settings.confirm_rounds,
+                                           self.settings.confirm_max_rounds)

@@ -6,7 +6,8 @@ Comparing two contenders round by round (the log of the ratio of their estimates
 in the same round) cancels the drift that spans rounds, which on a shared host is larger than
 the differences the confirmation has to resolve (the search measured each configuration minutes
 apart). Each contender's gap to the leader is the mean of those paired log ratios, with a
-Student-t interval over the rounds.
+Student-t interval over the rounds. :func:`confirm_finalists` runs the rounds of a calibration
+through its measurer; the statistics above it need nothing but the numbers.
 
 A gap is *resolved* once its interval's lower end reaches ``1 / (1 + margin)``: then, with 90 %
 confidence, the contender is no more than ``margin`` faster than the leader, so choosing the
@@ -17,11 +18,18 @@ further rounds, up to a limit.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+from autotune.config import RunConfig
+from autotune.costmodel import estimates
+from autotune.records import Evaluation, TrialResult
+
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 
@@ -117,3 +125,148 @@ def rank(rounds: Sequence[Round[K]], contenders: Sequence[K]) -> tuple[K, list[G
     first = leader(rounds, contenders)
     gaps = [gap(rounds, c, first) for c in contenders if c != first]
     return first, sorted(gaps, key=lambda g: (math.isnan(g.ratio), g.ratio))
+
+
+# --- the confirmation rounds of a calibration ------------------------------------------------
+
+
+class Remeasurer(Protocol):
+    """What the confirmation needs of the calibration's measurer (:class:`~autotune.measure.
+    Measurer`): one more trial of a configuration, its refit evaluation, its trials so far."""
+
+    settings: Any  # .target_duration, .noise_target
+    results: dict[RunConfig, list[TrialResult]]
+
+    def confirmation_trial(self, config: RunConfig) -> TrialResult: ...
+
+    def refit(self, config: RunConfig) -> Evaluation: ...
+
+    def check_load(self) -> dict[str, Any]: ...
+
+    def announce_confirmation(self, contenders: list[RunConfig]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a confirmation concluded.
+
+    Attributes:
+        ranking: the confirmed configurations, fastest first (empty when nothing came close to
+            the best; one when the others failed while being confirmed).
+        gaps: each non-leading one's paired gap to the leader.
+        rounds: interleaved rounds run.
+    """
+
+    ranking: list[RunConfig]
+    gaps: dict[RunConfig, Gap[RunConfig]]
+    rounds: int
+
+
+def confirm_finalists(measurer: Remeasurer, evaluations: dict[RunConfig, Evaluation], top: int,
+                      min_rounds: int, max_rounds: int) -> Confirmation:
+    """Re-measure the valid configurations close to the best (at most ``top``) in interleaved
+    rounds, paired round by round; return the ranking.
+
+    After ``min_rounds`` rounds a contender whose gap to the leader is resolved (it is, with
+    90 % confidence, at most the noise target faster than the leader) stops; the others go on,
+    up to ``max_rounds``. The contenders' cost models are refit with their level at the target
+    length set from the paired gaps, so that the profile ranks them as the confirmation did.
+    ``evaluations`` is updated in place.
+    """
+    contenders = close_to_best(evaluations, measurer.settings.target_duration)[:top]
+    if len(contenders) < 2 or max_rounds < 1:
+        return Confirmation([], {}, 0)
+    return confirm_contenders(measurer, contenders, evaluations, min_rounds, max_rounds)
+
+
+def close_to_best(evaluations: dict[RunConfig, Evaluation], target: float) -> list[RunConfig]:
+    """Valid configurations predicted within :data:`CONFIRM_MARGIN` of the best, or differing
+    from it by less than the larger of their uncertainties; fastest first."""
+    valid = sorted(((e.config, e.cost) for e in evaluations.values()
+                    if e.objective is not None and e.feasible and e.cost is not None),
+                   key=lambda pair: pair[1].predict(target))
+    if not valid:
+        return []
+    best = valid[0][1]
+    return [config for config, cost in valid
+            if cost.predict(target) <= best.predict(target) * (1 + CONFIRM_MARGIN)
+            or cost.tied_with(best, target)]
+
+
+def confirm_contenders(measurer: Remeasurer, contenders: list[RunConfig],
+                       evaluations: dict[RunConfig, Evaluation], min_rounds: int,
+                       max_rounds: int) -> Confirmation:
+    """The rounds of :func:`confirm_finalists` on these (measured, valid) ``contenders``."""
+    measurer.announce_confirmation(contenders)
+    searched = {c: evaluations[c].objective for c in contenders}
+    measurer.check_load()
+    rounds = _run_rounds(measurer, contenders, min_rounds, max_rounds)
+    survivors = [c for c in contenders
+                 if c in rounds[0] and all(r.ok for r in measurer.results[c])]
+    for config in contenders:
+        if config not in survivors:  # crashed once: not a configuration to rely on
+            failed = next((r for r in measurer.results[config] if not r.ok), None)
+            reason = (f"{failed.status} while being confirmed: {failed.error}" if failed
+                      else "gave no timing while being confirmed")
+            evaluations[config] = Evaluation(config, None, reason=reason)
+    if len(survivors) < 2:
+        return Confirmation(survivors, {}, len(rounds))
+    first, gaps = rank(rounds, survivors)
+    base = searched[first]
+    assert base is not None
+    _set_levels(measurer, evaluations, base, first, gaps)
+    logger.info("confirmation, %d rounds: %s", len(rounds), ", ".join(
+        f"{g.config.key} ×{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]" for g in gaps))
+    return Confirmation([first, *(g.config for g in gaps)], {g.config: g for g in gaps},
+                        len(rounds))
+
+
+def _run_rounds(measurer: Remeasurer, contenders: list[RunConfig], min_rounds: int,
+                max_rounds: int) -> list[dict[RunConfig, float]]:
+    rounds: list[dict[RunConfig, float]] = []
+    active = list(contenders)
+    for number in range(max_rounds):
+        shift = number % len(active)  # rotate, so no contender always runs first
+        rounds.append(_confirm_round(measurer, active[shift:] + active[:shift]))
+        active = [c for c in active if c in rounds[-1]]
+        if len(rounds) >= min_rounds and len(active) >= 2:
+            first, gaps = rank(rounds, active)
+            active = [first, *(g.config for g in gaps
+                               if not g.resolved(measurer.settings.noise_target))]
+        if len(active) < 2:
+            break
+    return rounds
+
+
+def _confirm_round(measurer: Remeasurer, order: list[RunConfig]) -> dict[RunConfig, float]:
+    """Run each configuration once; their estimates of a target-length run."""
+    estimates_now: dict[RunConfig, float] = {}
+    for config in order:
+        result = measurer.confirmation_trial(config)
+        guesses = (estimates([result], measurer.settings.target_duration) if result.ok
+                   else [])
+        if guesses:
+            estimates_now[config] = guesses[0]
+        else:
+            logger.warning("%s failed while being confirmed: %s", config.key, result.error)
+    return estimates_now
+
+
+def _set_levels(measurer: Remeasurer, evaluations: dict[RunConfig, Evaluation], base: float,
+                first: RunConfig, gaps: list[Gap[RunConfig]]) -> None:
+    """Refit the contenders; their fixed parts put their target-length predictions at ``base``
+    (the leader's prediction from the search) times their paired gap, so drift between the
+    search's measurements of each no longer decides their order.
+
+    The search's level, not the confirmation window's: configurations left out of the
+    confirmation were all predicted no faster than every contender by the search, which stays
+    true for the leader only on the same footing.
+    """
+    target = measurer.settings.target_duration
+    ratios = {first: 1.0, **{g.config: g.ratio for g in gaps if math.isfinite(g.ratio)}}
+    for config, ratio in ratios.items():
+        evaluation = measurer.refit(config)
+        assert evaluation.cost is not None
+        cost = replace(evaluation.cost,
+                       fixed=max(0.0, base * ratio - evaluation.cost.rate * target))
+        evaluations[config] = replace(evaluation, objective=cost.predict(target), cost=cost)

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # only a type here; importing trial would slow down `apply`
-    from autotune.trial import TrialResult
+if TYPE_CHECKING:  # records imports this module
+    from autotune.records import TrialResult
 
 #: Machine drift between measurements taken minutes apart, below which nothing is resolvable.
 DRIFT_FLOOR = 0.02

@@ -1,4 +1,4 @@
-"""Measure one configuration well: repeats, validation, cost model, confirmation.
+"""Measure one configuration well: repeats, validation, cost model.
 
 A :class:`Measurer` belongs to one calibration. For each configuration the search proposes it runs
 trials at every calibration duration (Cython configurations get a warm-up run first, recorded as
@@ -8,10 +8,9 @@ repeats at that duration while the trials' estimates of a full run disagree by m
 noise target (adaptive repeats, bounded), unless even its fastest estimate loses to the
 best valid configuration so far by more than that (racing: a loser's time need not be known
 precisely). Every trial goes to the store the moment it finishes. The first float64 configuration
-that succeeds is the reference; later ones must match its observables within the tolerance. After
-the search, :meth:`confirm` re-measures the configurations close to the best in interleaved
-rounds (A B C, B C A, ...) and ranks them on paired, round-by-round comparisons, so that drift
-hits them alike and cancels.
+that succeeds is the reference; later ones must match its observables within the tolerance. The
+confirmation that compares the finalists after the search (:mod:`autotune.confirm`) runs its
+rounds through :meth:`Measurer.confirmation_trial` and :meth:`Measurer.refit`.
 """
 
 from __future__ import annotations
@@ -24,13 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from autotune import confirm as paired
 from autotune.buildslots import BuildSlot, acquire_build_slot
 from autotune.config import RunConfig
 from autotune.costmodel import (
     MIN_TIMED_LOOP,
     PROBE_LOOP,
-    CostModel,
     estimates,
     fit_cost_model,
     relative_spread,
@@ -38,8 +35,8 @@ from autotune.costmodel import (
 from autotune.errors import WorkloadError
 from autotune.host import HostFingerprint, collect_load
 from autotune.paths import cython_cache_dir, standalone_build_dir
-from autotune.search import Evaluation
-from autotune.trial import TrialResult, TrialSpec, run_trial
+from autotune.records import Evaluation, TrialResult, TrialSpec
+from autotune.trial import run_trial
 from autotune.validate import Verdict, compare_observables
 from autotune.workloads import WorkloadSpec
 
@@ -220,24 +217,20 @@ class Measurer:
         cost = fit_cost_model(results, self.settings.target_duration)
         objective = cost.predict(self.settings.target_duration)
         medians, spreads = phase_statistics(results)
-        attrs: dict[str, Any] = {"cost": cost.to_dict(), "phases": medians,
-                                 "phase_spread": spreads}
+        measured = Evaluation(config, objective, cost=cost, phases=medians, phase_spread=spreads)
         if self.reference is None and config.precision != "float64":
-            return Evaluation(config, objective, feasible=False, attrs=attrs, rate=cost.rate,
-                              reason="no float64 reference succeeded to validate against")
+            return replace(measured, feasible=False,
+                           reason="no float64 reference succeeded to validate against")
         if self.reference is None or self.reference == config:
             self.reference = config
             self.reference_observables = observables_by_duration(results)
             self._note_valid(objective)
-            return Evaluation(config, objective, attrs={**attrs, "reference": True},
-                              rate=cost.rate)
+            return replace(measured, reference=True)
         verdict = self._validate(results)
-        attrs["max_deviation"] = (verdict.max_deviation if math.isfinite(verdict.max_deviation)
-                                  else None)
         if verdict.ok:
             self._note_valid(objective)
-        return Evaluation(config, objective, feasible=verdict.ok, reason=verdict.reason,
-                          attrs=attrs, rate=cost.rate)
+        return replace(measured, feasible=verdict.ok, reason=verdict.reason,
+                       max_deviation=verdict.max_deviation)
 
     def _note_valid(self, objective: float) -> None:
         if self.best_objective is None or objective < self.best_objective:
@@ -254,124 +247,17 @@ class Measurer:
         return compare_observables(observed[longest], self.reference_observables[longest],
                                    self.settings.tolerance)
 
-    def confirm(self, evaluations: dict[RunConfig, Evaluation], top: int, min_rounds: int,
-                max_rounds: int) -> Confirmation:
-        """Re-measure the valid configurations close to the best (at most ``top``) in
-        interleaved rounds, paired round by round (:mod:`autotune.confirm`); return the ranking.
+    def confirmation_trial(self, config: RunConfig) -> TrialResult:
+        """One run of ``config`` at its repeat duration for the confirmation rounds."""
+        return self._run(config, self.repeat_duration(config), purpose="confirm")
 
-        After ``min_rounds`` rounds a contender whose gap to the leader is resolved (it is, with
-        90 % confidence, at most the noise target faster than the leader) stops; the others go
-        on, up to ``max_rounds``. The contenders' cost models are refit with their level at the
-        target length set from the paired gaps, so that the profile ranks them as the
-        confirmation did. ``evaluations`` is updated in place.
-        """
-        contenders = self._close_to_best(evaluations)[:top]
-        if len(contenders) < 2 or max_rounds < 1:
-            return Confirmation([], {}, 0)
-        return self.confirm_contenders(contenders, evaluations, min_rounds, max_rounds)
-
-    def confirm_contenders(self, contenders: list[RunConfig],
-                           evaluations: dict[RunConfig, Evaluation], min_rounds: int,
-                           max_rounds: int) -> Confirmation:
-        """Run the confirmation rounds of :meth:`confirm` on these (measured, valid)
-        ``contenders``."""
+    def announce_confirmation(self, contenders: list[RunConfig]) -> None:
+        """Tell the progress callback which configurations are about to be confirmed."""
         self._notify("confirm", contenders=contenders)
-        searched = {c: evaluations[c].objective for c in contenders}
-        self.check_load()
-        rounds: list[dict[RunConfig, float]] = []
-        active = list(contenders)
-        for number in range(max_rounds):
-            shift = number % len(active)  # rotate, so no contender always runs first
-            rounds.append(self._confirm_round(active[shift:] + active[:shift]))
-            active = [c for c in active if c in rounds[-1]]
-            if len(rounds) >= min_rounds and len(active) >= 2:
-                first, gaps = paired.rank(rounds, active)
-                active = [first, *(g.config for g in gaps
-                                   if not g.resolved(self.settings.noise_target))]
-            if len(active) < 2:
-                break
-        survivors = [c for c in contenders
-                     if c in rounds[0] and all(r.ok for r in self.results[c])]
-        for config in contenders:
-            if config not in survivors:  # crashed once: not a configuration to rely on
-                failed = next((r for r in self.results[config] if not r.ok), None)
-                reason = (f"{failed.status} while being confirmed: {failed.error}" if failed
-                          else "gave no timing while being confirmed")
-                evaluations[config] = Evaluation(config, None, reason=reason)
-        if len(survivors) < 2:
-            return Confirmation(survivors, {}, len(rounds))
-        first, gaps = paired.rank(rounds, survivors)
-        base = searched[first]
-        assert base is not None
-        self._set_levels(evaluations, base, first, gaps)
-        ranking = [first, *(g.config for g in gaps)]
-        logger.info("confirmation, %d rounds: %s", len(rounds), ", ".join(
-            f"{g.config.key} ×{g.ratio:.3f} [{g.low:.3f}, {g.high:.3f}]" for g in gaps))
-        return Confirmation(ranking, {g.config: g for g in gaps}, len(rounds))
 
-    def _close_to_best(self, evaluations: dict[RunConfig, Evaluation]) -> list[RunConfig]:
-        """Valid configurations predicted within ``CONFIRM_MARGIN`` of the best (see
-        :mod:`autotune.confirm`), or differing from it by less than the larger of their
-        uncertainties; fastest first."""
-        target = self.settings.target_duration
-        valid = sorted(((e.config, CostModel.from_dict(e.attrs["cost"]))
-                        for e in evaluations.values()
-                        if e.objective is not None and e.feasible and "cost" in e.attrs),
-                       key=lambda pair: pair[1].predict(target))
-        if not valid:
-            return []
-        best = valid[0][1]
-        return [config for config, cost in valid
-                if cost.predict(target) <= best.predict(target) * (1 + paired.CONFIRM_MARGIN)
-                or cost.tied_with(best, target)]
-
-    def _confirm_round(self, order: list[RunConfig]) -> dict[RunConfig, float]:
-        """Run each configuration once; their estimates of a target-length run."""
-        estimates_now: dict[RunConfig, float] = {}
-        for config in order:
-            result = self._run(config, self.repeat_duration(config), purpose="confirm")
-            guesses = estimates([result], self.settings.target_duration) if result.ok else []
-            if guesses:
-                estimates_now[config] = guesses[0]
-            else:
-                logger.warning("%s failed while being confirmed: %s", config.key, result.error)
-        return estimates_now
-
-    def _set_levels(self, evaluations: dict[RunConfig, Evaluation], base: float,
-                    first: RunConfig, gaps: list[paired.Gap[RunConfig]]) -> None:
-        """Refit the contenders; their fixed parts put their target-length predictions at
-        ``base`` (the leader's prediction from the search) times their paired gap, so drift
-        between the search's measurements of each no longer decides their order.
-
-        The search's level, not the confirmation window's: configurations left out of the
-        confirmation were all predicted no faster than every contender by the search, which
-        stays true for the leader only on the same footing.
-        """
-        target = self.settings.target_duration
-        ratios = {first: 1.0, **{g.config: g.ratio for g in gaps if math.isfinite(g.ratio)}}
-        for config, ratio in ratios.items():
-            evaluation = self._model(config, self.results[config])
-            cost = CostModel.from_dict(evaluation.attrs["cost"])
-            cost = replace(cost, fixed=max(0.0, base * ratio - cost.rate * target))
-            evaluations[config] = replace(
-                evaluation, objective=cost.predict(target),
-                attrs={**evaluation.attrs, "cost": cost.to_dict()})
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """What :meth:`Measurer.confirm` concluded.
-
-    Attributes:
-        ranking: the confirmed configurations, fastest first (empty when nothing came close to
-            the best; one when the others failed while being confirmed).
-        gaps: each non-leading one's paired gap to the leader.
-        rounds: interleaved rounds run.
-    """
-
-    ranking: list[RunConfig]
-    gaps: dict[RunConfig, paired.Gap[RunConfig]]
-    rounds: int
+    def refit(self, config: RunConfig) -> Evaluation:
+        """``config``'s evaluation from all its trials so far (confirmation rounds included)."""
+        return self._model(config, self.results[config])
 
 
 def _two_digits(x: float) -> float:

@@ -30,10 +30,11 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autotune.config import FLAG_PRESETS, PRECISIONS, RunConfig, standalone_config
+from autotune.records import Evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -43,28 +44,6 @@ _MAX_REPEATED_ASKS = 8
 #: Configurations a calibration measures unless told otherwise: the family scan plus a climb
 #: (README "Performance": this finds the exhaustive search's best at about 1/3 of its cost).
 DEFAULT_TRIALS = 8
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The search's view of one measured configuration.
-
-    Attributes:
-        config: the configuration.
-        objective: predicted wall seconds of a full run, or None when the trial failed.
-        feasible: False when the results failed validation against the reference.
-        reason: why the configuration failed or is infeasible.
-        attrs: extra facts stored on the Optuna trial (phases, cost model) for dashboards.
-        rate: wall seconds per simulated second of the loop (ranks runs much longer than the
-            target), when known.
-    """
-
-    config: RunConfig
-    objective: float | None
-    feasible: bool = True
-    reason: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -363,7 +342,7 @@ def _tell(study: Any, trial: Any, evaluation: Evaluation) -> None:
     trial.set_user_attr("config", evaluation.config.key)
     if evaluation.rate is not None:
         trial.set_user_attr("rate", evaluation.rate)
-    for key, value in evaluation.attrs.items():
+    for key, value in evaluation.user_attrs().items():
         trial.set_user_attr(key, value)
     if evaluation.objective is None:
         trial.set_user_attr("failure", evaluation.reason or "failed")

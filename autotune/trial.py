@@ -21,113 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotune.config import RunConfig
-from autotune.workloads import WorkloadSpec
+from autotune.records import TrialResult, TrialSpec
 
 logger = logging.getLogger(__name__)
 
-#: Trial outcomes. Only ``ok`` trials carry timings a cost model may use.
-STATUSES = ("ok", "failed", "timeout", "memory", "workload_error", "interrupted")
 _POLL_SECONDS = 0.05
 _STDERR_TAIL = 2000
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """What to measure.
-
-    Attributes:
-        workload: the workload to run.
-        config: the configuration to run it in.
-        duration: simulated seconds.
-        build_dir: stable cpp_standalone project folder for this configuration.
-        cython_cache_dir: Cython cache folder for this configuration's flag preset.
-    """
-
-    workload: WorkloadSpec
-    config: RunConfig
-    duration: float
-    build_dir: Path | None = None
-    cython_cache_dir: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form handed to the child."""
-        return {
-            "workload": self.workload.to_dict(),
-            "config": self.config.to_dict(),
-            "duration": self.duration,
-            "build_dir": str(self.build_dir) if self.build_dir else None,
-            "cython_cache_dir": str(self.cython_cache_dir) if self.cython_cache_dir else None,
-        }
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """What one trial measured.
-
-    Attributes:
-        config: the configuration measured.
-        duration: simulated seconds.
-        status: one of :data:`STATUSES`.
-        phases: seconds per phase: ``startup`` (interpreter start), ``import`` (Brian2),
-            ``build`` (model set-up, code generation, compilation, binary start/teardown),
-            ``compile`` (the part of build spent in ``make``, standalone only), ``run`` (the
-            simulation loop; the binary's own loop time for standalone) and ``total`` (the
-            whole process, as the parent saw it).
-        cold: True when this trial compiled from scratch (new build folder or Cython cache miss).
-        peak_rss: peak resident memory of the process tree in bytes.
-        observables: what the workload returned.
-        model: ``neurons``, ``synapses`` and ``spikes_per_second`` of the simulated model.
-        exit_code: the child's exit status (negative: killed by that signal).
-        error: why the trial failed (with the tail of stderr), or None.
-    """
-
-    config: RunConfig
-    duration: float
-    status: str
-    phases: dict[str, float] = field(default_factory=dict)
-    cold: bool = False
-    peak_rss: int | None = None
-    observables: dict[str, float] = field(default_factory=dict)
-    model: dict[str, float | None] = field(default_factory=dict)
-    exit_code: int | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the trial produced usable measurements."""
-        return self.status == "ok"
-
-    @property
-    def total(self) -> float | None:
-        """End-to-end wall seconds, or None for a failed trial."""
-        return self.phases.get("total")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (for the store and exports)."""
-        return {
-            "config": self.config.to_dict(), "duration": self.duration, "status": self.status,
-            "phases": dict(self.phases), "cold": self.cold, "peak_rss": self.peak_rss,
-            "observables": dict(self.observables), "model": dict(self.model),
-            "exit_code": self.exit_code, "error": self.error,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            config=RunConfig.from_dict(data["config"]), duration=float(data["duration"]),
-            status=str(data["status"]), phases={k: float(v) for k, v in data["phases"].items()},
-            cold=bool(data.get("cold", False)), peak_rss=data.get("peak_rss"),
-            observables={k: float(v) for k, v in data.get("observables", {}).items()},
-            model=dict(data.get("model", {})), exit_code=data.get("exit_code"),
-            error=data.get("error"),
-        )
 
 
 def _package_root() -> str:

@@ -19,7 +19,8 @@ from autotune import confirm as paired  # noqa: E402
 from autotune.config import RunConfig  # noqa: E402
 from autotune.host import HostFingerprint  # noqa: E402
 from autotune.paths import cython_cache_dir, standalone_build_dir  # noqa: E402
-from autotune.trial import TrialResult, TrialSpec, run_trial  # noqa: E402
+from autotune.records import TrialResult, TrialSpec  # noqa: E402
+from autotune.trial import run_trial  # noqa: E402
 from autotune.workloads import WorkloadSpec  # noqa: E402
 
 

@@ -6,7 +6,7 @@ from autotune.config import RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.host import CHECKED_COMPONENTS, HostFingerprint
 from autotune.profile import Profile, ProfileEntry
-from autotune.trial import TrialResult
+from autotune.records import TrialResult
 from autotune.workloads import resolve_workload
 
 

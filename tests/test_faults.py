@@ -18,9 +18,10 @@ import pytest
 
 from autotune.config import standalone_config
 from autotune.errors import StoreError
+from autotune.records import TrialSpec
 from autotune.store import open_store
 from autotune.store.repository import Store
-from autotune.trial import TrialSpec, run_trial
+from autotune.trial import run_trial
 from autotune.workloads import resolve_workload
 from tests.conftest import REPO, run_cli
 from tests.helpers import make_host, make_result

@@ -11,13 +11,13 @@ import pytest
 
 from autotune.calibrate import CalibrationSettings, calibrate
 from autotune.config import RunConfig, standalone_config
-from autotune.confirm import CONFIRM_MARGIN
+from autotune.confirm import CONFIRM_MARGIN, confirm_contenders
 from autotune.costmodel import CostModel, estimates, fit_cost_model, relative_spread
 from autotune.measure import Measurer, MeasureSettings
 from autotune.profile import Profile, ProfileEntry
+from autotune.records import TrialResult
 from autotune.search import Budget
 from autotune.store import open_store
-from autotune.trial import TrialResult
 from autotune.workloads import resolve_workload
 from tests.conftest import run_cli
 from tests.helpers import make_host
@@ -128,7 +128,7 @@ def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
     assert all(e.feasible and e.objective for e in evaluations.values())
     searched = len(recorded)
     before = {c: e.objective for c, e in evaluations.items()}
-    outcome = measurer.confirm_contenders([NUMPY, f32], evaluations, 2, 3)
+    outcome = confirm_contenders(measurer, [NUMPY, f32], evaluations, 2, 3)
     confirm = [(r.config, p) for r, p in recorded[searched:]]
     assert all(p == "confirm" for _, p in confirm)
     assert 2 <= outcome.rounds <= 3 and len(confirm) == 2 * outcome.rounds
@@ -141,7 +141,8 @@ def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
     assert evaluations[first].objective == pytest.approx(before[first])
     assert evaluations[second].objective == pytest.approx(
         before[first] * gap.ratio, rel=1e-9)  # type: ignore[operator]
-    refit = CostModel.from_dict(evaluations[first].attrs["cost"])
+    refit = evaluations[first].cost
+    assert refit is not None
     assert refit.predict(10.0) == pytest.approx(evaluations[first].objective)
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from autotune.config import RunConfig, all_configs, standalone_config
 from autotune.errors import BadInput
-from autotune.search import Budget, Evaluation, neighbours, run_search
+from autotune.records import Evaluation
+from autotune.search import Budget, neighbours, run_search
 
 REFERENCE = RunConfig("runtime", "cython")
 

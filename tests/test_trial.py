@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from autotune.config import RunConfig
-from autotune.trial import TrialSpec, run_trial
+from autotune.records import TrialSpec
+from autotune.trial import run_trial
 from autotune.workloads import resolve_workload
 
 HERE = Path(__file__).parent / "workloads"

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from autotune.errors import StoreError, StoreUnavailable
 from autotune.host import HostFingerprint
 from autotune.profile import FORMAT_VERSION, Profile
+from autotune.records import TrialResult
 from autotune.runrecord import RunRecord
 from autotune.store.location import check_sqlite_location, resolve_url, sqlite_path
 from autotune.store.models import (
@@ -36,7 +37,6 @@ from autotune.store.models import (
     TrialRow,
     WorkloadRow,
 )
-from autotune.trial import TrialResult
 from autotune.workloads import WorkloadSpec
 
 logger = logging.getLogger(__name__)
