@@ -69,6 +69,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     from autotune.brianprefs import configure_brian2
     from autotune.config import RunConfig
     from autotune.errors import WorkloadError
+    from autotune.runrecord import last_loop_seconds
     from autotune.workloads import WorkloadSpec, check_observables, load_simulate
 
     t_imported = time.time()
@@ -95,7 +96,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     if cold is None:
         cold = config.target == "cython" and _count_files(cache_dir) > cache_files
     device = brian2.get_device()
-    loop = float(getattr(device, "_last_run_time", None) or 0.0)
+    loop = last_loop_seconds() or 0.0
     phases = {"import": t_imported - t0, "run": loop}
     if config.device == "cpp_standalone":
         timers = device.timers

@@ -44,9 +44,8 @@ from autotune.paths import (
     standalone_build_dir,
 )
 from autotune.profile import Profile
-from autotune.runrecord import RunRecord
+from autotune.runrecord import record_run
 from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
-from autotune.store.lite import record_run as lite_record_run
 from autotune.store.location import resolve_url
 
 logger = logging.getLogger(__name__)
@@ -363,64 +362,3 @@ def _register(root: Path, host: HostFingerprint) -> RunRegistration | None:
     except OSError as e:
         logger.debug("cannot register this run in %s: %s", root, e)
         return None
-
-
-def _process_wall() -> float | None:
-    """Seconds since this process started (what a full run costs the user)."""
-    try:
-        import psutil
-
-        return max(0.0, time.time() - psutil.Process().create_time())
-    except Exception:  # noqa: BLE001 - a missing number must not break the user's exit
-        return None
-
-
-def finished_run(applied: Applied, script: str | None = None, exit_code: int | None = None
-                 ) -> RunRecord | None:
-    """What the run that ``applied`` prepared really cost, or None if Brian2 never ran."""
-    import sys
-    from datetime import datetime, timezone
-
-    import numpy as np
-
-    from autotune.runner import peak_rss
-
-    brian2 = sys.modules.get("brian2")
-    if brian2 is None:
-        return None
-    loop = getattr(brian2.get_device(), "_last_run_time", None)
-    try:
-        simulated = float(np.asarray(brian2.defaultclock.t_).reshape(-1)[0])
-    except Exception:  # noqa: BLE001 - a clock we cannot read (standalone never built)
-        simulated = None
-    if loop is None or not simulated:
-        return None
-    total = _process_wall()
-    cost = applied.cost
-    return RunRecord(
-        fingerprint=applied.fingerprint, workload_signature=applied.workload,
-        profile_created_at=applied.profile_created_at, config_key=applied.config.key,
-        source=applied.source, script=script, simulated=simulated,
-        predicted_total=cost.predict(simulated) if cost else None,
-        predicted_loop=cost.rate * simulated if cost else None,
-        actual_total=total, actual_loop=float(loop),
-        actual_build=(total - float(loop)) if total is not None else None,
-        peak_rss=peak_rss(), exit_code=exit_code,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-
-def record_run(applied: Applied, script: str | None = None, exit_code: int | None = None
-               ) -> RunRecord | None:
-    """Store the finished run's actual times next to its prediction; never raises."""
-    record = finished_run(applied, script, exit_code)
-    if record is None or applied.store_url is None:
-        return record
-    try:
-        if not lite_record_run(applied.store_url, record):
-            from autotune.store import open_store
-
-            with open_store(applied.store_url) as store:
-                store.record_run(record)
-    except Exception as e:  # noqa: BLE001 - recording must never fail the user's run
-        logger.warning("could not record the run in %s: %s", applied.store_url, e)
-    return record

@@ -444,10 +444,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     import os
 
-    from autotune.apply import apply, record_run
+    from autotune.apply import apply
     from autotune.errors import ConfigError, NeedsRuntime
     from autotune.paths import script_owner
     from autotune.runner import execute_script
+    from autotune.runrecord import record_run
     from autotune.scriptcheck import analyse_script
 
     analysis = analyse_script(args.script)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-import resource
 import runpy
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from autotune.errors import NeedsRuntime
+from autotune.runrecord import last_loop_seconds, peak_rss
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ class RunReport:
         """JSON-able form."""
         return {"wall": self.wall, "loop": self.loop, "build": self.build,
                 "peak_rss": self.peak_rss, "exit_code": self.exit_code}
-
-
-def peak_rss() -> int:
-    """Peak resident memory of this process or its largest child (compiler, binary), bytes."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) * scale
 
 
 class _HeldOutput:
@@ -162,11 +154,7 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
 
 def _brian_timings(wall: float) -> tuple[float | None, float | None]:
     """Loop seconds of the last run and the rest of the script's wall time (set-up + build)."""
-    brian2 = sys.modules.get("brian2")
-    if brian2 is None:
-        return None, None
-    device = brian2.get_device()
-    loop = getattr(device, "_last_run_time", None)
+    loop = last_loop_seconds()
     if loop is None:
         return None, None
-    return float(loop), max(0.0, wall - float(loop))
+    return loop, max(0.0, wall - loop)

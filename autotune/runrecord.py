@@ -1,9 +1,23 @@
-"""A full run made with an applied configuration: its prediction and what really happened."""
+"""A full run made with an applied configuration: its prediction and what really happened.
+
+Everything about a finished user run lives here: what Brian2 says the loop took (read in one
+place, :func:`last_loop_seconds`), the process tree's peak memory, the :class:`RunRecord`, and
+writing it to the store. Nothing here imports Brian2: it reads the module the run imported.
+"""
 
 from __future__ import annotations
 
+import logging
+import resource
+import sys
+import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # apply imports this module
+    from autotune.apply import Applied
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,3 +68,82 @@ class RunRecord:
         if not self.predicted_total or self.actual_total is None:
             return None
         return (self.actual_total - self.predicted_total) / self.predicted_total
+
+
+def last_loop_seconds() -> float | None:
+    """Seconds the last Brian2 run's simulation loop took (the standalone binary's own loop
+    time), or None when this process ran no simulation. Brian2 keeps it in a private
+    attribute of its device; this is the one place that reads it."""
+    brian2 = sys.modules.get("brian2")
+    if brian2 is None:
+        return None
+    loop = getattr(brian2.get_device(), "_last_run_time", None)
+    return None if loop is None else float(loop)
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process or its largest child (compiler, binary), bytes."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * scale
+
+
+def _process_wall() -> float | None:
+    """Seconds since this process started (what a full run costs the user)."""
+    try:
+        import psutil
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - a missing number must not break the user's exit
+        return None
+
+
+def finished_run(applied: Applied, script: str | None = None, exit_code: int | None = None
+                 ) -> RunRecord | None:
+    """What the run that ``applied`` prepared really cost, or None if Brian2 never ran."""
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    brian2 = sys.modules.get("brian2")
+    loop = last_loop_seconds()
+    if brian2 is None:
+        return None
+    try:
+        simulated = float(np.asarray(brian2.defaultclock.t_).reshape(-1)[0])
+    except Exception:  # noqa: BLE001 - a clock we cannot read (standalone never built)
+        simulated = None
+    if loop is None or not simulated:
+        return None
+    total = _process_wall()
+    cost = applied.cost
+    return RunRecord(
+        fingerprint=applied.fingerprint, workload_signature=applied.workload,
+        profile_created_at=applied.profile_created_at, config_key=applied.config.key,
+        source=applied.source, script=script, simulated=simulated,
+        predicted_total=cost.predict(simulated) if cost else None,
+        predicted_loop=cost.rate * simulated if cost else None,
+        actual_total=total, actual_loop=float(loop),
+        actual_build=(total - float(loop)) if total is not None else None,
+        peak_rss=peak_rss(), exit_code=exit_code,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def record_run(applied: Applied, script: str | None = None, exit_code: int | None = None
+               ) -> RunRecord | None:
+    """Store the finished run's actual times next to its prediction; never raises."""
+    record = finished_run(applied, script, exit_code)
+    if record is None or applied.store_url is None:
+        return record
+    from autotune.store.lite import record_run as lite_record_run
+
+    try:
+        if not lite_record_run(applied.store_url, record):
+            from autotune.store import open_store
+
+            with open_store(applied.store_url) as store:
+                store.record_run(record)
+    except Exception as e:  # noqa: BLE001 - recording must never fail the user's run
+        logger.warning("could not record the run in %s: %s", applied.store_url, e)
+    return record
