@@ -32,7 +32,6 @@ from autotune.buildslots import (
 )
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
 from autotune.costmodel import CostModel
-from autotune.durations import as_seconds
 from autotune.errors import ConfigError, ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
 from autotune.paths import (
@@ -47,6 +46,7 @@ from autotune.profile import Profile
 from autotune.runrecord import record_run
 from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
 from autotune.store.location import resolve_url
+from autotune.values import as_seconds
 
 logger = logging.getLogger(__name__)
 

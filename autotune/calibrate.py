@@ -15,7 +15,6 @@ configuration's cost model.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from autotune.records import Evaluation, TrialResult
 from autotune.search import Budget, run_search, study_name
 from autotune.store import CalibrationInfo, Store, open_store
 from autotune.validate import DEFAULT_TOLERANCE
+from autotune.values import is_positive_number
 from autotune.workloads import WorkloadSpec, resolve_workload
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ def cython_available(host: HostFingerprint) -> bool:
 
     return host.components.get("compiler", "none") != "none" and bool(
         importlib.util.find_spec("Cython"))
-
-
-def _positive(x: float) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 @dataclass(frozen=True)
@@ -98,21 +94,21 @@ class CalibrationSettings:
         if unknown or not self.targets:
             raise BadInput(f"targets must be among {', '.join(TARGETS)}; got "
                            f"{', '.join(self.targets) or 'none'}")
-        if not _positive(self.target_duration):
+        if not is_positive_number(self.target_duration):
             raise BadInput(f"--target-duration must be a positive number of simulated seconds, "
                            f"got {self.target_duration}")
-        if not _positive(self.tolerance):
+        if not is_positive_number(self.tolerance):
             raise BadInput(f"--tolerance must be a positive fraction (0.05 = 5 %), got "
                            f"{self.tolerance}")
-        if len(self.durations) < 2 or not all(_positive(d) for d in self.durations):
+        if len(self.durations) < 2 or not all(is_positive_number(d) for d in self.durations):
             raise BadInput("calibration durations must be at least two positive numbers")
         if len(set(self.durations)) < 2:
             raise BadInput("calibration durations must differ, to fit the cost model")
-        if not _positive(self.trial_timeout):
+        if not is_positive_number(self.trial_timeout):
             raise BadInput(f"trial timeout must be positive, got {self.trial_timeout}")
         if self.max_threads is not None and self.max_threads < 0:
             raise BadInput(f"max threads must be >= 0, got {self.max_threads}")
-        if self.probe_loop is not None and not _positive(self.probe_loop):
+        if self.probe_loop is not None and not is_positive_number(self.probe_loop):
             raise BadInput(f"probe loop must be a positive number of seconds, got "
                            f"{self.probe_loop}")
         for name in ("max_repeats", "confirm_top", "confirm_rounds", "confirm_max_rounds"):

@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from autotune.costmodel import PROBE_LOOP
 from autotune.errors import AutotuneError, BadInput
 from autotune.search import DEFAULT_TRIALS
+from autotune.values import is_non_negative_number, is_positive_number
 
 logger = logging.getLogger("autotune.cli")
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -32,51 +32,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def _checked(parse: Callable[[str], Any], check: Callable[[Any], bool], need: str
+             ) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text, then refuse what fails ``check`` in one line."""
+    what = "an integer" if parse is int else "a number"
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text}")
+        return value
+
+    return convert
+
+
+_positive_float = _checked(float, is_positive_number, "a positive number")
+_non_negative_float = _checked(float, is_non_negative_number, "a number >= 0")
+_non_negative_int = _checked(int, lambda v: v >= 0, ">= 0")
+_positive_int = _checked(int, lambda v: v >= 1, "at least 1")
 
 
 def _duration(text: str) -> float:
-    from autotune.durations import as_seconds
+    """An argparse type for a run length: ``10``, ``10s``, ``500ms``, ``2*minute``."""
     from autotune.errors import ConfigError
+    from autotune.values import as_seconds
 
     try:
         return as_seconds(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -103,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=_positive_int,
                    help=f"configurations to measure (default {DEFAULT_TRIALS})")
     p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes")
-    p.add_argument("--target-duration", type=_positive_float, default=10.0, metavar="S",
-                   help="simulated seconds of the runs to optimise for (default 10)")
+    p.add_argument("--target-duration", type=_duration, default=10.0, metavar="T",
+                   help="simulated time of the runs to optimise for: 10, 10s, 500ms (10 s)")
     p.add_argument("--tolerance", type=_positive_float, default=0.05, metavar="F",
                    help="relative tolerance of observables vs. the float64 reference (0.05)")
     p.add_argument("--durations", type=_positive_float, nargs="+", metavar="S",
@@ -137,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="show this host's profiles")
     p.add_argument("--workload", help="only this workload (name or file)")
     p.add_argument("--size", type=_positive_int, help="size of a built-in workload")
-    p.add_argument("--duration", type=_positive_float, metavar="S",
-                   help="rank for this run length instead of the calibration's target")
+    p.add_argument("--duration", type=_duration, metavar="T",
+                   help="rank for this run length (10, 10s, 500ms) instead of the calibration's "
+                        "target")
     p.add_argument("--plot", metavar="FILE.png", type=Path,
                    help="also draw thread scaling and the ranking (one PNG per workload: "
                         "FILE-<workload>.png when there are several)")
@@ -164,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fingerprints (or prefixes) to compare (default: all in the store)")
     p.add_argument("--reference", metavar="FP", help="host the others are compared with "
                    "(default: this host when present)")
-    p.add_argument("--duration", type=_positive_float, default=10.0, metavar="S",
-                   help="simulated seconds of the run to compare (10)")
+    p.add_argument("--duration", type=_duration, default=10.0, metavar="T",
+                   help="simulated time of the run to compare: 10, 10s, 500ms (10 s)")
     p.add_argument("--plot", metavar="FILE.png", type=Path, help="also draw a PNG")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -214,51 +202,10 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress_printer(args: argparse.Namespace, budget_trials: int | None) -> Any:
-    """A progress callback: a live rich status line on a terminal, one line per configuration
-    otherwise; nothing with --json."""
-    console = _console(stderr=True)
-    if args.json:
-        return None, None
-    from rich.status import Status
-
-    status = Status("starting calibration", console=console) if console.is_terminal else None
-    state: dict[str, Any] = {"best": None, "failures": 0, "done": 0}
-
-    def on_event(event: str, data: dict[str, Any]) -> None:
-        total = f" of {budget_trials}" if budget_trials else ""
-        if event == "trial" and status is not None:
-            what = ("confirming" if data.get("purpose") == "confirm"
-                    else f"config {state['done'] + 1}{total}")
-            status.update(f"{what}: {data['config'].key}, {data['duration']:g} s simulated"
-                          + (f" — best so far {state['best'][0]} ({state['best'][1]:.2f} s)"
-                             if state["best"] else "")
-                          + (f" — {state['failures']} failed" if state["failures"] else ""))
-        elif event == "confirm":
-            console.print(f"  confirming, in interleaved rounds, the {len(data['contenders'])} "
-                          "configurations closest to the best: "
-                          + ", ".join(c.key for c in data["contenders"]))
-        elif event == "evaluated":
-            evaluation = data["evaluation"]
-            state["done"] = data["done"]
-            if evaluation.objective is None:
-                state["failures"] += 1
-                verdict = f"[red]failed[/red]: {evaluation.reason}"
-            elif not evaluation.feasible:
-                verdict = f"[yellow]invalid[/yellow]: {evaluation.reason}"
-            else:
-                verdict = f"predicted {evaluation.objective:.2f} s"
-                if state["best"] is None or evaluation.objective < state["best"][1]:
-                    state["best"] = (evaluation.config.key, evaluation.objective)
-            console.print(f"  {data['done']}{total} {evaluation.config.key}: {verdict}")
-
-    return status, on_event
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``calibrate``: run the search and store the profile, then show it."""
     from autotune.calibrate import CalibrationSettings, calibrate
-    from autotune.report import profile_renderables, profile_summary
+    from autotune.report import calibration_progress, profile_renderables, profile_summary
     from autotune.search import Budget
 
     trials = args.trials if args.trials or args.minutes else DEFAULT_TRIALS
@@ -269,7 +216,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         targets=tuple(args.targets), max_repeats=args.max_repeats,
         confirm_top=args.confirm_top, confirm_rounds=args.confirm_rounds[0],
         confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None)
-    status, on_event = _progress_printer(args, trials)
+    status, on_event = (None, None) if args.json else calibration_progress(
+        _console(stderr=True), trials)
     kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
               "progress": on_event}
     if status is not None:
@@ -291,6 +239,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """``show``: this host's profiles, ranked."""
     from autotune.host import collect_host
+    from autotune.plots import plot_profiles
     from autotune.report import profile_renderables, profile_summary, views_renderables
     from autotune.store import open_store
     from autotune.views import device_rows, precision_rows, thread_scaling_rows
@@ -302,7 +251,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         profiles = [p for p in store.profiles(host.fingerprint)
                     if signature is None or p.workload.get("signature") == signature]
         runs = store.runs(host.fingerprint)
-    plots = _plot_profiles(profiles, args.plot, args.duration) if args.plot else []
+    plots = plot_profiles(profiles, args.plot, args.duration) if args.plot else []
     if args.json:
         _print_json({"fingerprint": host.fingerprint, "plots": [str(p) for p in plots],
                      "profiles": [{**profile_summary(p, args.duration, runs),
@@ -325,54 +274,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _plot_profiles(profiles: list[Any], path: Path, duration: float | None) -> list[Path]:
-    from autotune.plots import plot_profile
-
-    if len(profiles) == 1:
-        return [plot_profile(profiles[0], path, duration)]
-    return [plot_profile(p, path.with_name(f"{path.stem}-{p.workload['name']}-"
-                                           f"{p.workload['signature'][:6]}{path.suffix}"),
-                         duration) for p in profiles]
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """``export``: write a host's profiles as a versioned JSON document."""
-    from autotune.exchange import build_export, default_export_path
-    from autotune.host import HostFingerprint, collect_host
-    from autotune.store import open_store
+    from autotune.exchange import export_host
 
-    with open_store(args.db) as store:
-        if args.host == "current":
-            host = collect_host()
-        else:
-            matches = [h for h in store.hosts() if h["fingerprint"].startswith(args.host)]
-            if len(matches) != 1:
-                raise BadInput(f"--host {args.host!r} matches {len(matches)} stored hosts; give "
-                               "a longer fingerprint (see `brian2-autotune compare`)")
-            host = HostFingerprint(matches[0]["components"], matches[0]["info"])
-        profiles = store.profiles(host.fingerprint)
-        summaries = store.trial_summaries(host.fingerprint)
-    if not profiles:
-        raise BadInput(f"no profile stored for host {host.fingerprint}; calibrate first")
-    path = args.output or default_export_path(host)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_export(host, profiles, summaries), indent=1) + "\n")
-    _console().print(f"exported {len(profiles)} profile(s) of {host.fingerprint} to {path}")
+    path, host, count = export_host(args.db, None if args.host == "current" else args.host,
+                                    args.output)
+    _console().print(f"exported {count} profile(s) of {host.fingerprint} to {path}")
     return EXIT_OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``import``: validate every file first, then load them; re-importing changes nothing."""
-    from autotune.exchange import read_export
-    from autotune.store import open_store
+    from autotune.exchange import import_files
 
-    documents = [(path, *read_export(path)) for path in args.files]  # all valid, or nothing
-    results = []
-    with open_store(args.db) as store:
-        for path, host, profiles in documents:
-            added = store.import_profiles(host, profiles)
-            results.append({"file": str(path), "fingerprint": host.fingerprint,
-                            "profiles": len(profiles), "added": added})
+    results = import_files(args.files, args.db)
     if args.json:
         _print_json({"imported": results})
         return EXIT_OK
@@ -388,26 +304,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from autotune.host import collect_host
     from autotune.report import compare_renderables
     from autotune.store import open_store
-    from autotune.views import compare_rows
+    from autotune.views import compare_rows, matching_hosts, one_host
     from autotune.workloads import resolve_workload
 
     signature = resolve_workload(args.workload, args.size).signature if args.workload else None
     with open_store(args.db) as store:
         hosts = {h["fingerprint"]: h for h in store.hosts()}
         profiles = store.profiles()
-    wanted = args.hosts or []
-    for prefix in wanted:
-        if not any(fp.startswith(prefix) for fp in hosts):
-            raise BadInput(f"no stored host matches {prefix!r}; import its export first")
+    wanted = {fp for prefix in args.hosts or [] for fp in matching_hosts(prefix, hosts)}
     profiles = [p for p in profiles
                 if (signature is None or p.workload.get("signature") == signature)
-                and (not wanted or any(p.fingerprint.startswith(w) for w in wanted))]
-    reference = args.reference
-    if reference:
-        found = [fp for fp in hosts if fp.startswith(reference)]
-        if len(found) != 1:
-            raise BadInput(f"--reference {reference!r} matches {len(found)} stored hosts")
-        reference = found[0]
+                and (not args.hosts or p.fingerprint in wanted)]
+    if args.reference:
+        reference = one_host(args.reference, hosts, "--reference")
     else:
         current = collect_host().fingerprint
         reference = current if current in hosts else None
@@ -444,54 +353,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     import os
 
-    from autotune.apply import apply
-    from autotune.errors import ConfigError, NeedsRuntime
-    from autotune.paths import script_owner
-    from autotune.runner import execute_script
-    from autotune.runrecord import record_run
-    from autotune.scriptcheck import analyse_script
+    from autotune.errors import NeedsRuntime
+    from autotune.runner import RunOptions, run_script
 
-    analysis = analyse_script(args.script)
-    retry_reason = os.environ.pop(_RUNTIME_RETRY_ENV, None)
-    standalone_ok, reasons = analysis.standalone_ok, list(analysis.reasons)
-    if retry_reason is not None:
-        standalone_ok, reasons = False, [*reasons, retry_reason]
-    if analysis.own_device:
-        logger.info("the script chooses its own device/target: applying nothing")
-        applied = None
-    else:
-        if not standalone_ok:
-            logger.info("cpp_standalone cannot serve %s: %s", args.script, "; ".join(reasons))
-        applied = apply(args.workload, args.duration, args.db, device=args.device,
-                        threads=args.num_threads, precision=args.precision,
-                        use_profile=not args.no_profile, standalone_ok=standalone_ok,
-                        cython_ok=analysis.cython_ok, owner=script_owner(args.script),
-                        record=False, why_not_standalone="; ".join(reasons))
-        logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
-                    applied.reason, f", predicted {applied.predicted:.2f} s"
-                    if applied.predicted else "")
-    standalone = applied is not None and applied.config.device == "cpp_standalone"
+    options = RunOptions(workload=args.workload, duration=args.duration, db=args.db,
+                         device=args.device, threads=args.num_threads, precision=args.precision,
+                         use_profile=not args.no_profile,
+                         runtime_reason=os.environ.pop(_RUNTIME_RETRY_ENV, None))
     try:
-        report = execute_script(args.script, args.args, hold_until_run=standalone)
+        return run_script(args.script, args.args, options).report.exit_code
     except NeedsRuntime as e:
-        if args.device == "cpp_standalone" or args.num_threads is not None:
-            raise ConfigError(f"{e}; drop --device cpp_standalone/--num-threads") from e
         logger.info("%s: nothing was simulated or shown; running it again under runtime", e)
         sys.stdout.flush()
         sys.stderr.flush()
         os.environ[_RUNTIME_RETRY_ENV] = str(e).split(", which")[0]
         os.execv(sys.executable, [sys.executable, "-m", "autotune.cli", *args.argv])
-    logger.info("run finished in %.2f s (build/set-up %s, simulation loop %s), peak memory "
-                "%.0f MiB", report.wall,
-                f"{report.build:.2f} s" if report.build is not None else "-",
-                f"{report.loop:.2f} s" if report.loop is not None else "-",
-                report.peak_rss / 2**20)
-    if applied is not None:
-        record = record_run(applied, str(Path(args.script).resolve()), report.exit_code)
-        if record is not None and record.total_error is not None:
-            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)",
-                        record.predicted_total, record.actual_total, 100 * record.total_error)
-    return report.exit_code
 
 
 COMMANDS = {"fingerprint": cmd_fingerprint, "calibrate": cmd_calibrate, "show": cmd_show,

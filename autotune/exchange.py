@@ -146,3 +146,55 @@ def read_export(path: Path) -> tuple[HostFingerprint, list[Profile]]:
     except OSError as e:
         raise ProfileError(f"cannot read {path}: {e.strerror}") from None
     return parse_export(text, str(path))
+
+
+def export_host(db: str | None, host_prefix: str | None = None, output: Path | None = None
+                ) -> tuple[Path, HostFingerprint, int]:
+    """Write a host's profiles (this host's, or the stored host whose fingerprint starts with
+    ``host_prefix``) to ``output`` (default: :func:`default_export_path`). Returns the path,
+    the host and the number of profiles.
+
+    Raises:
+        BadInput: no such host, several, or no profile stored for it.
+        StoreError: the store cannot be read.
+    """
+    from autotune.errors import BadInput
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from autotune.views import one_host
+
+    with open_store(db) as store:
+        if host_prefix is None:
+            host = collect_host()
+        else:
+            hosts = {h["fingerprint"]: h for h in store.hosts()}
+            found = hosts[one_host(host_prefix, hosts, "--host")]
+            host = HostFingerprint(found["components"], found["info"])
+        profiles = store.profiles(host.fingerprint)
+        summaries = store.trial_summaries(host.fingerprint)
+    if not profiles:
+        raise BadInput(f"no profile stored for host {host.fingerprint}; calibrate first")
+    path = output or default_export_path(host)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(build_export(host, profiles, summaries), indent=1) + "\n")
+    return path, host, len(profiles)
+
+
+def import_files(paths: list[Path], db: str | None) -> list[dict[str, Any]]:
+    """Validate every file, then load them all (one bad file imports nothing); re-importing
+    changes nothing. Returns per file: ``file``, ``fingerprint``, ``profiles``, ``added``.
+
+    Raises:
+        ProfileError: a file is unreadable, malformed or hostile.
+        StoreError: the store cannot be written.
+    """
+    from autotune.store import open_store
+
+    documents = [(path, *read_export(path)) for path in paths]
+    results = []
+    with open_store(db) as store:
+        for path, host, profiles in documents:
+            added = store.import_profiles(host, profiles)
+            results.append({"file": str(path), "fingerprint": host.fingerprint,
+                            "profiles": len(profiles), "added": added})
+    return results

@@ -103,3 +103,12 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: Path, duration: float)
     ax.set_ylim(0, max((r["predicted_s"] or 0 for r in rows), default=1) * 1.3)
     ax.legend(title="host", loc="upper right", fontsize=8)
     return _save(fig, path)
+
+
+def plot_profiles(profiles: list[Any], path: Path, duration: float | None) -> list[Path]:
+    """One PNG per profile: ``path`` itself for one, ``STEM-<workload>-<sig>.png`` for several."""
+    if len(profiles) == 1:
+        return [plot_profile(profiles[0], path, duration)]
+    return [plot_profile(p, path.with_name(f"{path.stem}-{p.workload['name']}-"
+                                           f"{p.workload['signature'][:6]}{path.suffix}"),
+                         duration) for p in profiles]

@@ -21,6 +21,7 @@ from typing import Any
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError, ProfileError
+from autotune.values import is_non_negative_number, is_positive_number
 
 FORMAT_VERSION = 1
 #: Among tied configurations, one is "leaner" only with at least this much less peak memory;
@@ -321,17 +322,14 @@ def _number_map(value: Any, name: str) -> dict[str, float]:
     for key, number in value.items():
         if not isinstance(key, str) or len(key) > 40:
             raise ProfileError(f"profile entry {name} keys must be short strings")
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not (
-                math.isfinite(number) and number >= 0):
+        if not is_non_negative_number(number):
             raise ProfileError(f"profile entry {name}[{key!r}] must be a number >= 0")
         out[key] = float(number)
     return out
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProfileError(f"profile {name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
+    if not is_positive_number(value):
         raise ProfileError(f"profile {name} must be a positive number, got {value!r}")
     return float(value)
 

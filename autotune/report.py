@@ -285,3 +285,41 @@ def compare_renderables(rows: list[dict[str, Any]], duration: float) -> list[Any
               _fmt(r["speedup_vs_default"], ".2f", "×"),
               _fmt(r["relative_to_reference"], ".2f", "×")] for r in group]))
     return out
+
+
+def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, Any]:
+    """(a rich status or None, a progress callback for :func:`autotune.calibrate`): a live
+    status line on a terminal, one line per configuration otherwise."""
+    from rich.status import Status
+
+    status = Status("starting calibration", console=console) if console.is_terminal else None
+    state: dict[str, Any] = {"best": None, "failures": 0, "done": 0}
+
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        total = f" of {budget_trials}" if budget_trials else ""
+        if event == "trial" and status is not None:
+            what = ("confirming" if data.get("purpose") == "confirm"
+                    else f"config {state['done'] + 1}{total}")
+            status.update(f"{what}: {data['config'].key}, {data['duration']:g} s simulated"
+                          + (f" — best so far {state['best'][0]} ({state['best'][1]:.2f} s)"
+                             if state["best"] else "")
+                          + (f" — {state['failures']} failed" if state["failures"] else ""))
+        elif event == "confirm":
+            console.print(f"  confirming, in interleaved rounds, the {len(data['contenders'])} "
+                          "configurations closest to the best: "
+                          + ", ".join(c.key for c in data["contenders"]))
+        elif event == "evaluated":
+            evaluation = data["evaluation"]
+            state["done"] = data["done"]
+            if evaluation.objective is None:
+                state["failures"] += 1
+                verdict = f"[red]failed[/red]: {evaluation.reason}"
+            elif not evaluation.feasible:
+                verdict = f"[yellow]invalid[/yellow]: {evaluation.reason}"
+            else:
+                verdict = f"predicted {evaluation.objective:.2f} s"
+                if state["best"] is None or evaluation.objective < state["best"][1]:
+                    state["best"] = (evaluation.config.key, evaluation.objective)
+            console.print(f"  {data['done']}{total} {evaluation.config.key}: {verdict}")
+
+    return status, on_event

@@ -1,4 +1,5 @@
-"""Run a user's script as ``python SCRIPT ARGS`` would, in this process, and measure it.
+"""``brian2-autotune run``: apply what can serve a script, run it as ``python SCRIPT ARGS``
+would, in this process, measure it and record it (:func:`run_script`).
 
 Under cpp_standalone a script that reads a state variable before ``run()`` fails at that read,
 before anything was simulated. :mod:`autotune.scriptcheck` catches the usual forms; for what it
@@ -17,10 +18,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from autotune.errors import NeedsRuntime
-from autotune.runrecord import last_loop_seconds, peak_rss
+from autotune.errors import ConfigError, NeedsRuntime
+from autotune.runrecord import RunRecord, last_loop_seconds, peak_rss
+
+if TYPE_CHECKING:
+    from autotune.apply import Applied
 
 logger = logging.getLogger(__name__)
 
@@ -158,3 +162,91 @@ def _brian_timings(wall: float) -> tuple[float | None, float | None]:
     if loop is None:
         return None, None
     return loop, max(0.0, wall - loop)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``brian2-autotune run`` was asked to run a script (see :func:`run_script`).
+
+    Attributes:
+        workload, duration, db, device, threads, precision, use_profile: as for
+            :func:`autotune.apply`.
+        runtime_reason: set when an earlier attempt found that standalone cannot serve the
+            script (it read state before ``run()``): why.
+    """
+
+    workload: str | None = None
+    duration: float | None = None
+    db: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    precision: str | None = None
+    use_profile: bool = True
+    runtime_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """What :func:`run_script` applied, measured and recorded."""
+
+    applied: Applied | None
+    report: RunReport
+    record: RunRecord | None
+
+
+def run_script(script: str | Path, args: list[str], options: RunOptions) -> ScriptRun:
+    """Analyse ``script``, apply the configuration that can serve it, run it, record the run.
+
+    Raises:
+        ScriptError: the script cannot be read or parsed.
+        ConfigError: bad overrides, or overrides asking for standalone where it cannot serve.
+        NeedsRuntime: standalone was applied and the script read state before ``run()``:
+            nothing was simulated or shown, run it again with ``runtime_reason`` set.
+    """
+    from autotune.apply import apply
+    from autotune.paths import script_owner
+    from autotune.runrecord import record_run
+    from autotune.scriptcheck import analyse_script
+
+    analysis = analyse_script(script)
+    standalone_ok, reasons = analysis.standalone_ok, list(analysis.reasons)
+    if options.runtime_reason is not None:
+        standalone_ok, reasons = False, [*reasons, options.runtime_reason]
+    applied = None
+    if analysis.own_device:
+        logger.info("the script chooses its own device/target: applying nothing")
+    else:
+        if not standalone_ok:
+            logger.info("cpp_standalone cannot serve %s: %s", script, "; ".join(reasons))
+        applied = apply(options.workload, options.duration, options.db, device=options.device,
+                        threads=options.threads, precision=options.precision,
+                        use_profile=options.use_profile, standalone_ok=standalone_ok,
+                        cython_ok=analysis.cython_ok, owner=script_owner(script), record=False,
+                        why_not_standalone="; ".join(reasons))
+        logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
+                    applied.reason, f", predicted {applied.predicted:.2f} s"
+                    if applied.predicted else "")
+    report = _execute(script, args, applied, options)
+    logger.info("run finished in %.2f s (build/set-up %s, simulation loop %s), peak memory "
+                "%.0f MiB", report.wall,
+                f"{report.build:.2f} s" if report.build is not None else "-",
+                f"{report.loop:.2f} s" if report.loop is not None else "-",
+                report.peak_rss / 2**20)
+    record = None
+    if applied is not None:
+        record = record_run(applied, str(Path(script).resolve()), report.exit_code)
+        if record is not None and record.total_error is not None:
+            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)",
+                        record.predicted_total, record.actual_total, 100 * record.total_error)
+    return ScriptRun(applied, report, record)
+
+
+def _execute(script: str | Path, args: list[str], applied: Applied | None,
+             options: RunOptions) -> RunReport:
+    standalone = applied is not None and applied.config.device == "cpp_standalone"
+    try:
+        return execute_script(script, args, hold_until_run=standalone)
+    except NeedsRuntime as e:
+        if options.device == "cpp_standalone" or options.threads is not None:
+            raise ConfigError(f"{e}; drop --device cpp_standalone/--num-threads") from e
+        raise

@@ -35,6 +35,7 @@ from typing import Any
 
 from autotune.config import FLAG_PRESETS, PRECISIONS, RunConfig, standalone_config
 from autotune.records import Evaluation
+from autotune.store.location import SQLITE_BUSY_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def _open_study(storage_url: str, name: str, seed: int, n_startup: int,
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 60}}
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     return {}
 
 

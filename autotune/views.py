@@ -6,15 +6,12 @@ output and the plots, so the three always agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from autotune.config import RunConfig
+from autotune.errors import BadInput
 from autotune.profile import Profile, ProfileEntry
-
-
-def _valid(profile: Profile) -> list[ProfileEntry]:
-    return [e for e in profile.entries if e.status == "valid" and e.cost is not None]
 
 
 def thread_scaling_rows(profile: Profile) -> list[dict[str, Any]]:
@@ -26,7 +23,7 @@ def thread_scaling_rows(profile: Profile) -> list[dict[str, Any]]:
     divides it by the thread ratio (OpenMP off counts as one thread).
     """
     families: dict[tuple[str, str], dict[int, ProfileEntry]] = {}
-    for entry in _valid(profile):
+    for entry in profile.valid:
         if entry.config.device == "cpp_standalone":
             family = families.setdefault((entry.config.precision, entry.config.flags), {})
             family[entry.config.threads] = entry
@@ -140,3 +137,28 @@ def compare_rows(profiles: Sequence[Profile], hosts: Mapping[str, Mapping[str, A
                 "busy": profile.busy,
             })
     return rows
+
+
+def matching_hosts(prefix: str, fingerprints: Iterable[str]) -> list[str]:
+    """The stored fingerprints starting with ``prefix``.
+
+    Raises:
+        BadInput: none does.
+    """
+    found = [fp for fp in fingerprints if fp.startswith(prefix)]
+    if not found:
+        raise BadInput(f"no stored host matches {prefix!r}; import its export first")
+    return found
+
+
+def one_host(prefix: str, fingerprints: Iterable[str], option: str) -> str:
+    """The one stored fingerprint starting with ``prefix`` (given as ``option``).
+
+    Raises:
+        BadInput: none or several do.
+    """
+    found = matching_hosts(prefix, fingerprints)
+    if len(found) != 1:
+        raise BadInput(f"{option} {prefix!r} matches {len(found)} stored hosts; give a longer "
+                       "fingerprint (see `brian2-autotune compare`)")
+    return found[0]

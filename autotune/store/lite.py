@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from autotune.runrecord import RunRecord
-from autotune.store.location import sqlite_path
+from autotune.store.location import SQLITE_BUSY_TIMEOUT, sqlite_path
 
 #: Sentinel: this URL cannot be read here (not SQLite); use the repository instead.
 UNSUPPORTED = object()
@@ -28,7 +28,7 @@ def _open(url: str, table: str) -> Iterator[sqlite3.Connection | None]:
     if path is None or not path.is_file():
         yield None
         return
-    connection = sqlite3.connect(str(path), timeout=10)
+    connection = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT)
     try:
         exists = connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
                                     (table,)).fetchone()

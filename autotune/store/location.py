@@ -8,6 +8,8 @@ from pathlib import Path
 from autotune.errors import StoreUnavailable
 
 ENV_VAR = "BRIAN2_AUTOTUNE_DB"
+#: Seconds every connection to a SQLite store (ours, Optuna's, apply's) waits for a lock.
+SQLITE_BUSY_TIMEOUT = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 

@@ -9,16 +9,13 @@ when a store is opened, keeping old data.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +24,14 @@ from autotune.host import HostFingerprint
 from autotune.profile import FORMAT_VERSION, Profile
 from autotune.records import TrialResult
 from autotune.runrecord import RunRecord
-from autotune.store.location import check_sqlite_location, resolve_url, sqlite_path
+from autotune.store.engine import (
+    describe_error,
+    locked_error,
+    make_engine,
+    migration_lock,
+    upgrade_schema,
+)
+from autotune.store.location import SQLITE_BUSY_TIMEOUT, check_sqlite_location, resolve_url
 from autotune.store.models import (
     VERSION_TABLE,
     CalibrationRow,
@@ -40,8 +44,6 @@ from autotune.store.models import (
 from autotune.workloads import WorkloadSpec
 
 logger = logging.getLogger(__name__)
-SQLITE_BUSY_TIMEOUT = 60.0
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @dataclass(frozen=True)
@@ -56,74 +58,6 @@ class CalibrationInfo:
     settings: dict[str, Any]
     load: dict[str, Any]
     started_at: datetime
-
-
-def _sqlite_pragmas(busy_timeout: float) -> Any:
-    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers and one writer at once
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    return set_pragmas
-
-
-def _make_engine(url: str, busy_timeout: float) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": busy_timeout})
-        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-@contextmanager
-def _migration_lock(url: str) -> Iterator[None]:
-    """Serialise schema upgrades of SQLite stores between processes.
-
-    SQLite's DDL is not transactional under Alembic, so two processes creating a new store at
-    once would both try to create its tables. The lock is an ``flock`` on the store's *folder*:
-    never open and close another descriptor of the database file itself, since closing any
-    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included, and
-    another process could then delete the write-ahead log under our feet.
-    """
-    path = sqlite_path(url)
-    if path is None:
-        yield
-        return
-    import fcntl
-
-    descriptor = os.open(path.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # releases the flock
-
-
-def upgrade_schema(engine: Engine, revision: str = "head") -> None:
-    """Bring the store's tables to ``revision`` with Alembic (a no-op when already there)."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with _migration_lock(str(engine.url)), engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
-def _describe(error: SQLAlchemyError) -> str:
-    original = getattr(error, "orig", None)
-    return str(original or error).splitlines()[0]
-
-
-def _locked_error(url: str, error: SQLAlchemyError, timeout: float) -> StoreError | None:
-    """A clear error when SQLite gave up waiting for another process's lock."""
-    if "locked" not in _describe(error):
-        return None
-    return StoreError(f"store {url} stayed locked by another process for {timeout:g} s; "
-                      "try again later")
 
 
 class Store:
@@ -144,17 +78,17 @@ class Store:
         self.url = resolve_url(url)
         check_sqlite_location(self.url)
         try:
-            self.engine = _make_engine(self.url, busy_timeout)
+            self.engine = make_engine(self.url, busy_timeout)
             upgrade_schema(self.engine, _revision)
         except OperationalError as e:
             self._dispose_quietly()
-            locked = _locked_error(self.url, e, busy_timeout)
+            locked = locked_error(self.url, e, busy_timeout)
             if locked is not None:
                 raise locked from e
-            raise StoreUnavailable(f"cannot open store {self.url}: {_describe(e)}") from e
+            raise StoreUnavailable(f"cannot open store {self.url}: {describe_error(e)}") from e
         except SQLAlchemyError as e:
             self._dispose_quietly()
-            raise StoreUnavailable(f"cannot open store {self.url}: {_describe(e)}") from e
+            raise StoreUnavailable(f"cannot open store {self.url}: {describe_error(e)}") from e
         except OSError as e:
             self._dispose_quietly()
             raise StoreUnavailable(f"cannot open store {self.url}: {e.strerror}; choose "
@@ -165,7 +99,7 @@ class Store:
     def schema_lock(self) -> Any:
         """A context manager serialising table creation in this store between processes (for
         other libraries creating tables in the same database, such as Optuna's storage)."""
-        return _migration_lock(self.url)
+        return migration_lock(self.url)
 
     def _dispose_quietly(self) -> None:
         engine = getattr(self, "engine", None)
@@ -191,10 +125,10 @@ class Store:
             session.commit()
         except SQLAlchemyError as e:
             session.rollback()
-            locked = _locked_error(self.url, e, self.busy_timeout)
+            locked = locked_error(self.url, e, self.busy_timeout)
             if locked is not None:
                 raise locked from e
-            raise StoreError(f"store {self.url}: {_describe(e)}") from e
+            raise StoreError(f"store {self.url}: {describe_error(e)}") from e
         except BaseException:
             session.rollback()
             raise
@@ -346,21 +280,15 @@ class Store:
         if host.fingerprint != profile.fingerprint:
             raise StoreError("profile fingerprint does not match its host components")
         workload = workload or WorkloadSpec.from_dict(profile.workload)
-        best = profile.best()
         with self.session() as s:
             host_row = self._host_row(s, host)
             workload_row = self._workload_row(s, workload)
             calibration = (s.get(CalibrationRow, profile.calibration_id)
                            if profile.calibration_id is not None else None)
             local = calibration is not None and calibration.host_id == host_row.id
-            row = ProfileRow(host_id=host_row.id, workload_id=workload_row.id,
-                             # a profile imported from another store keeps no link to a calibration
-                             calibration_id=profile.calibration_id if local else None,
-                             fingerprint=profile.fingerprint,
-                             workload_signature=workload.signature,
-                             best_config=best.config.to_dict() if best else None,
-                             target_duration=profile.target_duration,
-                             format_version=FORMAT_VERSION, document=profile.to_dict())
+            # a profile imported from another store keeps no link to a calibration
+            row = _profile_row(profile, host_row, workload_row,
+                               profile.calibration_id if local else None)
             s.add(row)
             s.flush()
             return row.id
@@ -382,14 +310,7 @@ class Store:
                     ProfileRow.document["created_at"].as_string() == profile.created_at))
                 if exists is not None:
                     continue
-                workload_row = self._workload_row(s, workload)
-                best = profile.best()
-                s.add(ProfileRow(host_id=host_row.id, workload_id=workload_row.id,
-                                 calibration_id=None, fingerprint=profile.fingerprint,
-                                 workload_signature=workload.signature,
-                                 best_config=best.config.to_dict() if best else None,
-                                 target_duration=profile.target_duration,
-                                 format_version=FORMAT_VERSION, document=profile.to_dict()))
+                s.add(_profile_row(profile, host_row, self._workload_row(s, workload), None))
                 added += 1
         return added
 
@@ -449,3 +370,15 @@ def open_store(url: str | None = None) -> Store:
 
 
 __all__ = ["VERSION_TABLE", "CalibrationInfo", "Store", "open_store", "upgrade_schema"]
+
+
+def _profile_row(profile: Profile, host_row: HostRow, workload_row: WorkloadRow,
+                 calibration_id: int | None) -> ProfileRow:
+    """The row storing ``profile`` (its best configuration denormalised for queries)."""
+    best = profile.best()
+    return ProfileRow(host_id=host_row.id, workload_id=workload_row.id,
+                      calibration_id=calibration_id, fingerprint=profile.fingerprint,
+                      workload_signature=workload_row.signature,
+                      best_config=best.config.to_dict() if best else None,
+                      target_duration=profile.target_duration,
+                      format_version=FORMAT_VERSION, document=profile.to_dict())

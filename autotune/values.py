@@ -1,7 +1,8 @@
-"""Run lengths as users write them: ``10*second``, ``500*ms``, ``10.0``, ``"500 ms"``.
+"""Numbers as users give them: positive numbers, and run lengths written ``10*second``,
+``500*ms``, ``10.0`` or ``"500 ms"``.
 
-Cheap to import (no Brian2): a Brian2 quantity is recognised by its ``dim`` attribute and
-converted through its value in seconds.
+The one home of these checks, for the CLI's arguments, the settings objects and stored profiles
+alike. Cheap to import (no Brian2): a Brian2 quantity is recognised by its ``dim`` attribute.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e
           "msecond": 1e-3, "us": 1e-6, "usecond": 1e-6, "min": 60.0,
           "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
 _TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*\*?\s*([A-Za-z]*)\s*$")
+
+
+def is_positive_number(value: Any) -> bool:
+    """A finite number > 0 (a bool is no number here)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def is_non_negative_number(value: Any) -> bool:
+    """A finite number >= 0 (a bool is no number here)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
 
 
 def as_seconds(duration: Any, what: str = "duration") -> float:
@@ -35,7 +48,7 @@ def as_seconds(duration: Any, what: str = "duration") -> float:
                           f"got {duration!r}")
     else:
         seconds = float(duration)
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not is_positive_number(seconds):
         raise ConfigError(f"{what} must be positive and finite, got {duration!r}")
     return seconds
 

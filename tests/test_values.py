@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autotune.durations import as_seconds
 from autotune.errors import ConfigError
+from autotune.values import as_seconds
 
 
 @pytest.mark.parametrize("value, seconds", [

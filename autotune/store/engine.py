@@ -1,0 +1,94 @@
+"""The store's engine: SQLite pragmas and busy timeout, schema migrations under a lock, and
+SQLAlchemy's errors turned into one clear :class:`~autotune.errors.StoreError` line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from autotune.errors import StoreError
+from autotune.store.location import sqlite_path
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sqlite_pragmas(busy_timeout: float) -> Any:
+    """A connect hook: busy timeout, WAL and foreign keys on every new SQLite connection."""
+
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers and one writer at once
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return set_pragmas
+
+
+def make_engine(url: str, busy_timeout: float) -> Engine:
+    """An engine for ``url``: SQLite with :func:`sqlite_pragmas`, others with pre-ping."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        event.listen(engine, "connect", sqlite_pragmas(busy_timeout))
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Serialise schema upgrades of SQLite stores between processes.
+
+    SQLite's DDL is not transactional under Alembic, so two processes creating a new store at
+    once would both try to create its tables. The lock is an ``flock`` on the store's *folder*:
+    never open and close another descriptor of the database file itself, since closing any
+    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included, and
+    another process could then delete the write-ahead log under our feet.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the flock
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the store's tables to ``revision`` with Alembic (a no-op when already there)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with migration_lock(str(engine.url)), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def describe_error(error: SQLAlchemyError) -> str:
+    """The driver's own message, first line (SQLAlchemy's wrapping says nothing more)."""
+    original = getattr(error, "orig", None)
+    return str(original or error).splitlines()[0]
+
+
+def locked_error(url: str, error: SQLAlchemyError, timeout: float) -> StoreError | None:
+    """A clear error when SQLite gave up waiting for another process's lock."""
+    if "locked" not in describe_error(error):
+        return None
+    return StoreError(f"store {url} stayed locked by another process for {timeout:g} s; "
+                      "try again later")
+
+
