@@ -118,11 +118,31 @@ def test_show_ranks_the_calibrated_profile(calibrated: dict[str, object]) -> Non
     assert predictions == sorted(predictions)
     human = run_cli("show", "--db", url)
     assert "best:" in human.stdout and "cython-float64-default" in human.stdout
-    confirmation = profile["confirmation"]
-    if profile["confirmed"]:
-        assert f"confirmed in {confirmation['rounds']} interleaved rounds" in human.stdout
-    else:
-        assert "no other configuration came within 25 % of the best" in human.stdout
+
+
+@pytest.mark.parametrize("confirmed, confirmation, expected", [
+    (("cpp_standalone-t0-float64-default", "cython-float64-default"),
+     {"rounds": 4, "gaps": {"cython-float64-default": {
+         "ratio": 1.137, "low": 1.106, "high": 1.168, "rounds": 4}}},
+     "confirmed in 4 interleaved rounds, paired: cpp_standalone-t0-float64-default fastest; "
+     "cython-float64-default +13.7 % (80 %: +10.6 % to +16.8 %, 4 rounds: slower)"),
+    ((), {"rounds": 0, "gaps": {}}, "no other configuration came within 25 % of the best"),
+])
+def test_show_states_the_confirmation(db_url: str, confirmed: tuple[str, ...],
+                                      confirmation: dict[str, object], expected: str) -> None:
+    from dataclasses import replace
+
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    profile = replace(make_profile(collect_host()), confirmed=confirmed,
+                      confirmation=confirmation)
+    with open_store(db_url) as store:
+        store.save_profile(profile)
+    human = run_cli("show", "--db", db_url)
+    assert human.returncode == 0, human.stderr
+    assert expected in " ".join(human.stdout.split())
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from autotune.host import (
     changed_components,
     collect_cgroup_cpu_limit,
     collect_cgroup_memory_limit,
+    collect_compiler,
     collect_host,
     collect_load,
     fingerprint_of,
@@ -25,13 +26,36 @@ from autotune.host import (
 )
 
 
-def test_collect_host_is_stable_between_calls() -> None:
-    first, second = collect_host(), collect_host()
-    assert first.fingerprint == second.fingerprint
+def test_collect_host_is_stable_and_agrees_with_psutil(tmp_path: Path) -> None:
+    """Cores and memory are read without psutil (apply cannot afford its import): they must be
+    what psutil says, or every stored fingerprint would change. A second call with the
+    compiler-version cache gives the same fingerprint."""
+    import psutil
+
+    first = collect_host()
+    second = collect_host(compiler_cache=tmp_path / "compiler.txt")
+    third = collect_host(compiler_cache=tmp_path / "compiler.txt")
+    assert first.fingerprint == second.fingerprint == third.fingerprint
     assert len(first.fingerprint) == 16
     assert set(first.components) == set(CHECKED_COMPONENTS)
-    assert first.usable_cpus >= 1
-    assert first.max_threads >= 1
+    assert first.components["physical_cores"] == psutil.cpu_count(logical=False)
+    assert first.components["total_memory"] == psutil.virtual_memory().total
+
+
+def test_the_compiler_is_asked_once_until_it_changes(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = tmp_path / "calls"
+    compiler = tmp_path / "fake-c++"
+    compiler.write_text(f"#!/bin/sh\necho called >> {calls}\necho 'c++ (Test) 1.0'\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    cache = tmp_path / "cache" / "compiler.txt"
+    assert collect_compiler(cache) == "c++ (Test) 1.0"
+    assert collect_compiler(cache) == "c++ (Test) 1.0"
+    assert calls.read_text().count("called") == 1
+    compiler.write_text(compiler.read_text().replace("1.0", "2.0"))  # upgraded
+    assert collect_compiler(cache) == "c++ (Test) 2.0"
+    assert calls.read_text().count("called") == 2
 
 
 component_values = st.one_of(st.integers(0, 2**40), st.text(max_size=30), st.none())
