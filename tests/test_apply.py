@@ -203,3 +203,38 @@ def test_apply_reads_the_running_script_before_choosing_standalone(db_url: str,
     state = _apply_in_script(tmp_path / "two.py", db_url, extra=two_runs)
     assert state["device"] == "RuntimeDevice"
     assert state["applied"]["source"] == "fallback"  # type: ignore[index]
+
+
+HOLD_RUN = """
+import sys
+from pathlib import Path
+from autotune.buildslots import node_dir, register_run
+from autotune.host import collect_host
+registration = register_run(node_dir(Path(sys.argv[1]), collect_host().fingerprint))
+registration.update(int(sys.argv[2]))
+print("registered", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_run_beside_others_takes_the_cores_they_leave(db_url: str, tmp_path: Path,
+                                                         cache_root: Path) -> None:
+    from autotune.host import collect_host
+
+    host = collect_host()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RUN, str(cache_root),
+                               str(host.usable_cpus)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "registered"
+        beside = _apply_in_script(tmp_path / "beside.py", db_url)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    alone = _apply_in_script(tmp_path / "alone.py", db_url)
+    assert "1 other run(s) on this node" in beside["applied"]["reason"]  # type: ignore[index]
+    assert beside["applied"]["config"]["threads"] in (0, 1)  # type: ignore[index]
+    assert "other run" not in alone["applied"]["reason"]  # type: ignore[index]
+    expected_alone = host.max_threads if host.max_threads > 1 else 0
+    assert alone["applied"]["config"]["threads"] == expected_alone  # type: ignore[index]
