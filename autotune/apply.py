@@ -164,11 +164,15 @@ def choose(
     no_profile_reason: str = "no profile for this host",
     thread_cap: int | None = None,
     why_not_standalone: str = "",
+    float32_ok: bool = True,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
     ``thread_cap`` (cores left free by other runs on this node) bounds the OpenMP threads of a
     configuration chosen from the profile or the fallback rule; an explicit ``threads`` wins.
+    Without ``float32_ok`` (the coming model is not the one whose float32 results the profile
+    validated) only float64 configurations are chosen from the profile; an explicit
+    ``precision`` wins.
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
@@ -182,12 +186,21 @@ def choose(
                           + "; drop it or use --device runtime")
     best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
                          max_threads=thread_cap) if profile else None)
+    only_float64 = (not float32_ok and precision is None and best is not None
+                    and best.config.precision == "float32")
+    if only_float64:
+        best = profile.best(duration, standalone_ok=standalone_ok,  # type: ignore[union-attr]
+                            cython_ok=cython_ok, max_threads=thread_cap, float32_ok=False)
     if best is not None:
         config, source = best.config, "profile"
         when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
         reason = f"fastest valid configuration in this host's profile for {when} runs"
         if not standalone_ok:
             reason += " that runtime can serve" if cython_ok else " that numpy can serve"
+        if only_float64:
+            reason += (f"; float64, since float32 was validated on "
+                       f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
+                       "(ask for it with --precision float32)")
     else:
         config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
@@ -247,6 +260,7 @@ def apply(
     host: HostFingerprint | None = None,
     record: bool = True,
     why_not_standalone: str = "",
+    same_model: bool = False,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
@@ -266,6 +280,10 @@ def apply(
         record: record the run's actual times against the prediction when the process exits
             (``brian2-autotune run`` records it itself, with the script's exit status).
         why_not_standalone: why ``standalone_ok`` is False (for error messages).
+        same_model: the coming run simulates the profile's own workload model, whose float32
+            results the calibration validated. Otherwise a float32 winner is replaced by the
+            best float64 configuration (float32 moves results by several per cent on some
+            models and is slower on others); ``precision="float32"`` asks for it explicitly.
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
@@ -295,7 +313,7 @@ def apply(
     config, source, why, predicted = choose(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
-        thread_cap=thread_cap, why_not_standalone=why_not_standalone)
+        thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model)
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")

@@ -149,18 +149,22 @@ class Profile:
         return sorted(self.valid, key=lambda e: e.cost.predict(d))  # type: ignore[union-attr]
 
     def tied(self, duration: float | None = None, standalone_ok: bool = True,
-             cython_ok: bool = True, max_threads: int | None = None) -> list[ProfileEntry]:
+             cython_ok: bool = True, max_threads: int | None = None,
+             float32_ok: bool = True) -> list[ProfileEntry]:
         """Valid entries that cannot be told apart from the fastest for ``duration``.
 
         Two predictions are tied when they differ by less than the larger of their
         uncertainties (fit residual, measurement spread, drift floor). ``max_threads`` leaves
-        out configurations with more OpenMP threads (cores taken by other runs).
+        out configurations with more OpenMP threads (cores taken by other runs); without
+        ``float32_ok`` only float64 ones count (float32 was validated on the profile's model
+        only).
         """
         d = self.target_duration if duration is None else duration
         candidates = [e for e in self.ranked(d)
                       if (standalone_ok or e.config.device == "runtime")
                       and (cython_ok or e.config.target == "numpy")
-                      and (max_threads is None or e.config.threads <= max_threads)]
+                      and (max_threads is None or e.config.threads <= max_threads)
+                      and (float32_ok or e.config.precision == "float64")]
         if not candidates:
             return []
         fastest = candidates[0].cost
@@ -168,7 +172,8 @@ class Profile:
         return [e for e in candidates if e.cost is not None and e.cost.tied_with(fastest, d)]
 
     def best(self, duration: float | None = None, standalone_ok: bool = True,
-             cython_ok: bool = True, max_threads: int | None = None) -> ProfileEntry | None:
+             cython_ok: bool = True, max_threads: int | None = None,
+             float32_ok: bool = True) -> ProfileEntry | None:
         """The entry to use for ``duration`` (runtime only unless ``standalone_ok``; numpy only
         unless ``cython_ok``).
 
@@ -179,7 +184,7 @@ class Profile:
         when it costs no less (a noisy measurement widens the tie).
         """
         d = self.target_duration if duration is None else duration
-        tied = self.tied(d, standalone_ok, cython_ok, max_threads)
+        tied = self.tied(d, standalone_ok, cython_ok, max_threads, float32_ok)
         if not tied:
             return None
         limit = tied[0].cost.predict(d) * (1 + PREFERENCE_MARGIN)  # type: ignore[union-attr]

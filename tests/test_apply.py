@@ -238,3 +238,34 @@ def test_a_run_beside_others_takes_the_cores_they_leave(db_url: str, tmp_path: P
     assert "other run" not in alone["applied"]["reason"]  # type: ignore[index]
     expected_alone = host.max_threads if host.max_threads > 1 else 0
     assert alone["applied"]["config"]["threads"] == expected_alone  # type: ignore[index]
+
+
+def _float32_profile(host: object) -> object:
+    base = make_profile(host)  # type: ignore[arg-type]
+    f32 = ProfileEntry(standalone_config(0, "float32"), "valid", CostModel(3.4, 0.08, 0.01, 2, 2))
+    return replace(base, entries=(*base.entries, f32))
+
+
+def test_float32_is_applied_only_to_the_model_it_was_validated_on() -> None:
+    host = make_host()
+    profile = _float32_profile(host)
+    own, _, _, _ = choose(host, profile, duration=100.0)  # type: ignore[arg-type]
+    assert own == standalone_config(0, "float32")  # the calibrated workload itself
+    config, source, reason, _ = choose(host, profile, duration=100.0,  # type: ignore[arg-type]
+                                       float32_ok=False)
+    assert config == standalone_config(0) and source == "profile"
+    assert "float32 was validated on cuba, not on this script" in reason
+    asked = choose(host, profile, duration=100.0, float32_ok=False,  # type: ignore[arg-type]
+                   precision="float32")[0]
+    assert asked.precision == "float32"
+
+
+def test_a_script_never_calibrated_gets_float64_unless_it_asks(db_url: str,
+                                                               tmp_path: Path) -> None:
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(_float32_profile(collect_host()))  # type: ignore[arg-type]
+    state = _apply_in_script(tmp_path / "mine.py", db_url, "100*second")
+    assert state["applied"]["config"]["precision"] == "float64"  # type: ignore[index]
+    assert "not on this script" in state["applied"]["reason"]  # type: ignore[index]
