@@ -83,3 +83,30 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory, cache_root: Path) -> di
         else:
             os.environ["BRIAN2_AUTOTUNE_CACHE"] = saved
     return {"url": url, "outcome": outcome}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session, started here with initdb/pg_ctl on a loopback
+    port in a temporary folder (as the ``postgres`` user when running as root, since the server
+    refuses root), stopped at the end. Yields its admin URL without a database name."""
+    from tests.pgserver import start_postgres
+
+    with start_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server for one test."""
+    from tests.pgserver import create_database
+
+    return create_database(postgres_server, request.node.name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test against a SQLite file and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))

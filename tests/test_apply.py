@@ -118,19 +118,19 @@ def _apply_in_child(db_url: str, *args: str) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_apply_sets_brian2_from_the_stored_profile(db_url: str) -> None:
+def test_apply_sets_brian2_from_the_stored_profile(store_url: str) -> None:
     from autotune.host import collect_host
 
     host = collect_host()
     profile = make_profile(host)
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         store.save_profile(profile)
-    state = _apply_in_child(db_url, "duration=100.0, ")
+    state = _apply_in_child(store_url, "duration=100.0, ")
     assert state["applied"]["source"] == "profile"  # type: ignore[index]
     assert state["device"] == "CPPStandaloneDevice"
-    short = _apply_in_child(db_url, "duration=0.5, ")
+    short = _apply_in_child(store_url, "duration=0.5, ")
     assert short["device"] == "RuntimeDevice" and short["target"] == "numpy"
-    f32 = _apply_in_child(db_url, "duration=100.0, precision='float32', ")
+    f32 = _apply_in_child(store_url, "duration=100.0, precision='float32', ")
     assert f32["dtype"] == "float32" and f32["applied"]["source"] == "override"  # type: ignore[index]
 
 

@@ -153,7 +153,7 @@ def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
 
 
 @pytest.mark.slow
-def test_a_calibration_records_its_confirmation(db_url: str, cache_root: Path) -> None:
+def test_a_calibration_records_its_confirmation(store_url: str, cache_root: Path) -> None:
     """numpy in float64 and float32 on tiny CUBA, for 50 ms runs: start-up and import dominate
     both, so they are always within 25 % of each other and are confirmed; every confirmation
     trial is stored and the profile ranks them as the paired rounds did."""
@@ -161,10 +161,10 @@ def test_a_calibration_records_its_confirmation(db_url: str, cache_root: Path) -
                                    targets=("numpy",), max_threads=0,
                                    budget=Budget(trials=2), max_repeats=0, probe_loop=None,
                                    confirm_top=2, confirm_rounds=2, confirm_max_rounds=2)
-    outcome = calibrate("cuba", size=40, db=db_url, cache_root=cache_root, settings=settings)
+    outcome = calibrate("cuba", size=40, db=store_url, cache_root=cache_root, settings=settings)
     profile = outcome.profile
     record = profile.confirmation
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         confirm = store.trials(outcome.calibration_id, purpose="confirm")
     assert len(profile.confirmed) == 2 and record["rounds"] == 2
     assert len(confirm) == 4 and {r.config.key for r in confirm} == set(profile.confirmed)

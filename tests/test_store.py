@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -18,14 +19,14 @@ from autotune.workloads import resolve_workload
 from tests.helpers import make_host, make_profile, make_result
 
 
-def test_trials_round_trip_and_survive_reopening(db_url: str) -> None:
+def test_trials_round_trip_and_survive_reopening(store_url: str) -> None:
     host, workload = make_host(), resolve_workload("cuba", 100)
     config = RunConfig("runtime", "cython", 0, "float32", "O2")
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         info = store.start_calibration(host, workload, {"target_duration": 10}, {"busy": False})
         store.record_trial(info.id, make_result(config, 0.1, 4.0, 0.5, cold=True))
         store.record_trial(info.id, make_result(config, 0.4, 5.0, 2.0))
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         trials = store.trials(info.id)
         assert [t.duration for t in trials] == [0.1, 0.4]
         assert trials[0].config == config and trials[0].cold
@@ -44,14 +45,14 @@ def test_every_config_round_trips_through_the_store(tmp_path: Path, config: RunC
         assert store.trials(info.id)[-1].config == config
 
 
-def test_profile_round_trip_and_newest_wins(db_url: str) -> None:
+def test_profile_round_trip_and_newest_wins(store_url: str) -> None:
     host = make_host()
     profile = make_profile(host)
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         store.save_profile(profile)
         newer = Profile.from_dict({**profile.to_dict(), "target_duration": 100.0})
         store.save_profile(newer)
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         loaded = store.latest_profile(host.fingerprint, profile.workload["signature"])
         assert loaded is not None and loaded.target_duration == 100.0
         assert loaded.entries == profile.entries
@@ -59,9 +60,9 @@ def test_profile_round_trip_and_newest_wins(db_url: str) -> None:
         assert store.latest_profile("0" * 16) is None
 
 
-def test_resumable_calibration_is_the_newest_unfinished(db_url: str) -> None:
+def test_resumable_calibration_is_the_newest_unfinished(store_url: str) -> None:
     host, workload = make_host(), resolve_workload("cuba", 100)
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         first = store.start_calibration(host, workload, {}, {})
         store.finish_calibration(first.id, "finished")
         assert store.resumable_calibration(host.fingerprint, workload.signature) is None
@@ -71,18 +72,20 @@ def test_resumable_calibration_is_the_newest_unfinished(db_url: str) -> None:
         assert found is not None and found.id == second.id
 
 
-def test_optuna_and_our_tables_share_one_database(db_url: str) -> None:
-    study = optuna.create_study(storage=db_url, study_name="someone-elses-study")
+def test_optuna_and_our_tables_share_one_database(store_url: str) -> None:
+    study = optuna.create_study(storage=store_url, study_name="someone-elses-study")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         store.save_profile(make_profile(make_host()))
     # Both sides still open and read the shared database.
-    again = optuna.load_study(study_name="someone-elses-study", storage=db_url)
+    again = optuna.load_study(study_name="someone-elses-study", storage=store_url)
     assert len(again.trials) == 2
-    with open_store(db_url) as store:
+    with open_store(store_url) as store:
         assert store.profiles()
-    tables = {r[0] for r in sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
-        "SELECT name FROM sqlite_master WHERE type='table'")}
+    with open_store(store_url) as store:
+        from sqlalchemy import inspect
+
+        tables = set(inspect(store.engine).get_table_names())
     assert {"studies", "trials", "alembic_version", "autotune_alembic_version",
             "autotune_profiles"} <= tables
 
@@ -115,3 +118,56 @@ def test_a_bare_path_is_taken_as_sqlite(tmp_path: Path) -> None:
     with open_store(str(tmp_path / "plain.db")) as store:
         assert store.url.startswith("sqlite:///")
     assert (tmp_path / "plain.db").exists()
+
+
+@pytest.mark.postgresql
+def test_nodes_creating_a_new_postgresql_store_together_all_succeed(postgres_url: str) -> None:
+    """Four processes open one empty PostgreSQL database at the same moment and create our
+    tables and Optuna's (two nodes of a job array starting together died with UniqueViolation
+    on CREATE TYPE studydirection): the schema lock is the server's advisory lock."""
+    code = ("import sys\nfrom autotune.store import open_store\n"
+            "from autotune.search import _open_study\n"
+            "with open_store(sys.argv[1]) as store:\n"
+            "    with store.schema_lock():\n"
+            "        pass\n"
+            "    _open_study(store.url, 'race-' + sys.argv[2], 0, 1, store.schema_lock)\n"
+            "print('ok')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url, str(k)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0 and out.strip() == "ok", err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda url: url.replace("postgres@", "nobody@"), "nobody"),
+    (lambda url: url.rsplit(":", 1)[0] + ":1/x", "cannot open store"),
+])
+@pytest.mark.postgresql
+def test_a_server_store_that_cannot_be_reached_is_one_line_exit_2(
+        postgres_url: str, change: object, message: str) -> None:
+    from tests.conftest import run_cli
+
+    url = change(postgres_url)  # type: ignore[operator]
+    result = run_cli("show", "--db", url)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_server_url_without_its_driver_says_what_to_install() -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("show", "--db", "postgresql+pg8000://lab:s3cret@127.0.0.1:1/autotune")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install" in lines[0] and "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_a_password_never_appears_in_messages() -> None:
+    from autotune.store.location import display_url
+
+    shown = display_url("postgresql+psycopg://lab:s3cret@db.example:5432/autotune")
+    assert "s3cret" not in shown and shown.startswith("postgresql+psycopg://lab:***@db.")

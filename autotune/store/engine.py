@@ -10,12 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from autotune.errors import StoreError
-from autotune.store.location import sqlite_path
+from autotune.errors import StoreError, StoreUnavailable
+from autotune.store.location import display_url, is_postgresql, sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,25 +33,62 @@ def sqlite_pragmas(busy_timeout: float) -> Any:
     return set_pragmas
 
 
+#: Connections one process keeps open to a server store (a calibration uses two at most: ours
+#: and Optuna's): many nodes against one server must stay below its ``max_connections``.
+SERVER_POOL_SIZE = 2
+#: Key of the PostgreSQL advisory lock that serialises schema creation between nodes.
+SCHEMA_LOCK_KEY = 0x62326174  # "b2at"
+
+
 def make_engine(url: str, busy_timeout: float) -> Engine:
-    """An engine for ``url``: SQLite with :func:`sqlite_pragmas`, others with pre-ping."""
+    """An engine for ``url``: SQLite with :func:`sqlite_pragmas`; a server with a small pool,
+    pre-ping (a restarted server's dead connections are replaced) and a connect timeout.
+
+    Raises:
+        StoreUnavailable: the URL's database driver is not installed.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
         event.listen(engine, "connect", sqlite_pragmas(busy_timeout))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True, pool_size=SERVER_POOL_SIZE,
+                             max_overflow=1, connect_args=_connect_args(url))
+    except ImportError as e:
+        raise StoreUnavailable(
+            f"the store {display_url(url)} needs a database driver that is not installed "
+            f"({e}); for PostgreSQL: pip install 'brian2-autotune[postgresql]'") from e
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    return {"connect_timeout": 10} if is_postgresql(url) else {}
 
 
 @contextmanager
-def migration_lock(url: str) -> Iterator[None]:
-    """Serialise schema upgrades of SQLite stores between processes.
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise schema creation and upgrades in one store between processes.
 
-    SQLite's DDL is not transactional under Alembic, so two processes creating a new store at
-    once would both try to create its tables. The lock is an ``flock`` on the store's *folder*:
-    never open and close another descriptor of the database file itself, since closing any
-    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included, and
-    another process could then delete the write-ahead log under our feet.
+    Two processes creating a new store at once would both try to create its tables (ours with
+    Alembic, and Optuna's: two nodes on an empty PostgreSQL database died with
+    ``UniqueViolation`` on ``CREATE TYPE studydirection``). On PostgreSQL the lock is the
+    server's own: a session-level advisory lock, held on a connection of its own. On SQLite it
+    is an ``flock`` on the store's *folder*: never open and close another descriptor of the
+    database file itself, since closing any descriptor of a file drops all of the process's
+    POSIX locks on it, SQLite's included, and another process could then delete the
+    write-ahead log under our feet.
     """
+    url = str(engine.url)
+    if is_postgresql(url):
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": SCHEMA_LOCK_KEY})
+                connection.commit()
+        return
     path = sqlite_path(url)
     if path is None:
         yield
@@ -73,7 +110,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with migration_lock(str(engine.url)), engine.begin() as connection:
+    with migration_lock(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -88,7 +125,8 @@ def locked_error(url: str, error: SQLAlchemyError, timeout: float) -> StoreError
     """A clear error when SQLite gave up waiting for another process's lock."""
     if "locked" not in describe_error(error):
         return None
-    return StoreError(f"store {url} stayed locked by another process for {timeout:g} s; "
+    return StoreError(f"store {display_url(url)} stayed locked by another process for "
+                      f"{timeout:g} s; "
                       "try again later")
 
 

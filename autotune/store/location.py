@@ -35,7 +35,25 @@ def resolve_url(url: str | None = None) -> str:
     chosen = url or os.environ.get(ENV_VAR) or default_url()
     if "://" not in chosen:
         chosen = f"sqlite:///{Path(chosen).expanduser().absolute()}"
+    for plain in ("postgresql://", "postgres://"):
+        if chosen.startswith(plain):  # the driver we ship (psycopg 3), not SQLAlchemy's psycopg2
+            chosen = "postgresql+psycopg://" + chosen[len(plain):]
     return chosen
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for a message or a log: the password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def is_postgresql(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL store."""
+    return url.startswith(("postgresql", "postgres"))
 
 
 def sqlite_path(url: str) -> Path | None:

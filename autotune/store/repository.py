@@ -31,7 +31,12 @@ from autotune.store.engine import (
     migration_lock,
     upgrade_schema,
 )
-from autotune.store.location import SQLITE_BUSY_TIMEOUT, check_sqlite_location, resolve_url
+from autotune.store.location import (
+    SQLITE_BUSY_TIMEOUT,
+    check_sqlite_location,
+    display_url,
+    resolve_url,
+)
 from autotune.store.models import (
     VERSION_TABLE,
     CalibrationRow,
@@ -77,6 +82,7 @@ class Store:
                  _revision: str = "head") -> None:
         self.url = resolve_url(url)
         check_sqlite_location(self.url)
+        where = f"cannot open store {display_url(self.url)}"
         try:
             self.engine = make_engine(self.url, busy_timeout)
             upgrade_schema(self.engine, _revision)
@@ -85,21 +91,20 @@ class Store:
             locked = locked_error(self.url, e, busy_timeout)
             if locked is not None:
                 raise locked from e
-            raise StoreUnavailable(f"cannot open store {self.url}: {describe_error(e)}") from e
+            raise StoreUnavailable(f"{where}: {describe_error(e)}") from e
         except SQLAlchemyError as e:
             self._dispose_quietly()
-            raise StoreUnavailable(f"cannot open store {self.url}: {describe_error(e)}") from e
+            raise StoreUnavailable(f"{where}: {describe_error(e)}") from e
         except OSError as e:
             self._dispose_quietly()
-            raise StoreUnavailable(f"cannot open store {self.url}: {e.strerror}; choose "
-                                   "another --db") from e
+            raise StoreUnavailable(f"{where}: {e.strerror}; choose another --db") from e
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.busy_timeout = busy_timeout
 
     def schema_lock(self) -> Any:
         """A context manager serialising table creation in this store between processes (for
         other libraries creating tables in the same database, such as Optuna's storage)."""
-        return migration_lock(self.url)
+        return migration_lock(self.engine)
 
     def _dispose_quietly(self) -> None:
         engine = getattr(self, "engine", None)
@@ -128,7 +133,7 @@ class Store:
             locked = locked_error(self.url, e, self.busy_timeout)
             if locked is not None:
                 raise locked from e
-            raise StoreError(f"store {self.url}: {describe_error(e)}") from e
+            raise StoreError(f"store {display_url(self.url)}: {describe_error(e)}") from e
         except BaseException:
             session.rollback()
             raise
