@@ -315,6 +315,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     profiles = [p for p in profiles
                 if (signature is None or p.workload.get("signature") == signature)
                 and (not args.hosts or p.fingerprint in wanted)]
+    reference: str | None
     if args.reference:
         reference = one_host(args.reference, hosts, "--reference")
     else:

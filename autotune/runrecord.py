@@ -140,7 +140,7 @@ def record_run(applied: Applied, script: str | None = None, exit_code: int | Non
 
     try:
         if not lite_record_run(applied.store_url, record):
-            from autotune.store import open_store
+            from autotune.store.repository import open_store
 
             with open_store(applied.store_url) as store:
                 store.record_run(record)
