@@ -267,7 +267,9 @@ def apply(
     Args:
         workload: built-in name or workload file whose profile to use (None: the host's newest).
         duration: the coming run's length: a Brian2 time (``10*second``), seconds, or a text
-            such as ``"500 ms"`` (picks the best config for that length).
+            such as ``"500 ms"`` (picks the best config for that length). None: what the
+            running script's ``run()`` calls say, where the source alone tells (see
+            :mod:`autotune.scriptcheck`), else the profile's target length.
         db: store URL (None: ``$BRIAN2_AUTOTUNE_DB`` or the default).
         device, threads, precision: overrides.
         use_profile: False ignores stored profiles (fallback rule or overrides only).
@@ -304,7 +306,11 @@ def apply(
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
     if standalone_ok is None:
-        standalone_ok, cython_ok, why_not_standalone = _script_allows(script, cython_ok)
+        standalone_ok, cython_ok, why_not_standalone, length = _script_allows(script,
+                                                                              cython_ok)
+        if seconds is None and length is not None:
+            seconds = length
+            logger.info("run length read from %s: %g s", script.name, length)  # type: ignore[union-attr]
     url = resolve_url(db)
     profile, reason = _profile_for(url, host, workload, use_profile)
     registration = _register(root, host)
@@ -341,17 +347,19 @@ def apply(
     return applied
 
 
-def _script_allows(script: Path | None, cython_ok: bool) -> tuple[bool, bool, str]:
-    """(standalone_ok, cython_ok, why not standalone) for the running script."""
+def _script_allows(script: Path | None, cython_ok: bool
+                   ) -> tuple[bool, bool, str, float | None]:
+    """(standalone_ok, cython_ok, why not standalone, run length) for the running script."""
     if script is None or not script.is_file():
-        return True, cython_ok, ""
+        return True, cython_ok, "", None
     from autotune.scriptcheck import analyse_script
 
     analysis = analyse_script(script)
     why = "; ".join(analysis.reasons)
     if not analysis.standalone_ok:
         logger.info("cpp_standalone cannot serve %s: %s", script.name, why)
-    return analysis.standalone_ok, cython_ok and analysis.cython_ok, why
+    return (analysis.standalone_ok, cython_ok and analysis.cython_ok, why,
+            analysis.run_length)
 
 
 def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool

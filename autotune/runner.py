@@ -218,7 +218,11 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     else:
         if not standalone_ok:
             logger.info("cpp_standalone cannot serve %s: %s", script, "; ".join(reasons))
-        applied = apply(options.workload, options.duration, options.db, device=options.device,
+        duration = options.duration
+        if duration is None and analysis.run_length is not None:
+            duration = analysis.run_length
+            logger.info("run length read from the script: %g s", duration)
+        applied = apply(options.workload, duration, options.db, device=options.device,
                         threads=options.threads, precision=options.precision,
                         use_profile=options.use_profile, standalone_ok=standalone_ok,
                         cython_ok=analysis.cython_ok, owner=script_owner(script), record=False,

@@ -46,6 +46,9 @@ class ScriptAnalysis:
         own_device: the script sets its device/target itself; nothing will be applied.
         run_calls: number of ``run()`` call sites found.
         reasons: why standalone (or Cython) cannot serve it.
+        run_length: simulated seconds the script runs, when every ``run()`` is outside loops
+            and its duration is a literal (``run(10*second)``) or a module constant
+            (``duration = 500*ms`` ... ``run(duration)``); None otherwise.
     """
 
     standalone_ok: bool
@@ -53,6 +56,7 @@ class ScriptAnalysis:
     own_device: bool
     run_calls: int
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    run_length: float | None = None
 
 
 def _call_name(node: ast.Call) -> str | None:
@@ -66,6 +70,9 @@ def _call_name(node: ast.Call) -> str | None:
 class _Visitor(ast.NodeVisitor):
     def __init__(self) -> None:
         self.run_sites: list[tuple[bool, str | None]] = []  # (in loop, enclosing function)
+        self.run_lengths: list[float | None] = []  # each run()'s duration, when known
+        #: module-level names bound to a number or a time: (value, power of time)
+        self.constants: dict[str, tuple[float, int]] = {}
         self.loop_depth = 0
         self.functions: list[str] = []
         self.calls: dict[str, int] = {}
@@ -113,6 +120,13 @@ class _Visitor(ast.NodeVisitor):
                                 'prefs["codegen.target"')):
                 self.own_device = True
         self._bind(node.targets, node.value)
+        if not self.functions and len(node.targets) == 1 and isinstance(node.targets[0],
+                                                                         ast.Name):
+            value = _quantity(node.value, self.constants)
+            if value is not None:
+                self.constants[node.targets[0].id] = value
+            else:
+                self.constants.pop(node.targets[0].id, None)
         self.generic_visit(node)
 
     def _bind(self, targets: list[ast.expr], value: ast.expr) -> None:
@@ -173,6 +187,10 @@ class _Visitor(ast.NodeVisitor):
         if name == "run":
             self.run_sites.append((self.loop_depth > 0, self.functions[-1] if self.functions
                                    else None))
+            duration = node.args[0] if node.args else next(
+                (k.value for k in node.keywords if k.arg == "duration"), None)
+            self.run_lengths.append(_seconds(duration, self.constants)
+                                    if duration is not None else None)
             for keyword in node.keywords:
                 if keyword.arg == "report" and not isinstance(keyword.value, ast.Constant):
                     self.reasons.append("passes a Python report callback to run()")
@@ -186,6 +204,41 @@ class _Visitor(ast.NodeVisitor):
               and isinstance(node.args[0], ast.Name) and node.args[0].id in self.synapses):
             self._early_read(node)
         self.generic_visit(node)
+
+
+#: Brian2's time units, in seconds.
+_TIME_UNITS = {"second": 1.0, "second2": 1.0, "ms": 1e-3, "msecond": 1e-3, "us": 1e-6,
+               "usecond": 1e-6, "minute": 60.0, "hour": 3600.0, "ns": 1e-9, "nsecond": 1e-9}
+
+
+def _seconds(node: ast.expr, constants: dict[str, tuple[float, int]]) -> float | None:
+    """The value in seconds of ``10*second``, ``500*ms``, ``T*ms`` with ``T = 100``, a name
+    bound to a time, ...; None when ``node`` is not a time the source alone determines."""
+    value = _quantity(node, constants)
+    return value[0] if value is not None and value[1] == 1 else None
+
+
+def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
+              ) -> tuple[float, int] | None:
+    """(value, power of time): power 1 for a time in seconds, 0 for a plain number."""
+    if isinstance(node, ast.Constant):
+        plain = isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+        return (float(node.value), 0) if plain else None
+    if isinstance(node, ast.Name):
+        if node.id in constants:
+            return constants[node.id]
+        return (_TIME_UNITS[node.id], 1) if node.id in _TIME_UNITS else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _quantity(node.operand, constants)
+        return (-inner[0], inner[1]) if inner is not None else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+        left, right = _quantity(node.left, constants), _quantity(node.right, constants)
+        if left is None or right is None:
+            return None
+        if isinstance(node.op, ast.Mult):
+            return left[0] * right[0], left[1] + right[1]
+        return (left[0] / right[0], left[1] - right[1]) if right[0] else None
+    return None
 
 
 def _is_device_build(node: ast.Call) -> bool:
@@ -227,7 +280,16 @@ def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
         own_device=visitor.own_device,
         run_calls=len(sites),
         reasons=tuple(dict.fromkeys(reasons)),
+        run_length=_total_length(visitor),
     )
+
+
+def _total_length(visitor: _Visitor) -> float | None:
+    lengths = visitor.run_lengths
+    if not lengths or any(in_loop for in_loop, _ in visitor.run_sites) or None in lengths:
+        return None
+    total = sum(lengths)  # type: ignore[arg-type]
+    return total if total > 0 else None
 
 
 def analyse_script(path: str | Path) -> ScriptAnalysis:

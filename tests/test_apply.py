@@ -269,3 +269,17 @@ def test_a_script_never_calibrated_gets_float64_unless_it_asks(db_url: str,
     state = _apply_in_script(tmp_path / "mine.py", db_url, "100*second")
     assert state["applied"]["config"]["precision"] == "float64"  # type: ignore[index]
     assert "not on this script" in state["applied"]["reason"]  # type: ignore[index]
+
+
+def test_apply_reads_the_run_length_from_the_script(db_url: str, tmp_path: Path) -> None:
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    short = _apply_in_script(tmp_path / "short.py", db_url, "None",
+                             extra="\nif False:\n    run(500*ms)\n")
+    long = _apply_in_script(tmp_path / "long.py", db_url, "None",
+                            extra="\nT = 100\nif False:\n    run(T*second)\n")
+    assert short["device"] == "RuntimeDevice"  # numpy wins 0.5 s runs in this profile
+    assert long["device"] == "CPPStandaloneDevice"  # standalone wins 100 s runs
+    assert long["applied"]["predicted"] == pytest.approx(3.5 + 0.1 * 100)  # type: ignore[index]

@@ -89,3 +89,22 @@ def test_reading_state_before_run_rules_standalone_out(body: str) -> None:
 def test_writes_metadata_and_reads_after_run_are_fine(body: str) -> None:
     analysis = analyse_source(SYN + body)
     assert analysis.standalone_ok, analysis.reasons
+
+
+@pytest.mark.parametrize("body, seconds", [
+    ("run(10*second)\n", 10.0), ("run(500*ms)\n", 0.5), ("run(duration=250*ms)\n", 0.25),
+    ("duration = 2*second\nrun(duration)\n", 2.0), ("T = 100\nrun(T*ms)\n", 0.1),
+    ("net = Network(collect())\nnet.run(3*second, report='text')\n", 3.0),
+    ("run(1*second)\nrun(0.5*second)\n", 1.5), ("run(10*second/4)\n", 2.5),
+    ("def main():\n    run(3*second)\n\nmain()\n", 3.0),
+])
+def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> None:
+    assert analyse_source(HEAD + body).run_length == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("body", [
+    "import sys\nrun(float(sys.argv[1])*second)\n", "for k in range(3):\n    run(1*second)\n",
+    "run(10)\n", "T = 1*mV\nrun(T)\n",
+])
+def test_a_run_length_the_source_does_not_fix_is_unknown(body: str) -> None:
+    assert analyse_source(HEAD + body).run_length is None
