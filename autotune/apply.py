@@ -305,12 +305,12 @@ def apply(
     root = cache_root or default_cache_root()
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
+    length_from_script = False
     if standalone_ok is None:
         standalone_ok, cython_ok, why_not_standalone, length = _script_allows(script,
                                                                               cython_ok)
         if seconds is None and length is not None:
-            seconds = length
-            logger.info("run length read from %s: %g s", script.name, length)  # type: ignore[union-attr]
+            seconds, length_from_script = length, True
     url = resolve_url(db)
     profile, reason = _profile_for(url, host, workload, use_profile)
     registration = _register(root, host)
@@ -320,6 +320,8 @@ def apply(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
         thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model)
+    if length_from_script:
+        why += " (run length read from the script)"
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")

@@ -218,18 +218,17 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     else:
         if not standalone_ok:
             logger.info("cpp_standalone cannot serve %s: %s", script, "; ".join(reasons))
-        duration = options.duration
+        duration, length_note = options.duration, ""
         if duration is None and analysis.run_length is not None:
-            duration = analysis.run_length
-            logger.info("run length read from the script: %g s", duration)
+            duration, length_note = analysis.run_length, " (run length read from the script)"
         applied = apply(options.workload, duration, options.db, device=options.device,
                         threads=options.threads, precision=options.precision,
                         use_profile=options.use_profile, standalone_ok=standalone_ok,
                         cython_ok=analysis.cython_ok, owner=script_owner(script), record=False,
                         why_not_standalone="; ".join(reasons))
-        logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
+        logger.info("applied %s [%s: %s]%s%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
-                    if applied.predicted else "")
+                    if applied.predicted else "", length_note)
     report = _execute(script, args, applied, options)
     logger.info("run finished in %.2f s (build/set-up %s, simulation loop %s), peak memory "
                 "%.0f MiB", report.wall,
