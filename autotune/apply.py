@@ -45,7 +45,7 @@ from autotune.paths import (
 from autotune.profile import Profile
 from autotune.runrecord import record_run
 from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
-from autotune.store.location import resolve_url
+from autotune.store.location import display_url, resolve_url
 from autotune.values import as_seconds
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class Applied:
         seconds: how long apply itself took.
         cost: the applied configuration's cost model, when the profile measured it.
         store_url: the store the profile came from (where the run is recorded).
+        node_dir: this node's folder of build slots, run register and server-store copy.
     """
 
     config: RunConfig
@@ -80,6 +81,7 @@ class Applied:
     seconds: float = 0.0
     cost: CostModel | None = field(default=None, compare=False)
     store_url: str | None = field(default=None, compare=False)
+    node_dir: Path | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -125,17 +127,38 @@ def check_overrides(host: HostFingerprint, device: str | None, threads: int | No
                               "--device cpp_standalone")
 
 
-def _load_profile(url: str, host: HostFingerprint, signature: str | None) -> Profile | None:
+def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: Path
+                  ) -> Profile | None:
     try:
         document = read_profile_document(url, host.fingerprint, signature)
-        if document is UNSUPPORTED:
-            from autotune.store import open_store
-
-            with open_store(url) as store:
-                return store.latest_profile(host.fingerprint, signature)
     except sqlite3.Error as e:
         raise StoreError(f"cannot read profiles from {url}: {e}") from e
+    if document is UNSUPPORTED:
+        document = _server_document(url, host, signature, node)
     return Profile.from_dict(document) if document else None
+
+
+def _server_document(url: str, host: HostFingerprint, signature: str | None, node: Path
+                     ) -> dict[str, Any] | None:
+    """This host's newest profile from a server store, through the node's copy (see
+    :mod:`autotune.store.nodecopy`): the network is never waited for once a copy exists."""
+    from autotune.store import nodecopy
+
+    folder = nodecopy.copy_folder(node, url)
+    copy = nodecopy.read_copy(folder)
+    if copy is None:  # the first run of this host on this node: ask the server itself
+        try:
+            copy = nodecopy.refresh(url, host.fingerprint, folder)
+        except StoreError as e:
+            logger.warning("%s; no local copy of this host's profile yet", e)
+            return None
+    elif copy.get("error"):
+        logger.warning("store %s unreachable since %s (%s): using this node's copy of %s",
+                       display_url(url), copy.get("error_at"), copy["error"],
+                       copy.get("fetched_at"))
+    if nodecopy.age_seconds(copy) > nodecopy.REFRESH_AFTER or copy.get("error"):
+        nodecopy.spawn_refresh(url, host.fingerprint, folder)
+    return nodecopy.newest_document(copy, signature)
 
 
 def _stale_reason(url: str, host: HostFingerprint) -> str | None:
@@ -312,7 +335,8 @@ def apply(
         if seconds is None and length is not None:
             seconds, length_from_script = length, True
     url = resolve_url(db)
-    profile, reason = _profile_for(url, host, workload, use_profile)
+    profile, reason = _profile_for(url, host, workload, use_profile,
+                                   node_dir(root, host.fingerprint))
     registration = _register(root, host)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
@@ -341,7 +365,7 @@ def apply(
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
                       time.perf_counter() - started, cost=entry.cost if entry else None,
-                      store_url=url)
+                      store_url=url, node_dir=node_dir(root, host.fingerprint))
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
@@ -364,8 +388,8 @@ def _script_allows(script: Path | None, cython_ok: bool
             analysis.run_length)
 
 
-def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool
-                 ) -> tuple[Profile | None, str]:
+def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool,
+                 node: Path) -> tuple[Profile | None, str]:
     """This host's profile (for ``workload``, when given) and, without one, why not."""
     if not use_profile:
         return None, "profiles disabled (--no-profile)"
@@ -375,7 +399,7 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
 
         signature = resolve_workload(workload).signature
     try:
-        profile = _load_profile(url, host, signature)
+        profile = _load_profile(url, host, signature, node)
     except ProfileError as e:
         return None, f"the stored profile is unusable ({e})"
     if profile is None:

@@ -137,13 +137,22 @@ def record_run(applied: Applied, script: str | None = None, exit_code: int | Non
     if record is None or applied.store_url is None:
         return record
     from autotune.store.lite import record_run as lite_record_run
+    from autotune.store.location import display_url
 
     try:
-        if not lite_record_run(applied.store_url, record):
-            from autotune.store.repository import open_store
+        if lite_record_run(applied.store_url, record):
+            return record
+        if applied.node_dir is not None:  # a server: queue it, a background process sends it
+            from autotune.store import nodecopy
 
-            with open_store(applied.store_url) as store:
-                store.record_run(record)
+            folder = nodecopy.copy_folder(applied.node_dir, applied.store_url)
+            nodecopy.queue_run(folder, record.to_dict())
+            nodecopy.spawn_refresh(applied.store_url, applied.fingerprint, folder)
+            return record
+        from autotune.store.repository import open_store
+
+        with open_store(applied.store_url) as store:
+            store.record_run(record)
     except Exception as e:  # noqa: BLE001 - recording must never fail the user's run
-        logger.warning("could not record the run in %s: %s", applied.store_url, e)
+        logger.warning("could not record the run in %s: %s", display_url(applied.store_url), e)
     return record

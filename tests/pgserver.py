@@ -32,41 +32,56 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
 
 
-@contextmanager
-def start_postgres() -> Iterator[str]:
-    """Yield ``postgresql+psycopg://postgres@127.0.0.1:PORT`` of a server running in a new
-    temporary folder; stop it and remove the folder afterwards. Skips the test when
-    PostgreSQL or psycopg is missing."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
-    pytest.importorskip("psycopg")
-    folder = Path(tempfile.mkdtemp(prefix="autotune-pg-"))  # in /tmp: reachable by postgres
-    try:
+class PostgresServer:
+    """A PostgreSQL server in its own temporary folder, on a loopback port, that a test can stop
+    and start again (same data, same port)."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+        if not initdb or not pg_ctl:
+            pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
+        pytest.importorskip("psycopg")
+        self.pg_ctl = pg_ctl
+        self.folder = Path(tempfile.mkdtemp(prefix="autotune-pg-"))  # reachable by postgres
         if os.geteuid() == 0:
             server_user = pwd.getpwnam("postgres")
-            os.chown(folder, server_user.pw_uid, server_user.pw_gid)
-        with _running(folder, initdb, pg_ctl) as url:
-            yield url
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+            os.chown(self.folder, server_user.pw_uid, server_user.pw_gid)
+        self.data = self.folder / "data"
+        self.port = _free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+        subprocess.run(_as_server_user([initdb, "-D", str(self.data), "-A", "trust", "-U",
+                                        "postgres", "--no-sync"]), check=True,
+                       capture_output=True)
+
+    def start(self) -> None:
+        """Start (or start again) and wait until it accepts connections."""
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off")
+        subprocess.run(_as_server_user([self.pg_ctl, "-D", str(self.data), "-o", options, "-l",
+                                        str(self.folder / "server.log"), "-w", "start"]),
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        """Stop at once, dropping every connection."""
+        subprocess.run(_as_server_user([self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w",
+                                        "stop"]), capture_output=True)
+
+    def remove(self) -> None:
+        """Stop and delete everything."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @contextmanager
-def _running(folder: Path, initdb: str, pg_ctl: str) -> Iterator[str]:
-    data = folder / "data"
-    port = _free_port()
-    subprocess.run(_as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
-                                    "--no-sync"]), check=True, capture_output=True)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-o", options, "-l",
-                                    str(folder / "server.log"), "-w", "start"]),
-                   check=True, capture_output=True)
+def start_postgres() -> Iterator[str]:
+    """Yield ``postgresql+psycopg://postgres@127.0.0.1:PORT`` of a new running server; stop it
+    and remove its folder afterwards. Skips the test when PostgreSQL or psycopg is missing."""
+    server = PostgresServer()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        server.start()
+        yield server.url
     finally:
-        subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
+        server.remove()
 
 
 def create_database(server: str, name: str) -> str:

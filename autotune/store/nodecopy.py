@@ -1,0 +1,181 @@
+"""A node's own copy of its profiles from a server store, and its queue of runs to send there.
+
+``apply`` runs before every user run and must neither wait for the network nor fail because of
+it; importing SQLAlchemy and a PostgreSQL driver alone costs hundreds of milliseconds. So with a
+server store (PostgreSQL), ``apply`` reads a JSON copy of this host's profiles kept on the node
+(:func:`read_copy`, about a millisecond), and finished runs are appended to a queue file
+(:func:`queue_run`). A detached background process (:func:`spawn_refresh`, ``python -m
+autotune.store.nodecopy``) brings the copy up to date and sends the queue; it runs when the copy
+is older than :data:`REFRESH_AFTER` or runs are queued, one per node at a time. When it cannot
+reach the server it notes why in the copy, and the next ``apply`` says so in one warning line
+and goes on with the copy. Only the very first ``apply`` of a host on a node, with no copy yet,
+reads the server itself.
+
+Files, under ``<cache>/<fingerprint>/<host name>/server/<hash of the URL>``: ``profiles.json``
+(the copy), ``runs.jsonl`` (the queue), ``refresh.lock`` (one refresher at a time).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from autotune.store.location import display_url
+
+logger = logging.getLogger(__name__)
+
+#: Seconds after which ``apply`` asks for a fresh copy in the background.
+REFRESH_AFTER = 60.0
+_URL_ENV = "BRIAN2_AUTOTUNE_DB"  # the refresher gets the URL here, not in its visible argv
+
+
+def copy_folder(node: Path, url: str) -> Path:
+    """The folder of this node's copy of the store at ``url``."""
+    return node / "server" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def read_copy(folder: Path) -> dict[str, Any] | None:
+    """The copy (``fetched_at``, ``profiles``: documents newest first, ``error``/``error_at``
+    of the last failed refresh), or None when there is none or it is unreadable."""
+    try:
+        data = json.loads((folder / "profiles.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("profiles"), list) else None
+
+
+def newest_document(copy: dict[str, Any], signature: str | None) -> dict[str, Any] | None:
+    """The newest profile document in the copy (for the workload, when given)."""
+    for document in copy["profiles"]:
+        if signature is None or document.get("workload", {}).get("signature") == signature:
+            return dict(document)
+    return None
+
+
+def age_seconds(copy: dict[str, Any]) -> float:
+    """Seconds since the copy was last fetched (infinite when unknown)."""
+    try:
+        fetched = datetime.fromisoformat(copy["fetched_at"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+    return (datetime.now(timezone.utc) - fetched).total_seconds()
+
+
+def refresh(url: str, fingerprint: str, folder: Path) -> dict[str, Any]:
+    """Fetch this host's profiles from the server into the copy and send the queued runs
+    (synchronously; what the background refresher and the first ``apply`` do).
+
+    Raises:
+        StoreError: the server cannot be reached or read (the copy keeps its profiles and
+            notes the error).
+    """
+    from autotune.errors import StoreError
+    from autotune.store.repository import open_store
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open_store(url) as store:
+            profiles = [p.to_dict() for p in reversed(store.profiles(fingerprint))]
+            _send_queue(folder, store)
+    except StoreError as e:
+        _note_error(folder, str(e))
+        raise
+    copy = {"url": display_url(url), "fingerprint": fingerprint, "profiles": profiles,
+            "fetched_at": _now(), "error": None, "error_at": None}
+    _write_json(folder / "profiles.json", copy)
+    return copy
+
+
+def queue_run(folder: Path, record: dict[str, Any]) -> None:
+    """Append a finished run to the queue (never touches the network)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "runs.jsonl", "a") as queue:
+        fcntl.flock(queue, fcntl.LOCK_EX)
+        queue.write(json.dumps(record) + "\n")
+
+
+def queued_runs(folder: Path) -> int:
+    """How many runs wait in the queue."""
+    try:
+        return sum(1 for line in (folder / "runs.jsonl").read_text().splitlines() if line)
+    except OSError:
+        return 0
+
+
+def spawn_refresh(url: str, fingerprint: str, folder: Path) -> None:
+    """Start the background refresher, detached (it outlives this process; never raises)."""
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "autotune.store.nodecopy", fingerprint, str(folder)],
+            env={**os.environ, _URL_ENV: url}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        logger.debug("cannot start the store refresher: %s", e)
+
+
+def _send_queue(folder: Path, store: Any) -> None:
+    """Send the queued runs; the queue is emptied only once the store took them all."""
+    from autotune.runrecord import RunRecord
+
+    path = folder / "runs.jsonl"
+    if not path.exists():
+        return
+    with open(path, "r+") as queue:
+        fcntl.flock(queue, fcntl.LOCK_EX)
+        lines = [line for line in queue.read().splitlines() if line.strip()]
+        for line in lines:
+            try:
+                store.record_run(RunRecord(**json.loads(line)))
+            except (TypeError, ValueError) as e:  # a damaged line: drop it, keep the others
+                logger.warning("dropping an unreadable queued run: %s", e)
+        queue.seek(0)
+        queue.truncate()
+
+
+def _note_error(folder: Path, error: str) -> None:
+    copy = read_copy(folder)
+    if copy is not None:
+        _write_json(folder / "profiles.json", {**copy, "error": error.splitlines()[0][:300],
+                                               "error_at": copy.get("error_at") or _now()})
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(document))
+    os.replace(partial, path)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _main(argv: list[str]) -> int:
+    """The background refresher: one per node and store at a time; quiet."""
+    fingerprint, folder = argv[0], Path(argv[1])
+    url = os.environ.get(_URL_ENV, "")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "refresh.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # another refresher is at it
+        started = time.monotonic()
+        try:
+            refresh(url, fingerprint, folder)
+        except Exception:  # noqa: BLE001 - noted in the copy; nobody is waiting for this process
+            return 1
+        logger.debug("refreshed in %.2f s", time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,97 @@
+"""A server store seen from a node: apply reads the node's copy, never waits for the network,
+and queues finished runs; the server stopped and started again loses nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotune.buildslots import node_dir
+from autotune.errors import StoreError
+from autotune.host import collect_host
+from autotune.store import nodecopy, open_store
+from tests.helpers import make_profile
+from tests.pgserver import PostgresServer, create_database
+
+pytestmark = pytest.mark.postgresql
+
+USER_SCRIPT = """
+import json, sys, autotune
+from brian2 import NeuronGroup, run, ms
+applied = autotune.apply(duration=0.5, db=sys.argv[1])  # numpy in this profile: no compiling
+G = NeuronGroup(5, 'dv/dt = -v/(10*ms) : 1', method='exact')
+run(1*ms)
+print(json.dumps(applied.to_dict()))
+"""
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    """A server of this test's own, which it may stop and start again."""
+    pg = PostgresServer()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.remove()
+
+
+def _user_run(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "user_script.py"
+    script.write_text(USER_SCRIPT)
+    # numpy: the run itself must not compile anything in this test
+    return subprocess.run([sys.executable, str(script), url], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _applied(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_apply_uses_the_node_copy_when_the_server_is_down_and_queues_the_run(
+        server: PostgresServer, tmp_path: Path, cache_root: Path) -> None:
+    url = create_database(server.url, "node_copy")
+    host = collect_host()
+    with open_store(url) as store:
+        store.save_profile(make_profile(host))
+    first = _applied(_user_run(tmp_path, url))
+    assert first["source"] == "profile"
+    folder = nodecopy.copy_folder(node_dir(cache_root, host.fingerprint), url)
+    assert nodecopy.read_copy(folder) is not None  # fetched by the first apply
+
+    server.stop()
+    down = _applied(_user_run(tmp_path, url))  # the run goes on without the server
+    assert down["source"] == "profile" and down["config_key"] == first["config_key"]
+    with pytest.raises(StoreError, match="cannot open store"):
+        nodecopy.refresh(url, host.fingerprint, folder)  # what the background refresher meets
+    noted = nodecopy.read_copy(folder)
+    assert noted is not None and noted["error"] and noted["profiles"]
+    warned_run = _user_run(tmp_path, url)
+    assert _applied(warned_run)["source"] == "profile"
+    warnings = [line for line in warned_run.stderr.splitlines() if "unreachable" in line]
+    assert len(warnings) == 1 and "using this node's copy" in warnings[0]
+    assert nodecopy.queued_runs(folder) >= 2  # the runs made while the server was down
+
+    server.start()
+    nodecopy.refresh(url, host.fingerprint, folder)
+    assert nodecopy.queued_runs(folder) == 0
+    with open_store(url) as store:
+        recorded = store.runs(host.fingerprint)
+    assert len(recorded) >= 3 and all(r.source == "profile" for r in recorded)
+    assert nodecopy.read_copy(folder)["error"] is None  # type: ignore[index]
+
+
+def test_without_a_copy_an_unreachable_server_is_one_warning_and_the_fallback(
+        server: PostgresServer, tmp_path: Path) -> None:
+    url = create_database(server.url, "no_copy")
+    server.stop()
+    result = _user_run(tmp_path, url)
+    assert _applied(result)["source"] == "fallback"
+    warnings = [line for line in result.stderr.splitlines() if "cannot open store" in line]
+    assert len(warnings) == 1 and "Traceback" not in result.stderr
