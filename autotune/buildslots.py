@@ -35,9 +35,13 @@ logger = logging.getLogger(__name__)
 _SLOT_LOCK = re.compile(r"^slot-(\d+)\.lock$")
 
 
+#: Overrides the node's name (containers with random host names; tests playing several nodes).
+NODE_ENV_VAR = "BRIAN2_AUTOTUNE_NODE"
+
+
 def node_name() -> str:
-    """This machine's host name, made safe for a folder name."""
-    name = platform.node() or "localhost"
+    """This machine's host name (or ``$BRIAN2_AUTOTUNE_NODE``), made safe for a folder name."""
+    name = os.environ.get(NODE_ENV_VAR) or platform.node() or "localhost"
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
 
 

@@ -15,11 +15,13 @@ configuration's cost model.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from autotune.buildslots import node_dir, node_name, try_lock
 from autotune.config import RunConfig, all_configs, brian2_default_config, standalone_config
 from autotune.confirm import Confirmation, confirm_finalists
 from autotune.costmodel import PROBE_LOOP
@@ -30,6 +32,7 @@ from autotune.paths import default_cache_root
 from autotune.profile import Profile, ProfileEntry
 from autotune.records import Evaluation, TrialResult
 from autotune.search import Budget, run_search, study_name
+from autotune.search.study import HEARTBEAT_SECONDS
 from autotune.store import CalibrationInfo, Store, open_store
 from autotune.validate import DEFAULT_TOLERANCE
 from autotune.values import is_positive_number
@@ -71,6 +74,8 @@ class CalibrationSettings:
             unresolved (it might still be more than the noise target faster than the leader).
         probe_loop: wall seconds of loop a configuration whose loop is too short to time at the
             calibration durations is run for once more (a rate probe); None: no probes.
+        heartbeat: seconds between a running trial's heartbeats; a trial silent for three of
+            them belonged to a node that died, and is measured again by another.
     """
 
     target_duration: float = 10.0
@@ -88,6 +93,7 @@ class CalibrationSettings:
     confirm_rounds: int = 2
     confirm_max_rounds: int = 6
     probe_loop: float | None = PROBE_LOOP
+    heartbeat: int = HEARTBEAT_SECONDS
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)
@@ -111,6 +117,10 @@ class CalibrationSettings:
         if self.probe_loop is not None and not is_positive_number(self.probe_loop):
             raise BadInput(f"probe loop must be a positive number of seconds, got "
                            f"{self.probe_loop}")
+        if isinstance(self.heartbeat, bool) or not isinstance(self.heartbeat, int) or (
+                self.heartbeat < 1):
+            raise BadInput(f"--heartbeat must be a whole number of seconds >= 1, got "
+                           f"{self.heartbeat}")
         for name in ("max_repeats", "confirm_top", "confirm_rounds", "confirm_max_rounds"):
             if getattr(self, name) < 0:
                 raise BadInput(f"{name.replace('_', '-')} must be >= 0")
@@ -128,7 +138,7 @@ class CalibrationSettings:
                 "noise_target": self.noise_target, "max_repeats": self.max_repeats,
                 "confirm_top": self.confirm_top, "confirm_rounds": self.confirm_rounds,
                 "confirm_max_rounds": self.confirm_max_rounds,
-                "probe_loop": self.probe_loop}
+                "probe_loop": self.probe_loop, "heartbeat": self.heartbeat}
 
     def measure_settings(self, host: HostFingerprint) -> MeasureSettings:
         """The part of these settings that :class:`Measurer` needs."""
@@ -140,13 +150,18 @@ class CalibrationSettings:
 
 @dataclass(frozen=True)
 class CalibrationOutcome:
-    """What :func:`calibrate` returns."""
+    """What :func:`calibrate` returns.
 
-    profile: Profile
+    ``profile`` is None on a node that joined a calibration another node finished: that node
+    confirmed the finalists and wrote the one profile.
+    """
+
+    profile: Profile | None
     calibration_id: int
     measured: int
     resumed: bool
     load: dict[str, Any]
+    joined: bool = False
 
 
 def first_configs(max_threads: int, cython: bool) -> list[RunConfig]:
@@ -265,7 +280,9 @@ class _Calibration:
         if self.progress is not None:
             self.progress(event, data)
 
-    def _open(self, resume: bool, load: dict[str, Any]) -> tuple[CalibrationInfo, bool]:
+    def _open(self, resume: bool, load: dict[str, Any]) -> tuple[CalibrationInfo, str]:
+        """The calibration to work on and how: ``resumed``, ``joined`` (identical nodes
+        started it and are at it: this node shares its study) or ``new``."""
         info = (self.store.resumable_calibration(self.host.fingerprint, self.spec.signature)
                 if resume else None)
         if resume and info is None:
@@ -275,18 +292,40 @@ class _Calibration:
             # Keep the interrupted calibration's objective, or its trials would not compare.
             self.settings = replace(self.settings, target_duration=info.settings.get(
                 "target_duration", self.settings.target_duration))
-            return info, True
-        info = self.store.start_calibration(self.host, self.spec, self.settings.to_dict(),
-                                            {"start": load})
-        name = study_name(self.host.fingerprint, self.spec.signature, info.id)
-        self.store.set_study_name(info.id, name)
-        return replace(info, study_name=name), False
+            return info, "resumed"
+        with self.store.schema_lock():  # nodes starting together: one creates, the rest join
+            info = self.store.joinable_calibration(self.host.fingerprint, self.spec.signature,
+                                                   self.settings.to_dict())
+            if info is not None:
+                logger.info("joining calibration %d of %s, running on other nodes with this "
+                            "host's fingerprint", info.id, self.spec.describe())
+                return info, "joined"
+            info = self.store.start_calibration(self.host, self.spec, self.settings.to_dict(),
+                                                {"start": load})
+            name = study_name(self.host.fingerprint, self.spec.signature, info.id)
+            self.store.set_study_name(info.id, name)
+        return replace(info, study_name=name), "new"
 
     def run(self, resume: bool) -> CalibrationOutcome:
+        lock = try_lock(self._node_lock_path(), f"{os.getpid()}\n")
+        if lock is None:
+            raise BadInput(f"a calibration of {self.spec.describe()} is already running on this "
+                           "node; wait for it (two at once would time each other's runs)")
+        try:
+            return self._run(resume)
+        finally:
+            lock.release()
+
+    def _node_lock_path(self) -> Path:
+        folder = node_dir(self.cache_root, self.host.fingerprint)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"calibrating-{self.spec.signature[:16]}.lock"
+
+    def _run(self, resume: bool) -> CalibrationOutcome:
         load = collect_load()
         if load["busy"]:
             self._notify("busy", {"load": load})
-        info, resumed = self._open(resume, load)
+        info, how = self._open(resume, load)
 
         def record(result: TrialResult, purpose: str) -> None:
             self.store.record_trial(info.id, result, purpose)
@@ -294,8 +333,15 @@ class _Calibration:
         measurer = Measurer(self.host, self.spec, self.settings.measure_settings(self.host),
                             self.cache_root, record, self.store.trials(info.id), self._notify)
         evaluations: dict[RunConfig, Evaluation] = {}
+        resumed, joined = how == "resumed", how == "joined"
         try:
-            measured, confirmation = self._search(info, measurer, evaluations)
+            measured = self._search(info, measurer, evaluations, resumed)
+            if not self.store.claim_finalization(info.id):
+                logger.info("another node confirms the finalists and writes the profile of "
+                            "calibration %d; this node's trials are stored", info.id)
+                return CalibrationOutcome(None, info.id, measured, resumed,
+                                          {"during": measurer.loads}, joined=joined)
+            confirmation = self._finalists(info, measurer, evaluations)
         except KeyboardInterrupt:
             self.store.finish_calibration(info.id, "interrupted")
             raise
@@ -318,35 +364,58 @@ class _Calibration:
                                 self.notes, confirmation, busy)
         self.store.save_profile(profile, self.host, self.spec)
         self.store.finish_calibration(info.id, "finished", loads)
-        return CalibrationOutcome(profile, info.id, measured, resumed, loads)
+        return CalibrationOutcome(profile, info.id, measured, resumed, loads, joined=joined)
 
     def _search(self, info: CalibrationInfo, measurer: Measurer,
-                evaluations: dict[RunConfig, Evaluation]
-                ) -> tuple[int, Confirmation | None]:
+                evaluations: dict[RunConfig, Evaluation], resumed: bool) -> int:
+        first = [c for c in first_configs(self.max_threads, self.cython) if c in self._space()]
+        references = [c for c in first if c.device == "runtime" and c.precision == "float64"]
+
         def evaluate(config: RunConfig) -> Evaluation:
+            if measurer.reference is None and config not in references:
+                self._adopt_reference(info, measurer, evaluations, references)
             evaluations[config] = measurer.evaluate(config)
             return evaluations[config]
 
         def on_progress(done: int, evaluation: Evaluation) -> None:
             self._notify("evaluated", {"done": done, "evaluation": evaluation})
 
-        space = [c for c in all_configs(self.max_threads, self.cython)
-                 if c.target in self.settings.targets]
-        first = [c for c in first_configs(self.max_threads, self.cython) if c in space]
         for config in first:  # on resume the reference again comes from the stored trials
             if config in measurer.previous:
                 evaluate(config)
         assert info.study_name is not None
-        measured = run_search(
-            evaluate, storage_url=self.store.url, name=info.study_name, space=space,
+        return run_search(
+            evaluate, storage_url=self.store.url, name=info.study_name, space=self._space(),
             max_threads=self.max_threads, cython_available=self.cython, first=first,
             budget=self.settings.budget, seed=self.settings.seed, on_progress=on_progress,
-            storage_lock=self.store.schema_lock)
-        for config in measurer.previous:  # measured before a resume, not proposed again
+            storage_lock=self.store.schema_lock, node=node_name(),
+            heartbeat=self.settings.heartbeat, resume_interrupted=resumed)
+
+    def _space(self) -> list[RunConfig]:
+        return [c for c in all_configs(self.max_threads, self.cython)
+                if c.target in self.settings.targets]
+
+    def _adopt_reference(self, info: CalibrationInfo, measurer: Measurer,
+                         evaluations: dict[RunConfig, Evaluation],
+                         references: list[RunConfig]) -> None:
+        """Validate against the reference another node measured (the search measures nothing
+        else before a reference succeeded)."""
+        measurer.adopt(self.store.trials(info.id))
+        for reference in references:
+            if reference in measurer.previous:
+                evaluations[reference] = measurer.evaluate(reference)
+            if measurer.reference is not None:
+                return
+
+    def _finalists(self, info: CalibrationInfo, measurer: Measurer,
+                   evaluations: dict[RunConfig, Evaluation]) -> Confirmation | None:
+        """Model every configuration any node measured (from the stored trials), then confirm
+        the finalists here: their paired rounds all run on this one node."""
+        measurer.adopt(self.store.trials(info.id))
+        for config in measurer.previous:
             if config not in evaluations:
-                evaluate(config)
+                evaluations[config] = measurer.evaluate(config)
         if self.settings.confirm_top < 2 or self.settings.confirm_max_rounds < 1:
-            return measured, None
-        return measured, confirm_finalists(measurer, evaluations, self.settings.confirm_top,
-                                           self.settings.confirm_rounds,
-                                           self.settings.confirm_max_rounds)
+            return None
+        return confirm_finalists(measurer, evaluations, self.settings.confirm_top,
+                                 self.settings.confirm_rounds, self.settings.confirm_max_rounds)

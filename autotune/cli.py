@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-loop", type=_non_negative_float, default=PROBE_LOOP, metavar="S",
                    help="run a configuration whose loop is too short to time once more, long "
                         f"enough for an S-second loop ({PROBE_LOOP}; 0: never)")
+    p.add_argument("--heartbeat", type=_positive_int, default=30, metavar="S",
+                   help="seconds between a running trial's heartbeats; nodes sharing a "
+                        "calibration measure again a trial silent for 3 of them (30)")
     p.add_argument("--resume", action="store_true",
                    help="continue this host's interrupted calibration of the workload")
     _add_db(p)
@@ -215,7 +218,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         trial_timeout=args.trial_timeout, max_threads=args.max_threads, seed=args.seed,
         targets=tuple(args.targets), max_repeats=args.max_repeats,
         confirm_top=args.confirm_top, confirm_rounds=args.confirm_rounds[0],
-        confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None)
+        confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None,
+        heartbeat=args.heartbeat)
     status, on_event = (None, None) if args.json else calibration_progress(
         _console(stderr=True), trials)
     kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
@@ -227,10 +231,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         outcome = calibrate(args.workload, **kwargs)
     if args.json:
         _print_json({"calibration_id": outcome.calibration_id, "measured": outcome.measured,
-                     "resumed": outcome.resumed, "load": outcome.load,
-                     "profile": profile_summary(outcome.profile)})
+                     "resumed": outcome.resumed, "joined": outcome.joined,
+                     "load": outcome.load, "profile": profile_summary(outcome.profile)
+                     if outcome.profile else None})
         return EXIT_OK
     console = _console()
+    if outcome.profile is None:
+        console.print(f"this node measured {outcome.measured} configuration(s) of calibration "
+                      f"{outcome.calibration_id}, shared with other nodes; the node that "
+                      "finished last confirms the finalists and writes the profile "
+                      "(`brian2-autotune show` once it is done)")
+        return EXIT_OK
     for renderable in profile_renderables(outcome.profile):
         console.print(renderable)
     return EXIT_OK

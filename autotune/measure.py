@@ -98,6 +98,13 @@ class Measurer:
         if self.progress is not None:
             self.progress(event, data)
 
+    def adopt(self, trials: Iterable[TrialResult]) -> None:
+        """Take the calibration's stored trials (other workers' included) as measured before,
+        so that :meth:`evaluate` models their configurations without measuring them again."""
+        self.previous = {}
+        for result in trials:
+            self.previous.setdefault(result.config, []).append(result)
+
     def close(self) -> None:
         """Release the build folders this calibration held."""
         for slot in self.slots.values():

@@ -126,11 +126,11 @@ def test_nodes_creating_a_new_postgresql_store_together_all_succeed(postgres_url
     tables and Optuna's (two nodes of a job array starting together died with UniqueViolation
     on CREATE TYPE studydirection): the schema lock is the server's advisory lock."""
     code = ("import sys\nfrom autotune.store import open_store\n"
-            "from autotune.search import _open_study\n"
+            "from autotune.search.study import open_study\n"
             "with open_store(sys.argv[1]) as store:\n"
             "    with store.schema_lock():\n"
             "        pass\n"
-            "    _open_study(store.url, 'race-' + sys.argv[2], 0, 1, store.schema_lock)\n"
+            "    open_study(store.url, 'race-' + sys.argv[2], 0, 1, store.schema_lock)\n"
             "print('ok')\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url, str(k)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

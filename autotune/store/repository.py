@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -220,6 +220,33 @@ class Store:
                      .order_by(CalibrationRow.id.desc()).limit(1))
             found = s.execute(query).first()
             return self._calibration_info(*found) if found else None
+
+    def joinable_calibration(self, fingerprint: str, signature: str, settings: dict[str, Any]
+                             ) -> CalibrationInfo | None:
+        """The newest running calibration of this host and workload with these settings (one
+        that identical nodes started: a new node joins it)."""
+        with self.session() as s:
+            query = (select(CalibrationRow, HostRow, WorkloadRow)
+                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
+                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
+                     .where(HostRow.fingerprint == fingerprint,
+                            WorkloadRow.signature == signature,
+                            CalibrationRow.status == "running")
+                     .order_by(CalibrationRow.id.desc()))
+            for found in s.execute(query):
+                if dict(found[0].settings) == settings:
+                    return self._calibration_info(*found)
+            return None
+
+    def claim_finalization(self, calibration_id: int) -> bool:
+        """Mark the calibration ``finalizing`` unless another worker already did: True for the
+        one worker that confirms the finalists and writes the profile."""
+        with self.session() as s:
+            result = s.execute(update(CalibrationRow)
+                               .where(CalibrationRow.id == calibration_id,
+                                      CalibrationRow.status.in_(("running", "interrupted")))
+                               .values(status="finalizing"))
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def finish_calibration(self, calibration_id: int, status: str,
                            load: dict[str, Any] | None = None) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from autotune.config import FLAG_PRESETS, PRECISIONS, RunConfig, standalone_config
 from autotune.records import Evaluation
-from autotune.store.location import SQLITE_BUSY_TIMEOUT
+from autotune.search import study as study_side
 
 logger = logging.getLogger(__name__)
 
@@ -183,65 +183,9 @@ def _next_to_climb(valid: Mapping[RunConfig, tuple[float, float | None]],
     return None
 
 
-def _HAS_SET_CONSTRAINT() -> bool:  # noqa: N802 - reads like the constant it is
-    import optuna
-
-    return hasattr(optuna.trial.Trial, "set_constraint")
-
-
-def _constraints(frozen: Any) -> Sequence[float]:
-    return [float(frozen.user_attrs.get("constraint", 0.0))]
-
-
 def study_name(fingerprint: str, workload_signature: str, calibration_id: int) -> str:
     """The study's name: readable in optuna-dashboard, unique per calibration."""
     return f"{STUDY_PREFIX}:{fingerprint}:{workload_signature}:{calibration_id}"
-
-
-def _open_study(storage_url: str, name: str, seed: int, n_startup: int,
-                storage_lock: Callable[[], AbstractContextManager[Any]]) -> Any:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Optuna 5 records constraints on the trial itself; older versions need constraints_func.
-    legacy = {} if _HAS_SET_CONSTRAINT() else {"constraints_func": _constraints}
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, **legacy)
-    with storage_lock():  # two calibrations may create Optuna's tables at once
-        storage = optuna.storages.RDBStorage(storage_url,
-                                             engine_kwargs=_engine_kwargs(storage_url))
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                direction="minimize", load_if_exists=True)
-    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        # Left running by an interrupted calibration: it never finished, so it failed.
-        study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-    return study
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    return {}
-
-
-def _known_evaluations(study: Any) -> tuple[dict[RunConfig, float | None],
-                                            dict[RunConfig, tuple[float, float | None]]]:
-    """What the study already finished (for resume and duplicates): every configuration's
-    objective (None when it failed) and the (objective, rate) of the valid ones."""
-    import optuna
-
-    known: dict[RunConfig, float | None] = {}
-    valid: dict[RunConfig, tuple[float, float | None]] = {}
-    for frozen in study.get_trials(deepcopy=False):
-        if "config" not in frozen.user_attrs:
-            continue  # a duplicate answered from an earlier trial, or never evaluated
-        config = config_from_params(frozen.params)
-        if frozen.state == optuna.trial.TrialState.COMPLETE:
-            known[config] = frozen.value
-            if float(frozen.user_attrs.get("constraint", 0.0)) <= 0:
-                valid[config] = (frozen.value, frozen.user_attrs.get("rate"))
-        elif frozen.state == optuna.trial.TrialState.FAIL:
-            known.setdefault(config, None)
-    return known, valid
 
 
 def run_search(
@@ -258,98 +202,134 @@ def run_search(
     clock: Callable[[], float] = time.monotonic,
     on_progress: Callable[[int, Evaluation], None] | None = None,
     storage_lock: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    node: str = "",
+    heartbeat: int = study_side.HEARTBEAT_SECONDS,
+    resume_interrupted: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Run (or resume) the study until the budget is spent or the space is exhausted.
+    """Run (or resume, or join) the study until the budget is spent or the space is exhausted,
+    and no other worker is still measuring.
 
     Args:
-        evaluate: measures a configuration (called once per distinct configuration).
+        evaluate: measures a configuration (called once per distinct configuration, over all
+            the workers of the study).
         storage_url: SQLAlchemy URL of the Optuna storage.
-        name: study name (see :func:`study_name`); an existing study is resumed.
+        name: study name (see :func:`study_name`); an existing study is resumed or joined.
         space: every configuration that may be proposed (to know when all were tried).
         max_threads: largest thread count to propose.
         cython_available: whether to propose the Cython target.
         first: configurations to try first, in order (the reference, one per family); the
             search then climbs from the best valid one before the sampler proposes.
-        budget: when to stop; configurations measured before a resume count too.
+        budget: when to stop; configurations measured before a resume, or by other workers,
+            count too.
         seed: sampler seed.
         clock: monotonic clock (passed in so tests can control time).
-        on_progress: called after each newly measured configuration.
-        storage_lock: serialises the creation of Optuna's tables with other processes.
+        on_progress: called after each configuration this worker measured.
+        storage_lock: serialises table creation and the choice of each next configuration
+            between workers (the store's lock).
+        node: this worker's name, recorded on its trials.
+        heartbeat: seconds between heartbeats of a running trial.
+        resume_interrupted: fail the trials left running first (an explicit resume).
+        sleep: waits between looks at other workers' running trials.
 
     Returns:
-        The number of configurations measured in this call.
+        The number of configurations this call measured.
     """
-    study = _open_study(storage_url, name, seed, max(4, len(first)), storage_lock)
-    known, valid = _known_evaluations(study)
-    queue = [c for c in first if c not in known]
+    study = study_side.open_study(storage_url, name, seed, max(4, len(first)), storage_lock,
+                                  heartbeat, fail_running=resume_interrupted)
+    picker = _Picker(space, first, max_threads, cython_available, seed)
     start, measured_now = clock(), 0
-    remaining = set(space) - set(known)
-    rng = random.Random(seed)
-    asks_without_news = 0
-    devices = sorted({c.device for c in space}, reverse=True)
-    runtime_targets = sorted({c.target for c in space if c.device == "runtime"})
-    while remaining:
-        if budget.trials is not None and len(known) >= budget.trials:
-            break
-        if budget.minutes is not None and clock() - start >= budget.minutes * 60:
-            break
-        queue = [c for c in queue if c in remaining]
-        wanted = queue.pop(0) if queue else _next_to_climb(valid, remaining, max_threads)
-        if wanted is not None:
-            study.enqueue_trial(params_from_config(wanted))
-        trial = study.ask()
-        config = suggest_config(trial, max_threads, cython_available, devices, runtime_targets)
-        if config in known:
-            asks_without_news += 1
-            if asks_without_news >= _MAX_REPEATED_ASKS:
-                # The sampler has converged on what it knows; make it look elsewhere.
-                queue.append(rng.choice(sorted(remaining)))
-                asks_without_news = 0
-            _tell_known(study, trial, known[config], feasible=config in valid)
+    while budget.minutes is None or clock() - start < budget.minutes * 60:
+        with storage_lock():
+            step = picker.next_step(study, budget, node)
+        if step == "repeat":
             continue
-        asks_without_news = 0
-        evaluation = evaluate(config)
-        _tell(study, trial, evaluation)
-        known[config] = evaluation.objective
-        if evaluation.objective is not None and evaluation.feasible:
-            valid[config] = (evaluation.objective, evaluation.rate)
-        remaining.discard(config)
+        if step == "done":
+            break
+        if step == "wait":  # others are measuring what is left: their results, or a retry
+            sleep(max(1.0, heartbeat / 3))
+            continue
+        trial, config = step  # type: ignore[misc]
+        try:
+            with study_side.heartbeat(study, trial, heartbeat):
+                evaluation = evaluate(config)
+        except BaseException:
+            study_side.tell_interrupted(study, trial)
+            raise
+        study_side.tell(study, trial, evaluation)
         measured_now += 1
         if on_progress is not None:
-            on_progress(len(known), evaluation)
+            on_progress(len(study_side.known_evaluations(study)[0]), evaluation)
     return measured_now
 
 
-def _tell_known(study: Any, trial: Any, value: float | None, feasible: bool) -> None:
-    """Answer a repeated proposal from the first measurement of that configuration."""
-    import optuna
+class _Picker:
+    """Chooses each next configuration from what the study knows (all workers' results)."""
 
-    if value is None:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return
-    _set_constraint(trial, 0.0 if feasible else 1.0)
-    study.tell(trial, value)
+    def __init__(self, space: Sequence[RunConfig], first: Sequence[RunConfig], max_threads: int,
+                 cython_available: bool, seed: int) -> None:
+        self.space, self.queue = set(space), list(first)
+        # every other configuration is validated against the first of these to succeed
+        self.references = [c for c in first if c.device == "runtime" and c.precision == "float64"]
+        self.max_threads, self.cython_available = max_threads, cython_available
+        self.rng = random.Random(seed)
+        self.asks_without_news = 0
+        self.devices = sorted({c.device for c in space}, reverse=True)
+        self.runtime_targets = sorted({c.target for c in space if c.device == "runtime"})
 
+    def next_step(self, study: Any, budget: Budget, node: str) -> Any:
+        """``(trial, config)`` claimed for this worker, or ``"repeat"`` (the sampler proposed
+        a known configuration: answered from it), ``"wait"`` (others measure what is left) or
+        ``"done"``."""
+        study_side.fail_stale(study)
+        known, valid = study_side.known_evaluations(study)
+        claimed = study_side.claimed_configs(study)
+        retries = study_side.waiting_trials(study)
+        remaining = self.space - set(known) - set(claimed)
+        spent = budget.trials is not None and len(known) + len(claimed) >= budget.trials
+        if not retries and (spent or not remaining):
+            return "wait" if claimed else "done"
+        wanted = self._reference_to_measure(known, remaining)
+        if wanted == "wait" or (wanted is None and claimed and self._reference_pending(known)):
+            return "wait"  # another worker measures the reference the others need
+        if wanted is None and not retries:
+            self.queue = [c for c in self.queue if c in remaining]
+            wanted = (self.queue.pop(0) if self.queue
+                      else _next_to_climb(valid, remaining, self.max_threads))
+        if wanted is not None:
+            study.enqueue_trial(params_from_config(wanted))
+        trial = study.ask()
+        config = suggest_config(trial, self.max_threads, self.cython_available, self.devices,
+                                self.runtime_targets)
+        if config in known or config in claimed:
+            self._answer_repeat(study, trial, config, known, valid, remaining)
+            return "repeat"
+        self.asks_without_news = 0
+        study_side.claim(trial, config, node)
+        study._storage.record_heartbeat(trial._trial_id)  # a claim always has a heartbeat
+        return trial, config
 
-def _set_constraint(trial: Any, violation: float) -> None:
-    trial.set_user_attr("constraint", violation)
-    if _HAS_SET_CONSTRAINT():
-        trial.set_constraint("validation", violation)
+    def _reference_pending(self, known: dict[RunConfig, float | None]) -> bool:
+        return bool(self.references) and all(known.get(r) is None for r in self.references) \
+            and any(r not in known for r in self.references)
 
+    def _reference_to_measure(self, known: dict[RunConfig, float | None],
+                              remaining: set[RunConfig]) -> Any:
+        """The reference configuration to measure now, ``"wait"`` while another worker
+        measures it, or None once one reference succeeded (or all failed)."""
+        if not self._reference_pending(known):
+            return None
+        pending = next(r for r in self.references if r not in known)
+        return pending if pending in remaining else "wait"
 
-def _tell(study: Any, trial: Any, evaluation: Evaluation) -> None:
-    import optuna
-
-    trial.set_user_attr("config", evaluation.config.key)
-    if evaluation.rate is not None:
-        trial.set_user_attr("rate", evaluation.rate)
-    for key, value in evaluation.user_attrs().items():
-        trial.set_user_attr(key, value)
-    if evaluation.objective is None:
-        trial.set_user_attr("failure", evaluation.reason or "failed")
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return
-    _set_constraint(trial, 0.0 if evaluation.feasible else 1.0)
-    if not evaluation.feasible:
-        trial.set_user_attr("infeasible", evaluation.reason or "failed validation")
-    study.tell(trial, evaluation.objective)
+    def _answer_repeat(self, study: Any, trial: Any, config: RunConfig,
+                       known: dict[RunConfig, float | None],
+                       valid: dict[RunConfig, tuple[float, float | None]],
+                       remaining: set[RunConfig]) -> None:
+        self.asks_without_news += 1
+        if self.asks_without_news >= _MAX_REPEATED_ASKS and remaining:
+            # The sampler has converged on what it knows; make it look elsewhere.
+            self.queue.append(self.rng.choice(sorted(remaining)))
+            self.asks_without_news = 0
+        # a configuration another worker is measuring now counts as failed for the sampler
+        study_side.tell_known(study, trial, known.get(config), feasible=config in valid)

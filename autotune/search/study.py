@@ -1,0 +1,224 @@
+"""The Optuna side of the search: the study in its RDB storage, shared by every worker.
+
+One calibration is one study. Several processes may work on it at once (identical nodes of a
+cluster against one PostgreSQL store): each *claims* the configuration it is about to measure
+by marking its running trial with it, under the store's lock, so that no configuration is
+measured twice; a running trial records a heartbeat (``RDBStorage.record_heartbeat``: Optuna's
+own heartbeat runs inside ``optimize``, which this ask-and-tell search does not use), and a
+trial whose heartbeat stopped (its node died) is failed and queued again
+(``fail_stale_trials`` with the retry callback), to be measured by whichever worker asks next.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from autotune.config import RunConfig
+from autotune.records import Evaluation
+from autotune.store.location import SQLITE_BUSY_TIMEOUT
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between heartbeats of a running trial; one silent for three of them is stale.
+HEARTBEAT_SECONDS = 30
+#: How often a stale trial is queued again before it counts as failed.
+MAX_RETRIES = 2
+#: The failure of a trial its worker gave up when interrupted (measured again on resume).
+INTERRUPTED = "interrupted"
+
+
+def _has_set_constraint() -> bool:
+    import optuna
+
+    return hasattr(optuna.trial.Trial, "set_constraint")
+
+
+def _constraints(frozen: Any) -> Sequence[float]:
+    return [float(frozen.user_attrs.get("constraint", 0.0))]
+
+
+def open_study(storage_url: str, name: str, seed: int, n_startup: int,
+               storage_lock: Callable[[], AbstractContextManager[Any]],
+               heartbeat: int = HEARTBEAT_SECONDS, fail_running: bool = False) -> Any:
+    """Open (or create) the study; ``fail_running`` fails every trial left running (an
+    interrupted calibration resumed on purpose: nothing else works on it)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # This search records the heartbeats itself (see the module docstring).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    # Heartbeats and their retry callback have been "experimental" since Optuna 2.8/2.9.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Optuna 5 records constraints on the trial itself; older versions need constraints_func.
+    legacy = {} if _has_set_constraint() else {"constraints_func": _constraints}
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, **legacy)
+    with storage_lock():  # two calibrations may create Optuna's tables at once
+        storage = optuna.storages.RDBStorage(storage_url,
+                                             engine_kwargs=_engine_kwargs(storage_url),
+                                             heartbeat_interval=heartbeat,
+                                             grace_period=3 * heartbeat, **_retry_stale())
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    direction="minimize", load_if_exists=True)
+    if fail_running:
+        for frozen in study.get_trials(deepcopy=False,
+                                       states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def _retry_stale() -> dict[str, Any]:
+    """The keyword that queues a stale trial again, in this Optuna's spelling."""
+    import optuna
+
+    parameters = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    if "heartbeat_stale_trial_callback" in parameters:  # Optuna >= 5
+        return {"heartbeat_stale_trial_callback":
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)}
+    return {"failed_trial_callback":
+            optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRIES)}
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    return {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
+
+
+def known_evaluations(study: Any) -> tuple[dict[RunConfig, float | None],
+                                           dict[RunConfig, tuple[float, float | None]]]:
+    """What the study already finished (for resume, duplicates and other workers' results):
+    every configuration's objective (None when it failed) and the (objective, rate) of the
+    valid ones. A trial given up by an interrupted worker, or queued again after its node
+    died, is not finished."""
+    import optuna
+
+    from autotune.search import config_from_params
+
+    known: dict[RunConfig, float | None] = {}
+    valid: dict[RunConfig, tuple[float, float | None]] = {}
+    retried = _retried_numbers(study)
+    for frozen in study.get_trials(deepcopy=False):
+        if "config" not in frozen.user_attrs:
+            continue  # a duplicate answered from an earlier trial
+        config = config_from_params(frozen.params)
+        if frozen.state == optuna.trial.TrialState.COMPLETE:
+            known[config] = frozen.value
+            if float(frozen.user_attrs.get("constraint", 0.0)) <= 0:
+                valid[config] = (frozen.value, frozen.user_attrs.get("rate"))
+        elif (frozen.state == optuna.trial.TrialState.FAIL and frozen.number not in retried
+              and frozen.user_attrs.get("failure") != INTERRUPTED):
+            known.setdefault(config, None)
+    return known, valid
+
+
+def _retried_numbers(study: Any) -> set[int]:
+    numbers: set[int] = set()
+    for frozen in study.get_trials(deepcopy=False):
+        numbers.update(frozen.system_attrs.get("retry_history", []))
+    return numbers
+
+
+def claimed_configs(study: Any) -> dict[RunConfig, str]:
+    """Configurations other workers are measuring now (running, claimed trials) and where."""
+    import optuna
+
+    from autotune.search import config_from_params
+
+    return {config_from_params(frozen.params): str(frozen.user_attrs.get("node", "?"))
+            for frozen in study.get_trials(deepcopy=False,
+                                           states=(optuna.trial.TrialState.RUNNING,))
+            if "config" in frozen.user_attrs}
+
+
+def waiting_trials(study: Any) -> int:
+    """Trials queued again after their node died, not yet taken by a worker."""
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+def fail_stale(study: Any) -> None:
+    """Fail the running trials whose heartbeat stopped, queueing them again."""
+    import optuna
+
+    optuna.storages.fail_stale_trials(study)
+
+
+def claim(trial: Any, config: RunConfig, node: str) -> None:
+    """Mark ``trial`` as this node's measurement of ``config``."""
+    trial.set_user_attr("config", config.key)
+    trial.set_user_attr("node", node)
+
+
+@contextmanager
+def heartbeat(study: Any, trial: Any, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Record the trial's heartbeat every ``interval`` seconds while the body runs."""
+    storage = study._storage  # the study's RDBStorage (public method, no public accessor)
+    trial_id = trial._trial_id
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as e:  # noqa: BLE001 - a missed beat must not stop the measurement
+                logger.debug("heartbeat not recorded: %s", e)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, name="autotune-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
+
+
+def tell_known(study: Any, trial: Any, value: float | None, feasible: bool) -> None:
+    """Answer a repeated proposal from the first measurement of that configuration."""
+    import optuna
+
+    if value is None:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    _set_constraint(trial, 0.0 if feasible else 1.0)
+    study.tell(trial, value)
+
+
+def tell_interrupted(study: Any, trial: Any) -> None:
+    """A trial this worker gave up when interrupted: failed, to be measured again."""
+    import optuna
+
+    trial.set_user_attr("failure", INTERRUPTED)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _set_constraint(trial: Any, violation: float) -> None:
+    trial.set_user_attr("constraint", violation)
+    if _has_set_constraint():
+        trial.set_constraint("validation", violation)
+
+
+def tell(study: Any, trial: Any, evaluation: Evaluation) -> None:
+    """Record a measured configuration on its trial."""
+    import optuna
+
+    trial.set_user_attr("config", evaluation.config.key)
+    if evaluation.rate is not None:
+        trial.set_user_attr("rate", evaluation.rate)
+    for key, value in evaluation.user_attrs().items():
+        trial.set_user_attr(key, value)
+    if evaluation.objective is None:
+        trial.set_user_attr("failure", evaluation.reason or "failed")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    _set_constraint(trial, 0.0 if evaluation.feasible else 1.0)
+    if not evaluation.feasible:
+        trial.set_user_attr("infeasible", evaluation.reason or "failed validation")
+    study.tell(trial, evaluation.objective)
