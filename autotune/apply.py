@@ -45,7 +45,7 @@ from autotune.paths import (
 from autotune.profile import Profile
 from autotune.runrecord import record_run
 from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
-from autotune.store.location import display_url, resolve_url
+from autotune.store.location import resolve_url
 from autotune.values import as_seconds
 
 logger = logging.getLogger(__name__)
@@ -134,31 +134,10 @@ def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: 
     except sqlite3.Error as e:
         raise StoreError(f"cannot read profiles from {url}: {e}") from e
     if document is UNSUPPORTED:
-        document = _server_document(url, host, signature, node)
+        from autotune.store.nodecopy import server_document
+
+        document = server_document(url, host.fingerprint, signature, node)
     return Profile.from_dict(document) if document else None
-
-
-def _server_document(url: str, host: HostFingerprint, signature: str | None, node: Path
-                     ) -> dict[str, Any] | None:
-    """This host's newest profile from a server store, through the node's copy (see
-    :mod:`autotune.store.nodecopy`): the network is never waited for once a copy exists."""
-    from autotune.store import nodecopy
-
-    folder = nodecopy.copy_folder(node, url)
-    copy = nodecopy.read_copy(folder)
-    if copy is None:  # the first run of this host on this node: ask the server itself
-        try:
-            copy = nodecopy.refresh(url, host.fingerprint, folder)
-        except StoreError as e:
-            logger.warning("%s; no local copy of this host's profile yet", e)
-            return None
-    elif copy.get("error"):
-        logger.warning("store %s unreachable since %s (%s): using this node's copy of %s",
-                       display_url(url), copy.get("error_at"), copy["error"],
-                       copy.get("fetched_at"))
-    if nodecopy.age_seconds(copy) > nodecopy.REFRESH_AFTER or copy.get("error"):
-        nodecopy.spawn_refresh(url, host.fingerprint, folder)
-    return nodecopy.newest_document(copy, signature)
 
 
 def _stale_reason(url: str, host: HostFingerprint) -> str | None:

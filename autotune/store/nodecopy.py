@@ -111,6 +111,29 @@ def queued_runs(folder: Path) -> int:
         return 0
 
 
+def server_document(url: str, fingerprint: str, signature: str | None, node: Path
+                    ) -> dict[str, Any] | None:
+    """This host's newest profile document from a server store, through the node's copy: the
+    network is never waited for once a copy exists (``apply``'s way in)."""
+    from autotune.errors import StoreError
+
+    folder = copy_folder(node, url)
+    copy = read_copy(folder)
+    if copy is None:  # the first run of this host on this node: ask the server itself
+        try:
+            copy = refresh(url, fingerprint, folder)
+        except StoreError as e:
+            logger.warning("%s; no local copy of this host's profile yet", e)
+            return None
+    elif copy.get("error"):
+        logger.warning("store %s unreachable since %s (%s): using this node's copy of %s",
+                       display_url(url), copy.get("error_at"), copy["error"],
+                       copy.get("fetched_at"))
+    if age_seconds(copy) > REFRESH_AFTER or copy.get("error"):
+        spawn_refresh(url, fingerprint, folder)
+    return newest_document(copy, signature)
+
+
 def spawn_refresh(url: str, fingerprint: str, folder: Path) -> None:
     """Start the background refresher, detached (it outlives this process; never raises)."""
     try:
