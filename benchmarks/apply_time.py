@@ -1,13 +1,15 @@
 """How long ``autotune.apply()`` takes at the top of a user's script, with a stored profile.
 
-    python benchmarks/apply_time.py [--repeats 21]
+    python benchmarks/apply_time.py [--repeats 21] [--postgresql]
 
 A temporary store gets a profile for this host (cpp_standalone wins at 10 s); then a script that
 imports Brian2 (as every user script does; ~1 s, not counted) times ``import autotune;
 autotune.apply(duration=10*second)``, in a fresh process each repeat. That covers reading and
 analysing the script, the host fingerprint, the profile read, the build-slot lock, the node's
 register of runs and setting Brian2's prefs. The first repeat also fills the compiler-version
-cache; the median is over the rest. Target: under 50 ms. Python's bytecode cache is on, as on a
+cache; the median is over the rest. Target: under 50 ms. With ``--postgresql`` the store is a
+throw-away PostgreSQL server (as in the tests): apply then reads the node's copy of the profile
+(the first repeat fetches it from the server). Python's bytecode cache is on, as on a
 user's machine (``PYTHONDONTWRITEBYTECODE``, set on some CI machines, makes every import
 compile its module from source and is unset for the measured processes).
 """
@@ -58,21 +60,32 @@ def _store_profile(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--postgresql", action="store_true", help="a PostgreSQL store")
     args = parser.parse_args()
+    if args.postgresql:
+        from tests.pgserver import create_database, start_postgres
+
+        with start_postgres() as server:
+            _measure(create_database(server, "apply_time"), args.repeats, "PostgreSQL")
+    else:
+        _measure(None, args.repeats, "SQLite")
+
+
+def _measure(server_url: str | None, repeats: int, kind: str) -> None:
     with tempfile.TemporaryDirectory(prefix="apply-time-") as work:
-        url = f"sqlite:///{work}/store.db"
+        url = server_url or f"sqlite:///{work}/store.db"
         _store_profile(url)
         script = Path(work) / "user_script.py"
         script.write_text(SCRIPT.format(db=url, cache=f"{work}/cache"))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         times = []
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                                  check=True, env=env)
             times.append(float(out.stdout.strip().splitlines()[-1]))
     rest = sorted(times[1:])
-    print(f"autotune.apply() with a stored profile: first {times[0]:.1f} ms (fills the "
-          f"compiler-version cache), then median {statistics.median(rest):.1f} ms "
+    print(f"autotune.apply() with a stored profile ({kind}): first {times[0]:.1f} ms (fills "
+          f"the compiler-version cache), then median {statistics.median(rest):.1f} ms "
           f"(min {rest[0]:.1f}, max {rest[-1]:.1f}) over {len(rest)} runs")
 
 
