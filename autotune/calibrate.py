@@ -24,7 +24,7 @@ from typing import Any
 from autotune.buildslots import node_dir, node_name, try_lock
 from autotune.config import RunConfig, all_configs, brian2_default_config, standalone_config
 from autotune.confirm import Confirmation, confirm_finalists
-from autotune.errors import BadInput, CalibrationError, WorkloadError
+from autotune.errors import BadInput, CalibrationError, StoreError, WorkloadError
 from autotune.host import HostFingerprint, collect_host, collect_load
 from autotune.measure import Measurer, ProgressCallback
 from autotune.paths import default_cache_root
@@ -246,6 +246,11 @@ class _Calibration:
         except WorkloadError:
             self.store.finish_calibration(info.id, "failed")
             raise
+        except StoreError as e:  # the store went away: it cannot be told; a rerun goes on
+            if "run the same calibrate again" in str(e):
+                raise
+            raise StoreError(f"{e}; the completed trials are kept: run the same calibrate "
+                             "again to go on") from e
         finally:
             measurer.close()
         end_load = collect_load()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +96,57 @@ def test_without_a_copy_an_unreachable_server_is_one_warning_and_the_fallback(
     assert _applied(result)["source"] == "fallback"
     warnings = [line for line in result.stderr.splitlines() if "cannot open store" in line]
     assert len(warnings) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_server_lost_mid_calibration_stops_it_in_one_line_and_a_rerun_goes_on(
+        server: PostgresServer, tmp_path: Path) -> None:
+    """The server stops while a calibration measures: the worker stops with one line (exit 1),
+    every completed trial is kept, and the same command, once the server is back, continues
+    the calibration (it joins it) without measuring those again."""
+    from tests.conftest import REPO
+
+    url = create_database(server.url, "restart")
+    slow = str(Path(__file__).parent / "workloads" / "slow_numpy.py")
+    command = [sys.executable, str(REPO / "cli.py"), "calibrate", "--workload", slow,
+               "--targets", "numpy", "--durations", "0.01", "0.02", "--max-repeats", "0",
+               "--probe-loop", "0", "--confirm-top", "0", "--heartbeat", "1", "--db", url]
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.monotonic() + 300
+    while _stored_trials(url) < 1:  # the first trial is in the store
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
+        time.sleep(0.2)
+    server.stop()
+    _, err = worker.communicate(timeout=300)
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert worker.returncode == 1, err
+    assert len(lines) == 1 and "run the same calibrate again" in lines[0]
+    assert "Traceback" not in err
+    server.start()
+    kept = _stored_trials(url)
+    assert kept >= 1
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    with open_store(url) as store:
+        assert len(store.profiles()) == 1
+    assert len(_calibration_ids(url)) == 1  # the rerun continued the same calibration
+
+
+def _stored_trials(url: str) -> int:
+    import psycopg
+
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(plain, connect_timeout=5) as connection:
+            row = connection.execute("SELECT count(*) FROM autotune_trials").fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _calibration_ids(url: str) -> list[int]:
+    import psycopg
+
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain) as connection:
+        return [r[0] for r in connection.execute("SELECT id FROM autotune_calibrations")]

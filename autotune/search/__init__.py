@@ -235,9 +235,19 @@ def run_search(
     Returns:
         The number of configurations this call measured.
     """
-    study = study_side.open_study(storage_url, name, seed, max(4, len(first)), storage_lock,
-                                  heartbeat, fail_running=resume_interrupted)
-    picker = _Picker(space, first, max_threads, cython_available, seed)
+    with study_side.storage_errors(storage_url):
+        study = study_side.open_study(storage_url, name, seed, max(4, len(first)),
+                                      storage_lock, heartbeat, fail_running=resume_interrupted)
+        return _search_loop(study, evaluate, _Picker(space, first, max_threads,
+                                                     cython_available, seed),
+                            budget, clock, on_progress, storage_lock, node, heartbeat, sleep)
+
+
+def _search_loop(study: Any, evaluate: Callable[[RunConfig], Evaluation], picker: _Picker,
+                 budget: Budget, clock: Callable[[], float],
+                 on_progress: Callable[[int, Evaluation], None] | None,
+                 storage_lock: Callable[[], AbstractContextManager[Any]], node: str,
+                 heartbeat: int, sleep: Callable[[float], None]) -> int:
     start, measured_now = clock(), 0
     while budget.minutes is None or clock() - start < budget.minutes * 60:
         with storage_lock():
@@ -254,7 +264,7 @@ def run_search(
             with study_side.heartbeat(study, trial, heartbeat):
                 evaluation = evaluate(config)
         except BaseException:
-            study_side.tell_interrupted(study, trial)
+            study_side.give_up(study, trial)
             raise
         study_side.tell(study, trial, evaluation)
         measured_now += 1

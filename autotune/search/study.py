@@ -191,12 +191,39 @@ def tell_known(study: Any, trial: Any, value: float | None, feasible: bool) -> N
     study.tell(trial, value)
 
 
-def tell_interrupted(study: Any, trial: Any) -> None:
-    """A trial this worker gave up when interrupted: failed, to be measured again."""
+def give_up(study: Any, trial: Any) -> None:
+    """A trial this worker gave up (interrupted, or its store failed): failed, to be measured
+    again. Best effort: with the store gone, the heartbeat marks it stale later."""
     import optuna
 
-    trial.set_user_attr("failure", INTERRUPTED)
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    try:
+        trial.set_user_attr("failure", INTERRUPTED)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except Exception as e:  # noqa: BLE001 - the original error is the one to report
+        logger.debug("could not give the trial up: %s", e)
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn a failure of the study's database (a server restarted or gone mid-calibration)
+    into one :class:`~autotune.errors.StoreError` line; the completed trials are kept."""
+    import optuna
+
+    from autotune.errors import StoreError
+    from autotune.store.location import display_url
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as e:
+        library = type(e).__module__.split(".")[0]
+        if not isinstance(e, optuna.exceptions.StorageInternalError) and library not in (
+                "sqlalchemy", "psycopg", "sqlite3"):
+            raise
+        message = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise StoreError(f"lost the store {display_url(url)} mid-calibration ({message}); the "
+                         "completed trials are kept: run the same calibrate again to go on") from e
 
 
 def _set_constraint(trial: Any, violation: float) -> None:
