@@ -260,6 +260,11 @@ def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
     visitor.visit(tree)
     reasons = list(dict.fromkeys(visitor.reasons))
     sites = visitor.run_sites
+    if not sites:
+        # standalone would only record what the script builds, never run it: no results,
+        # and code generated for every object created (a benchmark of connect() in Brian2's
+        # examples ran past 4 minutes instead of 3)
+        reasons.append("calls no run() (cpp_standalone builds and runs the model at run())")
     if len(sites) > 1:
         reasons.append(f"calls run() {len(sites)} times")
     for in_loop, function in sites:

@@ -162,14 +162,18 @@ def test_a_script_needing_numpy_never_gets_cython() -> None:
 
 APPLY_SCRIPT = """
 import json, autotune
-from brian2 import get_device, ms, second
+from brian2 import get_device, ms, run, second
 applied = autotune.apply(duration=DURATION, db=DB)
 print(json.dumps({"applied": applied.to_dict(), "device": type(get_device()).__name__}))
 """
 
 
+#: A model the script would run (never reached: the test only looks at what apply chose).
+NEVER_RUN = "\nif False:\n    run(1*ms)\n"
+
+
 def _apply_in_script(path: Path, db_url: str, duration: str = "10*second",
-                     extra: str = "") -> dict[str, object]:
+                     extra: str = NEVER_RUN) -> dict[str, object]:
     path.write_text(APPLY_SCRIPT.replace("DURATION", duration).replace("DB", repr(db_url))
                     + extra)
     out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,

@@ -22,6 +22,7 @@ def test_a_main_function_called_once_is_standalone_safe() -> None:
 
 @pytest.mark.parametrize("body, reason", [
     ("run(10*ms)\nrun(10*ms)\n", "calls run() 2 times"),
+    ("S = Synapses(G, G)\nS.connect(p=0.1)\n", "calls no run()"),
     ("for i in range(3):\n    run(10*ms)\n", "inside a loop"),
     ("net = Network(collect())\nwhile True:\n    net.run(10*ms)\n    break\n", "inside a loop"),
     ("@network_operation(dt=1*ms)\ndef f():\n    pass\nrun(10*ms)\n", "network_operation"),
