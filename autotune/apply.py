@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import platform
 import sqlite3
 import time
@@ -291,7 +292,8 @@ def apply(
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
-    cores they leave free, and OpenMP threads sleep instead of spinning while they wait.
+    cores they leave free, and OpenMP threads that would share cores with other work sleep
+    instead of spinning while they wait (see :func:`oversubscribed`).
 
     Raises:
         ConfigError: invalid overrides or duration.
@@ -338,7 +340,9 @@ def apply(
     from autotune.brianprefs import configure_brian2
 
     configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
-                     with_output=True, passive_wait=neighbours.runs > 0)
+                     with_output=True,
+                     passive_wait=oversubscribed(config.threads, host.usable_cpus,
+                                                 neighbours.cores, _load_average()))
     entry = profile.entry(config) if profile else None
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
@@ -384,6 +388,29 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     if profile is None:
         return None, _stale_reason(url, host) or "no profile for this host"
     return profile, ""
+
+
+def oversubscribed(threads: int, usable_cpus: int, neighbour_cores: int,
+                   load_average: float) -> bool:
+    """Whether ``threads`` OpenMP threads would share cores with other work: more threads than
+    the cores left free by the runs registered on this node, or by the 1-minute load average
+    (jobs of other programs).
+
+    Only then do threads sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``): on the 2-CPU VM
+    a passive wait made CUBA 4000's loop 3.3x and STDP 1000's 5.4x slower on a quiet host, and
+    CUBA's 0.58x (faster) with the other core busy (``benchmarks/wait_policy.py``).
+    """
+    if threads <= 1:
+        return False
+    busy = max(neighbour_cores, int(load_average + 0.5))
+    return threads > max(1, usable_cpus - busy)
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return 0.0
 
 
 def _register(root: Path, host: HostFingerprint) -> RunRegistration | None:

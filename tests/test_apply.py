@@ -287,3 +287,17 @@ def test_apply_reads_the_run_length_from_the_script(db_url: str, tmp_path: Path)
     assert short["device"] == "RuntimeDevice"  # numpy wins 0.5 s runs in this profile
     assert long["device"] == "CPPStandaloneDevice"  # standalone wins 100 s runs
     assert long["applied"]["predicted"] == pytest.approx(3.5 + 0.1 * 100)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("threads, cpus, neighbours, load, expected", [
+    (0, 2, 0, 0.0, False), (1, 2, 1, 2.0, False),  # no OpenMP team to wait
+    (2, 2, 0, 0.1, False),  # a quiet host: spinning is what makes OpenMP fast
+    (2, 2, 1, 0.0, True),  # another registered run uses a core
+    (2, 2, 0, 1.2, True),  # another program keeps a core busy
+    (4, 8, 2, 3.0, False),  # 5 cores free for 4 threads
+])
+def test_threads_sleep_while_waiting_only_when_they_share_cores(
+        threads: int, cpus: int, neighbours: int, load: float, expected: bool) -> None:
+    from autotune.apply import oversubscribed
+
+    assert oversubscribed(threads, cpus, neighbours, load) is expected
