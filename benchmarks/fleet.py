@@ -56,6 +56,19 @@ def _measured(url: str) -> Counter[tuple[str, str]]:
                    if t.state == optuna.trial.TrialState.COMPLETE and "config" in t.user_attrs)
 
 
+def _best(url: str) -> str:
+    from autotune.store import open_store
+
+    with open_store(url) as store:
+        profiles = store.profiles()
+    if len(profiles) != 1:
+        return f"{len(profiles)} profiles!"
+    best = profiles[0].best()
+    if best is None or best.cost is None:
+        return "-"
+    return f"{best.config.key} ({best.cost.predict(10.0):.2f} s)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -75,11 +88,13 @@ def main() -> None:
             per_node = Counter(node for _, node in measured.elements())
             rows.append([str(workers), f"{wall:.0f} s", f"{base / wall:.2f}",
                          ", ".join(f"{n}: {c}" for n, c in sorted(per_node.items())),
-                         "yes" if all(c == 1 for c in per_config.values()) else "NO"])
+                         "yes" if all(c == 1 for c in per_config.values()) else "NO",
+                         _best(url)])
     print(f"{args.workload} {args.size}, targets {' '.join(args.targets)}, "
           f"{args.trials} configurations, {os.cpu_count()} CPUs")
     print(markdown_table(["workers", "wall time", "speed-up vs first row",
-                          "configurations measured per node", "each measured once"], rows))
+                          "configurations measured per node", "each measured once",
+                          "profile's choice (predicted 10 s run)"], rows))
 
 
 if __name__ == "__main__":

@@ -87,11 +87,16 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory, cache_root: Path) -> di
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A real PostgreSQL server for the session, started here with initdb/pg_ctl on a loopback
-    port in a temporary folder (as the ``postgres`` user when running as root, since the server
-    refuses root), stopped at the end. Yields its admin URL without a database name."""
+    """A real PostgreSQL server for the session: ``$BRIAN2_AUTOTUNE_TEST_POSTGRES`` (started by
+    ``.ci/run``), or one started here with initdb/pg_ctl on a loopback port in a temporary
+    folder (as the ``postgres`` user when running as root, since the server refuses root) and
+    stopped at the end. Yields its admin URL without a database name."""
     from tests.pgserver import start_postgres
 
+    given = os.environ.get("BRIAN2_AUTOTUNE_TEST_POSTGRES")
+    if given:
+        yield given
+        return
     with start_postgres() as url:
         yield url
 
