@@ -309,7 +309,7 @@ def apply(
     root = cache_root or default_cache_root()
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
-    length_from_script = False
+    length_from_script, analysed_here = False, standalone_ok is None
     if standalone_ok is None:
         standalone_ok, cython_ok, why_not_standalone, length = _script_allows(script,
                                                                               cython_ok)
@@ -327,6 +327,8 @@ def apply(
         thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model)
     if length_from_script:
         why += " (run length read from the script)"
+    if analysed_here and why_not_standalone and config.device == "runtime" and device is None:
+        why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")
@@ -365,8 +367,6 @@ def _script_allows(script: Path | None, cython_ok: bool
 
     analysis = analyse_script(script)
     why = "; ".join(analysis.reasons)
-    if not analysis.standalone_ok:
-        logger.info("cpp_standalone cannot serve %s: %s", script.name, why)
     return (analysis.standalone_ok, cython_ok and analysis.cython_ok, why,
             analysis.run_length)
 

@@ -216,8 +216,6 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     if analysis.own_device:
         logger.info("the script chooses its own device/target: applying nothing")
     else:
-        if not standalone_ok:
-            logger.info("cpp_standalone cannot serve %s: %s", script, "; ".join(reasons))
         duration, length_note = options.duration, ""
         if duration is None and analysis.run_length is not None:
             duration, length_note = analysis.run_length, " (run length read from the script)"
@@ -226,6 +224,8 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
                         use_profile=options.use_profile, standalone_ok=standalone_ok,
                         cython_ok=analysis.cython_ok, owner=script_owner(script), record=False,
                         why_not_standalone="; ".join(reasons))
+        if not standalone_ok:  # said once the choice stands (bad overrides are one line)
+            logger.info("cpp_standalone cannot serve %s: %s", script, "; ".join(reasons))
         logger.info("applied %s [%s: %s]%s%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
                     if applied.predicted else "", length_note)
