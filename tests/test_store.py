@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -171,3 +172,25 @@ def test_a_password_never_appears_in_messages() -> None:
 
     shown = display_url("postgresql+psycopg://lab:s3cret@db.example:5432/autotune")
     assert "s3cret" not in shown and shown.startswith("postgresql+psycopg://lab:***@db.")
+
+
+@pytest.mark.postgresql
+def test_nodes_finishing_together_write_one_profile(postgres_url: str) -> None:
+    """Six processes ask, at the same moment, to finalize one calibration: exactly one may
+    (the compare-and-set on its status), so one profile is written."""
+    from autotune.workloads import resolve_workload
+
+    host = make_host()
+    with open_store(postgres_url) as store:
+        info = store.start_calibration(host, resolve_workload("cuba", 40), {}, {})
+    code = ("import sys, time\nfrom autotune.store import open_store\n"
+            "store = open_store(sys.argv[1])\n"
+            "time.sleep(max(0.0, float(sys.argv[3]) - time.time()))\n"
+            "print(store.claim_finalization(int(sys.argv[2])))\n")
+    start = f"{time.time() + 3:.3f}"  # all connected before any of them asks
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url, str(info.id), start],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    answers = [out.strip() for out, _ in outputs]
+    assert sorted(answers) == ["False"] * 5 + ["True"], outputs
