@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import platform
 import sqlite3
 import time
@@ -28,7 +27,9 @@ from autotune.buildslots import (
     Neighbours,
     RunRegistration,
     acquire_build_slot,
+    load_average,
     node_dir,
+    oversubscribed,
     register_run,
 )
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
@@ -344,7 +345,7 @@ def apply(
     configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
                      with_output=True,
                      passive_wait=oversubscribed(config.threads, host.usable_cpus,
-                                                 neighbours.cores, _load_average()))
+                                                 neighbours.cores, load_average()))
     entry = profile.entry(config) if profile else None
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
@@ -388,29 +389,6 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     if profile is None:
         return None, _stale_reason(url, host) or "no profile for this host"
     return profile, ""
-
-
-def oversubscribed(threads: int, usable_cpus: int, neighbour_cores: int,
-                   load_average: float) -> bool:
-    """Whether ``threads`` OpenMP threads would share cores with other work: more threads than
-    the cores left free by the runs registered on this node, or by the 1-minute load average
-    (jobs of other programs).
-
-    Only then do threads sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``): on the 2-CPU VM
-    a passive wait made CUBA 4000's loop 3.3x and STDP 1000's 5.4x slower on a quiet host, and
-    CUBA's 0.58x (faster) with the other core busy (``benchmarks/wait_policy.py``).
-    """
-    if threads <= 1:
-        return False
-    busy = max(neighbour_cores, int(load_average + 0.5))
-    return threads > max(1, usable_cpus - busy)
-
-
-def _load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return 0.0
 
 
 def _register(root: Path, host: HostFingerprint) -> RunRegistration | None:

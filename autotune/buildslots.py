@@ -197,3 +197,27 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
+
+
+def oversubscribed(threads: int, usable_cpus: int, neighbour_cores: int,
+                   load_average: float) -> bool:
+    """Whether ``threads`` OpenMP threads would share cores with other work: more threads than
+    the cores left free by the runs registered on this node, or by the 1-minute load average
+    (jobs of other programs).
+
+    Only then do threads sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``): on the 2-CPU VM
+    a passive wait made CUBA 4000's loop 3.3x and STDP 1000's 5.4x slower on a quiet host, and
+    CUBA's 0.58x (faster) with the other core busy (``benchmarks/wait_policy.py``).
+    """
+    if threads <= 1:
+        return False
+    busy = max(neighbour_cores, int(load_average + 0.5))
+    return threads > max(1, usable_cpus - busy)
+
+
+def load_average() -> float:
+    """The 1-minute load average (0 where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return 0.0

@@ -298,6 +298,6 @@ def test_apply_reads_the_run_length_from_the_script(db_url: str, tmp_path: Path)
 ])
 def test_threads_sleep_while_waiting_only_when_they_share_cores(
         threads: int, cpus: int, neighbours: int, load: float, expected: bool) -> None:
-    from autotune.apply import oversubscribed
+    from autotune.buildslots import oversubscribed
 
     assert oversubscribed(threads, cpus, neighbours, load) is expected
