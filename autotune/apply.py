@@ -21,7 +21,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune.buildslots import (
     Neighbours,
@@ -49,6 +49,9 @@ from autotune.runrecord import record_run
 from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
 from autotune.store.location import resolve_url
 from autotune.values import as_seconds
+
+if TYPE_CHECKING:  # the analysis itself is imported only when a script is read
+    from autotune.scriptcheck import ScriptAnalysis
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +266,7 @@ def apply(
     cache_root: Path | None = None,
     host: HostFingerprint | None = None,
     record: bool = True,
-    why_not_standalone: str = "",
+    analysis: ScriptAnalysis | None = None,
     same_model: bool = False,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
@@ -277,15 +280,17 @@ def apply(
         db: store URL (None: ``$BRIAN2_AUTOTUNE_DB`` or the default).
         device, threads, precision: overrides.
         use_profile: False ignores stored profiles (fallback rule or overrides only).
-        standalone_ok: whether the coming script can run under cpp_standalone (None: read the
-            running script, ``__main__``'s file, to find out; see :mod:`autotune.scriptcheck`).
+        standalone_ok: whether the coming script can run under cpp_standalone (None: as its
+            ``analysis`` says).
         cython_ok: False when the script needs numpy (pure-Python functions).
         owner: names the script's build folders (None: the running script's).
         cache_root: root of build folders (None: the default cache directory).
         host: this host (None: collect it).
         record: record the run's actual times against the prediction when the process exits
             (``brian2-autotune run`` records it itself, with the script's exit status).
-        why_not_standalone: why ``standalone_ok`` is False (for error messages).
+        analysis: what :mod:`autotune.scriptcheck` found in the coming script (None: it reads
+            the running script, ``__main__``'s file): whether standalone and Cython can serve
+            it, why not, and its run length when ``duration`` is None.
         same_model: the coming run simulates the profile's own workload model, whose float32
             results the calibration validated. Otherwise a float32 winner is replaced by the
             best float64 configuration (float32 moves results by several per cent on some
@@ -310,16 +315,20 @@ def apply(
     root = cache_root or default_cache_root()
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
-    length_from_script, analysed_here = False, standalone_ok is None
+    if analysis is None and standalone_ok is None:
+        analysis = _analyse(script)
+    why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
     if standalone_ok is None:
-        standalone_ok, cython_ok, why_not_standalone, length = _script_allows(script,
-                                                                              cython_ok)
-        if seconds is None and length is not None:
-            seconds, length_from_script = length, True
+        standalone_ok = analysis.standalone_ok if analysis else True
+        cython_ok = cython_ok and (analysis.cython_ok if analysis else True)
+    length_from_script = seconds is None and analysis is not None and (
+        analysis.run_length is not None)
+    if length_from_script:
+        seconds = analysis.run_length  # type: ignore[union-attr]
     url = resolve_url(db)
-    profile, reason = _profile_for(url, host, workload, use_profile,
-                                   node_dir(root, host.fingerprint))
-    registration = _register(root, host)
+    node = node_dir(root, host.fingerprint)
+    profile, reason = _profile_for(url, host, workload, use_profile, node)
+    registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     config, source, why, predicted = choose(
@@ -328,7 +337,7 @@ def apply(
         thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model)
     if length_from_script:
         why += " (run length read from the script)"
-    if analysed_here and why_not_standalone and config.device == "runtime" and device is None:
+    if why_not_standalone and config.device == "runtime" and device is None:
         why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
@@ -351,7 +360,7 @@ def apply(
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
                       time.perf_counter() - started, cost=entry.cost if entry else None,
-                      store_url=url, node_dir=node_dir(root, host.fingerprint))
+                      store_url=url, node_dir=node)
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
@@ -359,17 +368,13 @@ def apply(
     return applied
 
 
-def _script_allows(script: Path | None, cython_ok: bool
-                   ) -> tuple[bool, bool, str, float | None]:
-    """(standalone_ok, cython_ok, why not standalone, run length) for the running script."""
+def _analyse(script: Path | None) -> ScriptAnalysis | None:
+    """What the running script allows; None in an interactive session."""
     if script is None or not script.is_file():
-        return True, cython_ok, "", None
+        return None
     from autotune.scriptcheck import analyse_script
 
-    analysis = analyse_script(script)
-    why = "; ".join(analysis.reasons)
-    return (analysis.standalone_ok, cython_ok and analysis.cython_ok, why,
-            analysis.run_length)
+    return analyse_script(script)
 
 
 def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool,
@@ -391,10 +396,10 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     return profile, ""
 
 
-def _register(root: Path, host: HostFingerprint) -> RunRegistration | None:
+def _register(node: Path) -> RunRegistration | None:
     """Enter this run in the node's register; None (and a debug line) where that fails."""
     try:
-        return register_run(node_dir(root, host.fingerprint))
+        return register_run(node)
     except OSError as e:
-        logger.debug("cannot register this run in %s: %s", root, e)
+        logger.debug("cannot register this run in %s: %s", node, e)
         return None

@@ -31,10 +31,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-#: A lock file's name: slot-<k>.lock.
-_SLOT_LOCK = re.compile(r"^slot-(\d+)\.lock$")
-
-
 #: Overrides the node's name (containers with random host names; tests playing several nodes).
 NODE_ENV_VAR = "BRIAN2_AUTOTUNE_NODE"
 
@@ -56,6 +52,12 @@ class FileLock:
 
     path: Path
     fd: int | None = field(default=None, repr=False)
+
+    def write(self, content: str) -> None:
+        """Replace the locked file's text (the holder's pid and what it uses)."""
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, content.encode(), 0)
 
     def release(self) -> None:
         """Unlock and close (idempotent)."""
@@ -81,10 +83,10 @@ def try_lock(path: Path, content: str = "") -> FileLock | None:
     except BaseException:
         os.close(fd)
         raise
+    lock = FileLock(path, fd)
     if content:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, content.encode(), 0)
-    return FileLock(path, fd)
+        lock.write(content)
+    return lock
 
 
 @dataclass
@@ -141,9 +143,7 @@ class RunRegistration:
 
     def update(self, cores: int) -> None:
         """Record how many cores this run will use."""
-        if self.lock.fd is not None:
-            os.ftruncate(self.lock.fd, 0)
-            os.pwrite(self.lock.fd, f"{os.getpid()} {cores}\n".encode(), 0)
+        self.lock.write(f"{os.getpid()} {cores}\n")
 
 
 def register_run(node: Path, cores: int = 1) -> RunRegistration:

@@ -16,7 +16,7 @@ import logging
 import runpy
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -209,26 +209,20 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     from autotune.scriptcheck import analyse_script
 
     analysis = analyse_script(script)
-    standalone_ok, reasons = analysis.standalone_ok, list(analysis.reasons)
     if options.runtime_reason is not None:
-        standalone_ok, reasons = False, [*reasons, options.runtime_reason]
+        analysis = replace(analysis, standalone_ok=False,
+                           reasons=(*analysis.reasons, options.runtime_reason))
     applied = None
     if analysis.own_device:
         logger.info("the script chooses its own device/target: applying nothing")
     else:
-        duration, length_note = options.duration, ""
-        if duration is None and analysis.run_length is not None:
-            duration, length_note = analysis.run_length, " (run length read from the script)"
-        applied = apply(options.workload, duration, options.db, device=options.device,
+        applied = apply(options.workload, options.duration, options.db, device=options.device,
                         threads=options.threads, precision=options.precision,
-                        use_profile=options.use_profile, standalone_ok=standalone_ok,
-                        cython_ok=analysis.cython_ok, owner=script_owner(script), record=False,
-                        why_not_standalone="; ".join(reasons))
-        if not standalone_ok:  # said once the choice stands (bad overrides are one line)
-            logger.info("cpp_standalone cannot serve %s: %s", script, "; ".join(reasons))
-        logger.info("applied %s [%s: %s]%s%s", applied.config.describe(), applied.source,
+                        use_profile=options.use_profile, owner=script_owner(script),
+                        record=False, analysis=analysis)
+        logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
-                    if applied.predicted else "", length_note)
+                    if applied.predicted else "")
     report = _execute(script, args, applied, options)
     logger.info("run finished in %.2f s (build/set-up %s, simulation loop %s), peak memory "
                 "%.0f MiB", report.wall,
