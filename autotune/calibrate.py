@@ -30,7 +30,7 @@ from autotune.measure import Measurer, ProgressCallback
 from autotune.paths import default_cache_root
 from autotune.profile import Profile, ProfileEntry
 from autotune.records import Evaluation, TrialResult
-from autotune.search import run_search, study_name
+from autotune.search import reference_candidates, run_search, study_name
 from autotune.settings import CalibrationSettings
 from autotune.store import CalibrationInfo, Store, open_store
 from autotune.workloads import WorkloadSpec, resolve_workload
@@ -272,7 +272,7 @@ class _Calibration:
     def _search(self, info: CalibrationInfo, measurer: Measurer,
                 evaluations: dict[RunConfig, Evaluation], resumed: bool) -> int:
         first = [c for c in first_configs(self.max_threads, self.cython) if c in self._space()]
-        references = [c for c in first if c.device == "runtime" and c.precision == "float64"]
+        references = reference_candidates(first)
 
         def evaluate(config: RunConfig) -> Evaluation:
             if measurer.reference is None and config not in references:

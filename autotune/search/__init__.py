@@ -269,8 +269,14 @@ def _search_loop(study: Any, evaluate: Callable[[RunConfig], Evaluation], picker
         study_side.tell(study, trial, evaluation)
         measured_now += 1
         if on_progress is not None:
-            on_progress(len(study_side.known_evaluations(study)[0]), evaluation)
+            on_progress(len(study_side.read_state(study).known), evaluation)
     return measured_now
+
+
+def reference_candidates(first: Sequence[RunConfig]) -> list[RunConfig]:
+    """The configurations of ``first`` that may be the float64 reference, in order: every other
+    configuration is validated against the first of them to succeed."""
+    return [c for c in first if c.device == "runtime" and c.precision == "float64"]
 
 
 class _Picker:
@@ -279,8 +285,7 @@ class _Picker:
     def __init__(self, space: Sequence[RunConfig], first: Sequence[RunConfig], max_threads: int,
                  cython_available: bool, seed: int) -> None:
         self.space, self.queue = set(space), list(first)
-        # every other configuration is validated against the first of these to succeed
-        self.references = [c for c in first if c.device == "runtime" and c.precision == "float64"]
+        self.references = reference_candidates(first)
         self.max_threads, self.cython_available = max_threads, cython_available
         self.rng = random.Random(seed)
         self.asks_without_news = 0
@@ -292,15 +297,14 @@ class _Picker:
         a known configuration: answered from it), ``"wait"`` (others measure what is left) or
         ``"done"``."""
         study_side.fail_stale(study)
-        known, valid = study_side.known_evaluations(study)
-        claimed = study_side.claimed_configs(study)
-        retries = study_side.waiting_trials(study)
+        state = study_side.read_state(study)
+        known, valid, claimed, retries = state.known, state.valid, state.claimed, state.waiting
         remaining = self.space - set(known) - set(claimed)
         spent = budget.trials is not None and len(known) + len(claimed) >= budget.trials
         if not retries and (spent or not remaining):
             return "wait" if claimed else "done"
         wanted = self._reference_to_measure(known, remaining)
-        if wanted == "wait" or (wanted is None and claimed and self._reference_pending(known)):
+        if wanted == "wait":
             return "wait"  # another worker measures the reference the others need
         if wanted is None and not retries:
             self.queue = [c for c in self.queue if c in remaining]
@@ -315,8 +319,7 @@ class _Picker:
             self._answer_repeat(study, trial, config, known, valid, remaining)
             return "repeat"
         self.asks_without_news = 0
-        study_side.claim(trial, config, node)
-        study._storage.record_heartbeat(trial._trial_id)  # a claim always has a heartbeat
+        study_side.claim(study, trial, config, node)
         return trial, config
 
     def _reference_pending(self, known: dict[RunConfig, float | None]) -> bool:

@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autotune.config import RunConfig
@@ -90,57 +91,50 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
 
 
-def known_evaluations(study: Any) -> tuple[dict[RunConfig, float | None],
-                                           dict[RunConfig, tuple[float, float | None]]]:
-    """What the study already finished (for resume, duplicates and other workers' results):
-    every configuration's objective (None when it failed) and the (objective, rate) of the
-    valid ones. A trial given up by an interrupted worker, or queued again after its node
-    died, is not finished."""
+@dataclass(frozen=True)
+class StudyState:
+    """What the study holds now, read in one pass over its trials.
+
+    Attributes:
+        known: every finished configuration's objective (None when it failed), for resume,
+            duplicates and other workers' results. A trial given up by an interrupted worker, or
+            queued again after its node died, is not finished.
+        valid: (objective, rate) of the valid finished configurations.
+        claimed: configurations workers are measuring now (running, claimed trials), and where.
+        waiting: trials queued again after their node died, not yet taken by a worker.
+    """
+
+    known: dict[RunConfig, float | None]
+    valid: dict[RunConfig, tuple[float, float | None]]
+    claimed: dict[RunConfig, str]
+    waiting: int
+
+
+def read_state(study: Any) -> StudyState:
+    """The study's :class:`StudyState`."""
     import optuna
 
     from autotune.search import config_from_params
 
-    known: dict[RunConfig, float | None] = {}
-    valid: dict[RunConfig, tuple[float, float | None]] = {}
-    retried = _retried_numbers(study)
-    for frozen in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for frozen in trials for n in frozen.system_attrs.get("retry_history", [])}
+    state = StudyState({}, {}, {}, 0)
+    for frozen in trials:
+        if frozen.state == optuna.trial.TrialState.WAITING:
+            state = replace(state, waiting=state.waiting + 1)
         if "config" not in frozen.user_attrs:
-            continue  # a duplicate answered from an earlier trial
+            continue  # a duplicate answered from an earlier trial, or not yet claimed
         config = config_from_params(frozen.params)
-        if frozen.state == optuna.trial.TrialState.COMPLETE:
-            known[config] = frozen.value
+        if frozen.state == optuna.trial.TrialState.RUNNING:
+            state.claimed[config] = str(frozen.user_attrs.get("node", "?"))
+        elif frozen.state == optuna.trial.TrialState.COMPLETE:
+            state.known[config] = frozen.value
             if float(frozen.user_attrs.get("constraint", 0.0)) <= 0:
-                valid[config] = (frozen.value, frozen.user_attrs.get("rate"))
+                state.valid[config] = (frozen.value, frozen.user_attrs.get("rate"))
         elif (frozen.state == optuna.trial.TrialState.FAIL and frozen.number not in retried
               and frozen.user_attrs.get("failure") != INTERRUPTED):
-            known.setdefault(config, None)
-    return known, valid
-
-
-def _retried_numbers(study: Any) -> set[int]:
-    numbers: set[int] = set()
-    for frozen in study.get_trials(deepcopy=False):
-        numbers.update(frozen.system_attrs.get("retry_history", []))
-    return numbers
-
-
-def claimed_configs(study: Any) -> dict[RunConfig, str]:
-    """Configurations other workers are measuring now (running, claimed trials) and where."""
-    import optuna
-
-    from autotune.search import config_from_params
-
-    return {config_from_params(frozen.params): str(frozen.user_attrs.get("node", "?"))
-            for frozen in study.get_trials(deepcopy=False,
-                                           states=(optuna.trial.TrialState.RUNNING,))
-            if "config" in frozen.user_attrs}
-
-
-def waiting_trials(study: Any) -> int:
-    """Trials queued again after their node died, not yet taken by a worker."""
-    import optuna
-
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+            state.known.setdefault(config, None)
+    return state
 
 
 def fail_stale(study: Any) -> None:
@@ -150,10 +144,12 @@ def fail_stale(study: Any) -> None:
     optuna.storages.fail_stale_trials(study)
 
 
-def claim(trial: Any, config: RunConfig, node: str) -> None:
-    """Mark ``trial`` as this node's measurement of ``config``."""
+def claim(study: Any, trial: Any, config: RunConfig, node: str) -> None:
+    """Mark ``trial`` as this node's measurement of ``config``, with a first heartbeat (a claim
+    whose node dies before its heartbeat thread starts must still go stale)."""
     trial.set_user_attr("config", config.key)
     trial.set_user_attr("node", node)
+    study._storage.record_heartbeat(trial._trial_id)
 
 
 @contextmanager

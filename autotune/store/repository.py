@@ -211,13 +211,7 @@ class Store:
     def resumable_calibration(self, fingerprint: str, signature: str) -> CalibrationInfo | None:
         """The newest unfinished calibration of this host and workload, if any."""
         with self.session() as s:
-            query = (select(CalibrationRow, HostRow, WorkloadRow)
-                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
-                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
-                     .where(HostRow.fingerprint == fingerprint,
-                            WorkloadRow.signature == signature,
-                            CalibrationRow.status.in_(("running", "interrupted")))
-                     .order_by(CalibrationRow.id.desc()).limit(1))
+            query = _calibrations(fingerprint, signature, ("running", "interrupted")).limit(1)
             found = s.execute(query).first()
             return self._calibration_info(*found) if found else None
 
@@ -226,14 +220,7 @@ class Store:
         """The newest running calibration of this host and workload with these settings (one
         that identical nodes started: a new node joins it)."""
         with self.session() as s:
-            query = (select(CalibrationRow, HostRow, WorkloadRow)
-                     .join(HostRow, CalibrationRow.host_id == HostRow.id)
-                     .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
-                     .where(HostRow.fingerprint == fingerprint,
-                            WorkloadRow.signature == signature,
-                            CalibrationRow.status == "running")
-                     .order_by(CalibrationRow.id.desc()))
-            for found in s.execute(query):
+            for found in s.execute(_calibrations(fingerprint, signature, ("running",))):
                 if dict(found[0].settings) == settings:
                     return self._calibration_info(*found)
             return None
@@ -414,3 +401,13 @@ def _profile_row(profile: Profile, host_row: HostRow, workload_row: WorkloadRow,
                       best_config=best.config.to_dict() if best else None,
                       target_duration=profile.target_duration,
                       format_version=FORMAT_VERSION, document=profile.to_dict())
+
+
+def _calibrations(fingerprint: str, signature: str, statuses: tuple[str, ...]) -> Any:
+    """Calibrations of a host and workload in these states, with their rows, newest first."""
+    return (select(CalibrationRow, HostRow, WorkloadRow)
+            .join(HostRow, CalibrationRow.host_id == HostRow.id)
+            .join(WorkloadRow, CalibrationRow.workload_id == WorkloadRow.id)
+            .where(HostRow.fingerprint == fingerprint, WorkloadRow.signature == signature,
+                   CalibrationRow.status.in_(statuses))
+            .order_by(CalibrationRow.id.desc()))
