@@ -83,12 +83,13 @@ def _entry(config: RunConfig, evaluation: Evaluation) -> ProfileEntry:
                         dict(evaluation.phase_spread))
 
 
-def confirmation_summary(confirmation: Confirmation | None) -> dict[str, Any]:
-    """The profile's record of a confirmation: rounds run and each confirmed configuration's
-    paired gap to the fastest (empty when no confirmation was attempted)."""
+def confirmation_summary(confirmation: Confirmation | None, within: float) -> dict[str, Any]:
+    """The profile's record of a confirmation: rounds run, how close to the best a contender
+    had to be, and each confirmed configuration's paired gap to the fastest (empty when no
+    confirmation was attempted)."""
     if confirmation is None:
         return {}
-    return {"rounds": confirmation.rounds,
+    return {"rounds": confirmation.rounds, "within": within,
             "gaps": {c.key: gap.to_dict() for c, gap in confirmation.gaps.items()}}
 
 
@@ -106,7 +107,7 @@ def build_profile(host: HostFingerprint, workload: WorkloadSpec, settings: Calib
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         calibration_id=calibration_id, notes=tuple(notes),
         confirmed=tuple(c.key for c in confirmation.ranking) if confirmation else (),
-        confirmation=confirmation_summary(confirmation), busy=busy,
+        confirmation=confirmation_summary(confirmation, settings.confirm_within), busy=busy,
     )
 
 
@@ -321,4 +322,5 @@ class _Calibration:
         if self.settings.confirm_top < 2 or self.settings.confirm_max_rounds < 1:
             return None
         return confirm_finalists(measurer, evaluations, self.settings.confirm_top,
-                                 self.settings.confirm_rounds, self.settings.confirm_max_rounds)
+                                 self.settings.confirm_rounds, self.settings.confirm_max_rounds,
+                                 self.settings.confirm_within)

@@ -63,7 +63,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         durations=tuple(args.durations), budget=Budget(trials=trials, minutes=args.minutes),
         trial_timeout=args.trial_timeout, max_threads=args.max_threads, seed=args.seed,
         targets=tuple(args.targets), max_repeats=args.max_repeats,
-        confirm_top=args.confirm_top, confirm_rounds=args.confirm_rounds[0],
+        confirm_top=args.confirm_top, confirm_within=args.confirm_within,
+        confirm_rounds=args.confirm_rounds[0],
         confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None,
         heartbeat=args.heartbeat)
     status, on_event = (None, None) if args.json else calibration_progress(

@@ -98,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-repeats", type=_non_negative_int, default=2, metavar="N",
                    help="extra repeats of a configuration while its timings disagree (2)")
     p.add_argument("--confirm-top", type=_non_negative_int, default=3, metavar="N",
-                   help="after the search, re-measure at most N configurations within 25 %% of "
-                        "the best (or tied with it) in interleaved rounds (3; 0: no confirmation)")
+                   help="after the search, re-measure at most N configurations close to the "
+                        "best (or tied with it) in interleaved rounds (3; 0: no confirmation)")
+    p.add_argument("--confirm-within", type=float, default=0.25, metavar="F",
+                   help="how close to the best a configuration's predicted time must be to be "
+                        "confirmed, as a fraction (0.25 = within 25 %%)")
     p.add_argument("--confirm-rounds", type=_non_negative_int, nargs=2, default=[2, 6],
                    metavar=("MIN", "MAX"),
                    help="confirmation rounds: every contender runs MIN; those that might still "

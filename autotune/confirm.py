@@ -163,9 +163,11 @@ class Confirmation:
 
 
 def confirm_finalists(measurer: Remeasurer, evaluations: dict[RunConfig, Evaluation], top: int,
-                      min_rounds: int, max_rounds: int) -> Confirmation:
-    """Re-measure the valid configurations close to the best (at most ``top``) in interleaved
-    rounds, paired round by round; return the ranking.
+                      min_rounds: int, max_rounds: int,
+                      within: float = CONFIRM_MARGIN) -> Confirmation:
+    """Re-measure the valid configurations close to the best (at most ``top``, predicted within
+    the fraction ``within`` of it or tied) in interleaved rounds, paired round by round; return
+    the ranking.
 
     After ``min_rounds`` rounds a contender whose gap to the leader is resolved (it is, with
     90 % confidence, at most the noise target faster than the leader) stops; the others go on,
@@ -173,14 +175,15 @@ def confirm_finalists(measurer: Remeasurer, evaluations: dict[RunConfig, Evaluat
     length set from the paired gaps, so that the profile ranks them as the confirmation did.
     ``evaluations`` is updated in place.
     """
-    contenders = close_to_best(evaluations, measurer.settings.target_duration)[:top]
+    contenders = close_to_best(evaluations, measurer.settings.target_duration, within)[:top]
     if len(contenders) < 2 or max_rounds < 1:
         return Confirmation([], {}, 0)
     return confirm_contenders(measurer, contenders, evaluations, min_rounds, max_rounds)
 
 
-def close_to_best(evaluations: dict[RunConfig, Evaluation], target: float) -> list[RunConfig]:
-    """Valid configurations predicted within :data:`CONFIRM_MARGIN` of the best, or differing
+def close_to_best(evaluations: dict[RunConfig, Evaluation], target: float,
+                  within: float = CONFIRM_MARGIN) -> list[RunConfig]:
+    """Valid configurations predicted within the fraction ``within`` of the best, or differing
     from it by less than the larger of their uncertainties; fastest first."""
     valid = sorted(((e.config, e.cost) for e in evaluations.values()
                     if e.objective is not None and e.feasible and e.cost is not None),
@@ -189,7 +192,7 @@ def close_to_best(evaluations: dict[RunConfig, Evaluation], target: float) -> li
         return []
     best = valid[0][1]
     return [config for config, cost in valid
-            if cost.predict(target) <= best.predict(target) * (1 + CONFIRM_MARGIN)
+            if cost.predict(target) <= best.predict(target) * (1 + within)
             or cost.tied_with(best, target)]
 
 

@@ -118,7 +118,8 @@ class Profile:
         confirmed: keys of the configurations re-measured in paired, interleaved rounds after
             the search, fastest first (empty when no confirmation ran).
         confirmation: ``rounds`` (interleaved rounds run; 0 when nothing came close to the
-            best) and ``gaps`` (per confirmed key but the fastest: paired ``ratio`` to it with
+            best), ``within`` (how close to the best a contender had to be, a fraction) and
+            ``gaps`` (per confirmed key but the fastest: paired ``ratio`` to it with
             its 80 % interval ``low``..``high`` and ``rounds``); empty when not attempted.
         busy: True when the host was busy at some point of the calibration.
     """
@@ -280,10 +281,13 @@ def _check_confirmation(data: Any) -> dict[str, Any]:
     """A profile's confirmation record, checked (empty when absent)."""
     if not data:
         return {}
-    _require_mapping(data, "profile confirmation", {"rounds", "gaps"})
+    _require_mapping(data, "profile confirmation", {"rounds", "within", "gaps"})
     rounds = data.get("rounds")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= 1000:
         raise ProfileError("profile confirmation rounds must be an integer in 0..1000")
+    within = data.get("within")
+    if within is not None and not is_positive_number(within):
+        raise ProfileError("profile confirmation within must be a positive fraction")
     gaps = data.get("gaps") or {}
     _require_mapping(gaps, "profile confirmation gaps", None)
     checked: dict[str, dict[str, Any]] = {}
@@ -299,7 +303,7 @@ def _check_confirmation(data: Any) -> dict[str, Any]:
                 raise ProfileError(f"profile confirmation gap {name} of {key} must be a "
                                    "number >= 0 or null")
         checked[key] = dict(gap)
-    return {"rounds": rounds, "gaps": checked}
+    return {"rounds": rounds, "gaps": checked} | ({} if within is None else {"within": within})
 
 
 def _check_workload(workload: Any) -> None:

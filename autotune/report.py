@@ -131,7 +131,8 @@ def confirmation_line(profile: Profile) -> str:
     if not record and not profile.confirmed:
         return ""
     if not profile.confirmed:
-        return (f"confirmation: no other configuration came within {100 * CONFIRM_MARGIN:.0f} % "
+        within = record.get("within", CONFIRM_MARGIN)
+        return (f"confirmation: no other configuration came within {100 * within:.0f} % "
                 "of the best")
     gaps = record.get("gaps", {})
     parts = [f"{profile.confirmed[0]} fastest"]

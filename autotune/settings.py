@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotune.confirm import CONFIRM_MARGIN
 from autotune.costmodel import PROBE_LOOP
 from autotune.errors import BadInput
 from autotune.host import HostFingerprint
@@ -39,8 +40,10 @@ class CalibrationSettings:
             cpp_standalone); leaving one out shortens the calibration.
         noise_target: repeat a configuration while its estimates disagree by more than this.
         max_repeats: most extra repeats per configuration.
-        confirm_top: most configurations close to the best (within 25 %, or tied) to
-            re-measure interleaved after the search (0 or 1: no confirmation).
+        confirm_top: most configurations close to the best (within ``confirm_within``, or
+            tied) to re-measure interleaved after the search (0 or 1: no confirmation).
+        confirm_within: how close to the best's predicted time (a fraction: 0.25 = 25 %) a
+            configuration must come after the search to be confirmed.
         confirm_rounds: interleaved rounds every confirmed configuration runs.
         confirm_max_rounds: most rounds, for contenders whose paired gap to the leader is still
             unresolved (it might still be more than the noise target faster than the leader).
@@ -62,6 +65,7 @@ class CalibrationSettings:
     noise_target: float = 0.05
     max_repeats: int = 2
     confirm_top: int = 3
+    confirm_within: float = CONFIRM_MARGIN
     confirm_rounds: int = 2
     confirm_max_rounds: int = 6
     probe_loop: float | None = PROBE_LOOP
@@ -93,6 +97,9 @@ class CalibrationSettings:
                 self.heartbeat < 1):
             raise BadInput(f"--heartbeat must be a whole number of seconds >= 1, got "
                            f"{self.heartbeat}")
+        if not is_positive_number(self.confirm_within):
+            raise BadInput(f"--confirm-within must be a positive fraction (0.25 = 25 %), got "
+                           f"{self.confirm_within}")
         for name in ("max_repeats", "confirm_top", "confirm_rounds", "confirm_max_rounds"):
             if getattr(self, name) < 0:
                 raise BadInput(f"{name.replace('_', '-')} must be >= 0")
@@ -108,7 +115,8 @@ class CalibrationSettings:
                 "memory_limit": self.memory_limit, "max_threads": self.max_threads,
                 "seed": self.seed, "targets": list(self.targets),
                 "noise_target": self.noise_target, "max_repeats": self.max_repeats,
-                "confirm_top": self.confirm_top, "confirm_rounds": self.confirm_rounds,
+                "confirm_top": self.confirm_top, "confirm_within": self.confirm_within,
+                "confirm_rounds": self.confirm_rounds,
                 "confirm_max_rounds": self.confirm_max_rounds,
                 "probe_loop": self.probe_loop, "heartbeat": self.heartbeat}
 

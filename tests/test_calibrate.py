@@ -51,6 +51,8 @@ def test_settings_are_validated() -> None:
         CalibrationSettings(durations=(0.1, 0.1))
     with pytest.raises(BadInput, match="targets"):
         CalibrationSettings(targets=("gpu",))
+    with pytest.raises(BadInput, match="confirm-within"):
+        CalibrationSettings(confirm_within=-0.1)
 
 
 @pytest.mark.slow

@@ -128,6 +128,8 @@ def test_show_ranks_the_calibrated_profile(calibrated: dict[str, object]) -> Non
      "confirmed in 4 interleaved rounds, paired: cpp_standalone-t0-float64-default fastest; "
      "cython-float64-default +13.7 % (80 %: +10.6 % to +16.8 %, 4 rounds: slower)"),
     ((), {"rounds": 0, "gaps": {}}, "no other configuration came within 25 % of the best"),
+    ((), {"rounds": 0, "within": 0.1, "gaps": {}},
+     "no other configuration came within 10 % of the best"),
 ])
 def test_show_states_the_confirmation(db_url: str, confirmed: tuple[str, ...],
                                       confirmation: dict[str, object], expected: str) -> None:
