@@ -2,12 +2,14 @@
 
 :func:`apply` runs before every user run, so it stays cheap: it reads the profile with the
 standard library's sqlite3 (see :mod:`autotune.store.lite`) and imports neither SQLAlchemy nor
-Optuna. It decides what to use, in this order:
+Optuna. It gathers what :func:`autotune.choice.choose` decides from, in this order:
 
 1. explicit overrides (``device``, ``threads``, ``precision``) — source ``override``;
-2. this host's newest profile (for the workload, when given), best config for the run length —
+2. this script's own earlier runs (see :mod:`autotune.learned`), with the profile's cost
+   models scaled to the script for what it has not run — source ``script``;
+3. this host's newest profile (for the workload, when given), best config for the run length —
    source ``profile``;
-3. otherwise the fallback rule (cpp_standalone with the memory-aware thread count, or runtime when
+4. otherwise the fallback rule (cpp_standalone with the memory-aware thread count, or runtime when
    standalone cannot serve the script) — source ``fallback``, with the reason (no profile, or a
    stale one and which host component changed).
 """
@@ -32,10 +34,12 @@ from autotune.buildslots import (
     oversubscribed,
     register_run,
 )
-from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
+from autotune.choice import choose
+from autotune.config import RunConfig
 from autotune.costmodel import CostModel
-from autotune.errors import ConfigError, ProfileError, StoreError
+from autotune.errors import ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
+from autotune.learned import OwnTimes, learn, script_costs
 from autotune.paths import (
     COMPILER_CACHE,
     cython_cache_dir,
@@ -45,8 +49,13 @@ from autotune.paths import (
     standalone_build_dir,
 )
 from autotune.profile import Profile
-from autotune.runrecord import record_run
-from autotune.store.lite import UNSUPPORTED, read_profile_document, read_stale_candidate
+from autotune.runrecord import RunRecord, record_run, watch_model
+from autotune.store.lite import (
+    UNSUPPORTED,
+    read_profile_document,
+    read_script_runs,
+    read_stale_candidate,
+)
 from autotune.store.location import resolve_url
 from autotune.values import as_seconds
 
@@ -62,7 +71,7 @@ class Applied:
 
     Attributes:
         config: the configuration now active in Brian2.
-        source: ``profile``, ``override`` or ``fallback``.
+        source: ``script``, ``profile``, ``override`` or ``fallback``.
         reason: a sentence explaining the choice.
         predicted: predicted wall seconds for the run (when a cost model knows).
         build_dir: the cpp_standalone project folder, if standalone.
@@ -73,6 +82,8 @@ class Applied:
         cost: the applied configuration's cost model, when the profile measured it.
         store_url: the store the profile came from (where the run is recorded).
         node_dir: this node's folder of build slots, run register and server-store copy.
+        script_digest: the hash of the running script's text, under which the run is recorded.
+        cold: the build folder (or the script's Cython code) is new: this run compiles all.
     """
 
     config: RunConfig
@@ -87,6 +98,8 @@ class Applied:
     cost: CostModel | None = field(default=None, compare=False)
     store_url: str | None = field(default=None, compare=False)
     node_dir: Path | None = field(default=None, compare=False)
+    script_digest: str | None = field(default=None, compare=False)
+    cold: bool | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -94,42 +107,8 @@ class Applied:
                 "source": self.source, "reason": self.reason, "predicted": self.predicted,
                 "build_dir": str(self.build_dir) if self.build_dir else None,
                 "fingerprint": self.fingerprint, "workload": self.workload,
-                "profile_created_at": self.profile_created_at, "seconds": self.seconds}
-
-
-def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
-                    thread_cap: int | None = None) -> RunConfig:
-    """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP),
-    at most ``thread_cap`` threads.
-
-    Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy).
-    """
-    if standalone_ok:
-        threads = host.max_threads if thread_cap is None else min(host.max_threads, thread_cap)
-        return standalone_config(0 if threads <= 1 else threads)
-    return RunConfig("runtime", "cython" if cython_ok else "numpy")
-
-
-def check_overrides(host: HostFingerprint, device: str | None, threads: int | None,
-                    precision: str | None) -> None:
-    """Validate user overrides against this host.
-
-    Raises:
-        ConfigError: unknown device/precision, or threads outside 0..usable CPUs.
-    """
-    if device is not None and device not in ("runtime", "cpp_standalone"):
-        raise ConfigError(f"unknown device {device!r}; use runtime or cpp_standalone")
-    if precision is not None and precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use float64 or float32")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ConfigError(f"--num-threads must be an integer >= 0, got {threads!r}")
-        if threads > min(host.usable_cpus, MAX_THREADS):
-            raise ConfigError(f"--num-threads {threads} exceeds the {host.usable_cpus} usable "
-                              "CPUs of this host")
-        if device == "runtime" and threads > 0:
-            raise ConfigError("--num-threads applies to cpp_standalone; drop it or use "
-                              "--device cpp_standalone")
+                "profile_created_at": self.profile_created_at, "seconds": self.seconds,
+                "cold": self.cold}
 
 
 def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: Path
@@ -156,99 +135,6 @@ def _stale_reason(url: str, host: HostFingerprint) -> str | None:
     changes = [f"{key} changed ({old.get(key)!r} -> {host.components.get(key)!r})"
                for key in changed_components(old, host.components)]
     return ("the stored profile is stale: " + "; ".join(changes)) if changes else None
-
-
-def choose(
-    host: HostFingerprint,
-    profile: Profile | None,
-    *,
-    duration: float | None = None,
-    device: str | None = None,
-    threads: int | None = None,
-    precision: str | None = None,
-    standalone_ok: bool = True,
-    cython_ok: bool = True,
-    no_profile_reason: str = "no profile for this host",
-    thread_cap: int | None = None,
-    why_not_standalone: str = "",
-    float32_ok: bool = True,
-) -> tuple[RunConfig, str, str, float | None]:
-    """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
-
-    ``thread_cap`` (cores left free by other runs on this node) bounds the OpenMP threads of a
-    configuration chosen from the profile or the fallback rule; an explicit ``threads`` wins.
-    Without ``float32_ok`` (the coming model is not the one whose float32 results the profile
-    validated) only float64 configurations are chosen from the profile; an explicit
-    ``precision`` wins.
-
-    Raises:
-        ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
-            or any thread count, 0 included) where the script cannot run under it.
-    """
-    check_overrides(host, device, threads, precision)
-    if not standalone_ok and (device == "cpp_standalone" or threads is not None):
-        what = "--device cpp_standalone" if device == "cpp_standalone" else "--num-threads"
-        raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
-                          + (f" ({why_not_standalone})" if why_not_standalone else "")
-                          + "; drop it or use --device runtime")
-    best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
-                         max_threads=thread_cap) if profile else None)
-    only_float64 = (not float32_ok and precision is None and best is not None
-                    and best.config.precision == "float32")
-    if only_float64:
-        best = profile.best(duration, standalone_ok=standalone_ok,  # type: ignore[union-attr]
-                            cython_ok=cython_ok, max_threads=thread_cap, float32_ok=False)
-    if best is not None:
-        config, source = best.config, "profile"
-        when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
-        reason = f"fastest valid configuration in this host's profile for {when} runs"
-        if not standalone_ok:
-            reason += " that runtime can serve" if cython_ok else " that numpy can serve"
-        if only_float64:
-            reason += (f"; float64, since float32 was validated on "
-                       f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
-                       "(ask for it with --precision float32)")
-    else:
-        config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
-        reason = f"{no_profile_reason}; using the fallback rule"
-    if device or threads is not None or precision:
-        config = _override(config, host, device, threads, precision, profile, duration,
-                           thread_cap)
-        source, reason = "override", "set on the command line"
-    predicted = None
-    if profile is not None:
-        entry = profile.entry(config)
-        if entry is not None and entry.cost is not None:
-            predicted = entry.cost.predict(duration or profile.target_duration)
-    return config, source, reason, predicted
-
-
-def _override(config: RunConfig, host: HostFingerprint, device: str | None,
-              threads: int | None, precision: str | None, profile: Profile | None,
-              duration: float | None, thread_cap: int | None) -> RunConfig:
-    if threads is not None and device is None:
-        device = "cpp_standalone"
-    device = device or config.device
-    precision = precision or config.precision
-    if device == "cpp_standalone":
-        if threads is None:
-            threads = config.threads if config.device == "cpp_standalone" else (
-                _best_threads(profile, duration, thread_cap) if profile else fallback_config(
-                    host, True, thread_cap=thread_cap).threads)
-        flags = config.flags if config.device == "cpp_standalone" else "default"
-        return standalone_config(threads, precision, flags)
-    if config.device == "runtime":
-        return RunConfig("runtime", config.target, 0, precision, config.flags)
-    return RunConfig("runtime", "cython", 0, precision)
-
-
-def _best_threads(profile: Profile, duration: float | None, thread_cap: int | None = None
-                  ) -> int:
-    for entry in profile.ranked(duration):
-        if entry.config.device == "cpp_standalone" and (thread_cap is None
-                                                         or entry.config.threads <= thread_cap):
-            return entry.config.threads
-    return 0
 
 
 def apply(
@@ -328,13 +214,16 @@ def apply(
     url = resolve_url(db)
     node = node_dir(root, host.fingerprint)
     profile, reason = _profile_for(url, host, workload, use_profile, node)
+    digest = analysis.digest if analysis else None
+    history = learn(_script_runs(url, host, digest, node)) if digest and profile else {}
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     config, source, why, predicted = choose(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
-        thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model)
+        thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model,
+        history=history)
     if length_from_script:
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
@@ -345,22 +234,25 @@ def apply(
     if registration is not None:
         registration.update(max(1, config.threads))
     build_dir = None
+    cold = config.target == "cython" and config.key not in history
     if config.device == "cpp_standalone":
         owner = owner or (script_owner(script) if script else "interactive")
         build_dir = acquire_build_slot(standalone_build_dir(root, host.fingerprint, owner, config),
                                        hold_until_exit=True).path
+        cold = not (build_dir / "main").exists()
     from autotune.brianprefs import configure_brian2
 
     configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
                      with_output=True,
                      passive_wait=oversubscribed(config.threads, host.usable_cpus,
                                                  neighbours.cores, load_average()))
-    entry = profile.entry(config) if profile else None
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
-                      time.perf_counter() - started, cost=entry.cost if entry else None,
-                      store_url=url, node_dir=node)
+                      time.perf_counter() - started,
+                      cost=_cost_for_this_run(config, profile, history),
+                      store_url=url, node_dir=node, script_digest=digest, cold=cold)
+    watch_model()
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
@@ -394,6 +286,32 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     if profile is None:
         return None, _stale_reason(url, host) or "no profile for this host"
     return profile, ""
+
+
+def _cost_for_this_run(config: RunConfig, profile: Profile | None,
+                       history: dict[str, OwnTimes]) -> CostModel | None:
+    """The cost model the run is predicted (and recorded) against: the script's own where it
+    has runs to learn from, else the profile's."""
+    entry = profile.entry(config) if profile else None
+    if entry is None or entry.cost is None:
+        return None
+    if history and profile is not None:
+        return script_costs([entry], profile.valid, history).get(config.key)
+    return entry.cost
+
+
+def _script_runs(url: str, host: HostFingerprint, digest: str, node: Path) -> list[RunRecord]:
+    """This host's recorded runs of the script with this text (none where unreadable)."""
+    try:
+        runs = read_script_runs(url, host.fingerprint, digest)
+    except sqlite3.Error as e:
+        logger.debug("cannot read this script's runs from the store: %s", e)
+        return []
+    if runs is UNSUPPORTED:
+        from autotune.store.nodecopy import server_script_runs
+
+        return server_script_runs(url, digest, node)
+    return runs  # type: ignore[no-any-return]
 
 
 def _register(node: Path) -> RunRegistration | None:

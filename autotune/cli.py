@@ -98,7 +98,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     """``show``: this host's profiles, ranked."""
     from autotune.host import collect_host
     from autotune.plots import plot_profiles
-    from autotune.report import profile_renderables, profile_summary, views_renderables
+    from autotune.report import (
+        profile_renderables,
+        profile_summary,
+        script_rows,
+        scripts_renderable,
+        views_renderables,
+    )
     from autotune.store import open_store
     from autotune.views import device_rows, precision_rows, thread_scaling_rows
     from autotune.workloads import resolve_workload
@@ -116,7 +122,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                                    "thread_scaling": thread_scaling_rows(p),
                                    "devices": device_rows(p, args.duration),
                                    "precision": precision_rows(p, args.duration)}
-                                  for p in profiles]})
+                                  for p in profiles],
+                     "scripts": script_rows(runs)})
         return EXIT_OK
     console = _console()
     if not profiles:
@@ -127,6 +134,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for renderable in [*profile_renderables(profile, args.duration, runs),
                            *views_renderables(profile, args.duration)]:
             console.print(renderable)
+    learned = scripts_renderable(script_rows(runs))
+    if learned is not None:
+        console.print(learned)
     for path in plots:
         console.print(f"plot written to {path}")
     return EXIT_OK

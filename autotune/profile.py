@@ -149,6 +149,18 @@ class Profile:
         d = self.target_duration if duration is None else duration
         return sorted(self.valid, key=lambda e: e.cost.predict(d))  # type: ignore[union-attr]
 
+    def allowed(self, duration: float | None = None, standalone_ok: bool = True,
+                cython_ok: bool = True, max_threads: int | None = None,
+                float32_ok: bool = True) -> list[ProfileEntry]:
+        """Valid entries a run may use, fastest first for ``duration``: runtime only unless
+        ``standalone_ok``, numpy only unless ``cython_ok``, at most ``max_threads`` OpenMP
+        threads, float64 only unless ``float32_ok``."""
+        return [e for e in self.ranked(duration)
+                if (standalone_ok or e.config.device == "runtime")
+                and (cython_ok or e.config.target == "numpy")
+                and (max_threads is None or e.config.threads <= max_threads)
+                and (float32_ok or e.config.precision == "float64")]
+
     def tied(self, duration: float | None = None, standalone_ok: bool = True,
              cython_ok: bool = True, max_threads: int | None = None,
              float32_ok: bool = True) -> list[ProfileEntry]:
@@ -161,11 +173,7 @@ class Profile:
         only).
         """
         d = self.target_duration if duration is None else duration
-        candidates = [e for e in self.ranked(d)
-                      if (standalone_ok or e.config.device == "runtime")
-                      and (cython_ok or e.config.target == "numpy")
-                      and (max_threads is None or e.config.threads <= max_threads)
-                      and (float32_ok or e.config.precision == "float64")]
+        candidates = self.allowed(d, standalone_ok, cython_ok, max_threads, float32_ok)
         if not candidates:
             return []
         fastest = candidates[0].cost

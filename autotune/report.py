@@ -324,3 +324,47 @@ def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, 
             console.print(f"  {data['done']}{total} {evaluation.config.key}: {verdict}")
 
     return status, on_event
+
+
+def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """What was learned per script (by the hash of its text) from its own runs: one row per
+    configuration it ran, its fastest (for its newest run's length) first."""
+    from autotune.learned import learn
+
+    by_script: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.script_digest:
+            by_script.setdefault(run.script_digest, []).append(run)
+    rows = []
+    for digest, own_runs in by_script.items():
+        newest = own_runs[-1]
+        length = newest.simulated or 1.0
+        learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
+        for rank, times in enumerate(learned, 1):
+            rows.append({
+                "script": newest.script, "digest": digest, "rank": rank,
+                "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
+                "set_up_s": times.build, "rate_s_per_s": times.rate, "simulated_s": length,
+                "predicted_s": times.predict(length), "neurons": newest.neurons,
+                "synapses": newest.synapses})
+    return rows
+
+
+def scripts_renderable(rows: Sequence[dict[str, Any]]) -> Any:
+    """The table of :func:`script_rows` (None when no script was learned from)."""
+    if not rows:
+        return None
+    return _table("learned from your scripts' own runs (fastest first, for each one's newest "
+                  "run length)",
+                  ["script", "configuration", "runs (warm)", "set-up", "per sim. s",
+                   "predicted", "neurons", "synapses"],
+                  [[_script_name(r["script"], r["digest"]) if r["rank"] == 1 else "",
+                    r["config"], f"{r['runs']} ({r['warm_runs']})", _fmt_seconds(r["set_up_s"]),
+                    _fmt(r["rate_s_per_s"], ".3g", " s"),
+                    f"{_fmt_seconds(r['predicted_s'])} for {r['simulated_s']:g} s",
+                    _fmt(r["neurons"], "d", ""), _fmt(r["synapses"], "d", "")] for r in rows])
+
+
+def _script_name(path: str | None, digest: str) -> str:
+    name = path.rsplit("/", 1)[-1] if path else "(interactive)"
+    return f"{name} [{digest[:8]}]"

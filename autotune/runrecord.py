@@ -40,6 +40,11 @@ class RunRecord:
         peak_rss: peak resident memory in bytes (process and children).
         exit_code: the script's exit status.
         created_at: ISO timestamp.
+        script_digest: hash of the script's text (see :mod:`autotune.scriptcheck`): the
+            runs of one script, learned from by later runs of it.
+        cold: the build folder (or Cython cache) was new, so the build compiled everything.
+        neurons: neurons in the model's groups.
+        synapses: synapses in the model.
     """
 
     fingerprint: str
@@ -57,6 +62,10 @@ class RunRecord:
     peak_rss: int | None
     exit_code: int | None
     created_at: str
+    script_digest: str | None = None
+    cold: bool | None = None
+    neurons: int | None = None
+    synapses: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (column names of ``autotune_runs``)."""
@@ -89,6 +98,44 @@ def peak_rss() -> int:
     return max(own, children) * scale
 
 
+#: The groups of the last network Brian2 ran in this process (see :func:`watch_model`).
+_LAST_MODEL: list[Any] = []
+
+
+def watch_model() -> None:
+    """Keep the groups of every network Brian2 runs from now on, for :func:`model_size`.
+
+    A script run with ``runpy`` drops its globals when it ends, and standalone cannot count
+    synapses before the run: the groups are taken when the run starts and counted after it.
+    """
+    from brian2.core.network import Network
+
+    if getattr(Network.before_run, "_autotune_watch", False):
+        return
+    original = Network.before_run
+
+    def before_run(self: Any, run_namespace: Any) -> Any:
+        _LAST_MODEL[:] = list(self.objects)
+        return original(self, run_namespace)
+
+    before_run._autotune_watch = True  # type: ignore[attr-defined]
+    Network.before_run = before_run  # type: ignore[method-assign]
+
+
+def model_size() -> tuple[int | None, int | None]:
+    """Neurons and synapses of the last network run in this process (None, None when no run
+    was watched or they cannot be read)."""
+    brian2 = sys.modules.get("brian2")
+    if brian2 is None or not _LAST_MODEL:
+        return None, None
+    try:
+        neurons = sum(int(o.N) for o in _LAST_MODEL if isinstance(o, brian2.NeuronGroup))
+        synapses = sum(len(o) for o in _LAST_MODEL if isinstance(o, brian2.Synapses))
+    except Exception:  # noqa: BLE001 - sizes are a bonus; a failed read must not fail the run
+        return None, None
+    return neurons, synapses
+
+
 def _process_wall() -> float | None:
     """Seconds since this process started (what a full run costs the user)."""
     try:
@@ -118,6 +165,7 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         return None
     total = _process_wall()
     cost = applied.cost
+    neurons, synapses = model_size()
     return RunRecord(
         fingerprint=applied.fingerprint, workload_signature=applied.workload,
         profile_created_at=applied.profile_created_at, config_key=applied.config.key,
@@ -127,7 +175,9 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         actual_total=total, actual_loop=float(loop),
         actual_build=(total - float(loop)) if total is not None else None,
         peak_rss=peak_rss(), exit_code=exit_code,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        script_digest=applied.script_digest, cold=applied.cold, neurons=neurons,
+        synapses=synapses)
 
 
 def record_run(applied: Applied, script: str | None = None, exit_code: int | None = None
@@ -142,7 +192,8 @@ def record_run(applied: Applied, script: str | None = None, exit_code: int | Non
     try:
         if lite_record_run(applied.store_url, record):
             return record
-        if applied.node_dir is not None:  # a server: queue it, a background process sends it
+        if not applied.store_url.startswith("sqlite") and applied.node_dir is not None:
+            # a server: queue it, a background process sends it
             from autotune.store import nodecopy
 
             folder = nodecopy.copy_folder(applied.node_dir, applied.store_url)

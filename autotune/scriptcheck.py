@@ -16,7 +16,8 @@ imported module) is caught when the script runs (:mod:`autotune.runner`).
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autotune.errors import ScriptError
@@ -49,6 +50,8 @@ class ScriptAnalysis:
         run_length: simulated seconds the script runs, when every ``run()`` is outside loops
             and its duration is a literal (``run(10*second)``) or a module constant
             (``duration = 500*ms`` ... ``run(duration)``); None otherwise.
+        digest: a hash of the script's text: its runs are learned from under this name, so
+            that an edited script starts afresh.
     """
 
     standalone_ok: bool
@@ -57,6 +60,7 @@ class ScriptAnalysis:
     run_calls: int
     reasons: tuple[str, ...] = field(default_factory=tuple)
     run_length: float | None = None
+    digest: str | None = None
 
 
 def _call_name(node: ast.Call) -> str | None:
@@ -310,6 +314,11 @@ def analyse_script(path: str | Path) -> ScriptAnalysis:
         raise ScriptError(f"script {path} does not exist") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ScriptError(f"cannot read script {path}: {e}") from e
-    return analyse_source(source, str(path))
+    return replace(analyse_source(source, str(path)), digest=script_digest(source))
+
+
+def script_digest(source: str) -> str:
+    """The name a script's text is known by in the store (16 hex digits of its SHA-256)."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
 
-from autotune.apply import choose, fallback_config  # noqa: E402
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
+from autotune.choice import choose, fallback_config  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
 from autotune.profile import Profile  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autotune.apply import choose, fallback_config
+from autotune.choice import choose, fallback_config
 from autotune.config import RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError

@@ -73,13 +73,14 @@ def read_stale_candidate(url: str, fingerprint: str, hostname: str) -> Any:
         return None
 
 
-_RUN_COLUMNS = ("fingerprint", "workload_signature", "profile_created_at", "config_key", "source",
-                "script", "simulated", "predicted_total", "predicted_loop", "actual_total",
-                "actual_build", "actual_loop", "peak_rss", "exit_code", "created_at")
+_RUN_COLUMNS = tuple(RunRecord.__dataclass_fields__)
+#: How many of a script's newest runs are learned from.
+SCRIPT_HISTORY = 50
 
 
 def record_run(url: str, record: RunRecord) -> bool:
-    """Append a run to ``autotune_runs``; False when this URL or store cannot take it here.
+    """Append a run to ``autotune_runs``; False when this URL or store cannot take it here
+    (not SQLite, no store yet, or a store of an older schema, which the repository upgrades).
 
     Raises:
         sqlite3.Error: the database refused the write.
@@ -90,8 +91,38 @@ def record_run(url: str, record: RunRecord) -> bool:
         if connection is None:
             return False
         values = record.to_dict()
-        with connection:
-            connection.execute(
-                f"INSERT INTO autotune_runs ({', '.join(_RUN_COLUMNS)}) VALUES "
-                f"({', '.join('?' for _ in _RUN_COLUMNS)})", [values[c] for c in _RUN_COLUMNS])
+        try:
+            with connection:
+                connection.execute(
+                    f"INSERT INTO autotune_runs ({', '.join(_RUN_COLUMNS)}) VALUES "
+                    f"({', '.join('?' for _ in _RUN_COLUMNS)})",
+                    [values[c] for c in _RUN_COLUMNS])
+        except sqlite3.OperationalError as e:
+            if "no column" in str(e):
+                return False
+            raise
         return True
+
+
+def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
+    """This host's newest runs of one script (by the hash of its text), oldest first, as
+    :class:`RunRecord`; UNSUPPORTED for a server store.
+
+    Raises:
+        sqlite3.Error: the file is not a usable store.
+    """
+    if not url.startswith("sqlite"):
+        return UNSUPPORTED
+    with _open(url, "autotune_runs") as connection:
+        if connection is None:
+            return []
+        try:
+            rows = connection.execute(
+                f"SELECT {', '.join(_RUN_COLUMNS)} FROM autotune_runs WHERE fingerprint = ? "
+                "AND script_digest = ? ORDER BY id DESC LIMIT ?",
+                (fingerprint, digest, SCRIPT_HISTORY)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no column" in str(e):  # a store of an older schema: nothing learned yet
+                return []
+            raise
+    return [RunRecord(**dict(zip(_RUN_COLUMNS, row, strict=True))) for row in reversed(rows)]

@@ -113,6 +113,10 @@ class RunRow(Base):
     peak_rss: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[str] = mapped_column(String(40))
+    script_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    cold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    neurons: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    synapses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ProfileRow(Base):

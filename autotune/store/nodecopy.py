@@ -44,8 +44,9 @@ def copy_folder(node: Path, url: str) -> Path:
 
 
 def read_copy(folder: Path) -> dict[str, Any] | None:
-    """The copy (``fetched_at``, ``profiles``: documents newest first, ``error``/``error_at``
-    of the last failed refresh), or None when there is none or it is unreadable."""
+    """The copy (``fetched_at``, ``profiles``: documents newest first, ``script_runs``: each
+    script's newest runs, ``error``/``error_at`` of the last failed refresh), or None when
+    there is none or it is unreadable."""
     try:
         data = json.loads((folder / "profiles.json").read_text())
     except (OSError, ValueError):
@@ -86,13 +87,53 @@ def refresh(url: str, fingerprint: str, folder: Path) -> dict[str, Any]:
         with open_store(url) as store:
             profiles = [p.to_dict() for p in reversed(store.profiles(fingerprint))]
             _send_queue(folder, store)
+            script_runs = _by_script(store.runs(fingerprint))
     except StoreError as e:
         _note_error(folder, str(e))
         raise
     copy = {"url": display_url(url), "fingerprint": fingerprint, "profiles": profiles,
-            "fetched_at": _now(), "error": None, "error_at": None}
+            "script_runs": script_runs, "fetched_at": _now(), "error": None, "error_at": None}
     _write_json(folder / "profiles.json", copy)
     return copy
+
+
+def _by_script(runs: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """The newest runs of each script (by the hash of its text), oldest first, JSON-able."""
+    from autotune.store.lite import SCRIPT_HISTORY
+
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if run.script_digest:
+            grouped.setdefault(run.script_digest, []).append(run.to_dict())
+    return {digest: records[-SCRIPT_HISTORY:] for digest, records in grouped.items()}
+
+
+def server_script_runs(url: str, digest: str, node: Path) -> list[Any]:
+    """This host's runs of one script from the node's copy of a server store, with the runs
+    still queued on this node (never touches the network)."""
+    from autotune.runrecord import RunRecord
+
+    folder = copy_folder(node, url)
+    stored = (read_copy(folder) or {}).get("script_runs", {}).get(digest, [])
+    try:
+        lines = (folder / "runs.jsonl").read_text().splitlines()
+    except OSError:
+        lines = []
+    queued = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("script_digest") == digest:
+            queued.append(record)
+    runs = []
+    for record in [*stored, *queued]:
+        try:
+            runs.append(RunRecord(**record))
+        except TypeError:  # a record of another version: nothing to learn from it
+            continue
+    return runs
 
 
 def queue_run(folder: Path, record: dict[str, Any]) -> None:

@@ -1,0 +1,163 @@
+"""Which configuration a run uses, and why: the decision alone, which sets nothing.
+
+:func:`choose` weighs, in this order, the user's explicit overrides, the script's own earlier
+runs (:mod:`autotune.learned`), this host's profile, and the fallback rule; :func:`autotune.apply`
+gathers what it needs (profile, the script's runs, free cores) and applies the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
+from autotune.errors import ConfigError
+from autotune.host import HostFingerprint
+from autotune.learned import OwnTimes, ScriptChoice, choose_from_runs
+from autotune.profile import Profile
+
+
+def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
+                    thread_cap: int | None = None) -> RunConfig:
+    """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP),
+    at most ``thread_cap`` threads.
+
+    Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy).
+    """
+    if standalone_ok:
+        threads = host.max_threads if thread_cap is None else min(host.max_threads, thread_cap)
+        return standalone_config(0 if threads <= 1 else threads)
+    return RunConfig("runtime", "cython" if cython_ok else "numpy")
+
+
+def check_overrides(host: HostFingerprint, device: str | None, threads: int | None,
+                    precision: str | None) -> None:
+    """Validate user overrides against this host.
+
+    Raises:
+        ConfigError: unknown device/precision, or threads outside 0..usable CPUs.
+    """
+    if device is not None and device not in ("runtime", "cpp_standalone"):
+        raise ConfigError(f"unknown device {device!r}; use runtime or cpp_standalone")
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use float64 or float32")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ConfigError(f"--num-threads must be an integer >= 0, got {threads!r}")
+        if threads > min(host.usable_cpus, MAX_THREADS):
+            raise ConfigError(f"--num-threads {threads} exceeds the {host.usable_cpus} usable "
+                              "CPUs of this host")
+        if device == "runtime" and threads > 0:
+            raise ConfigError("--num-threads applies to cpp_standalone; drop it or use "
+                              "--device cpp_standalone")
+
+
+def choose(
+    host: HostFingerprint,
+    profile: Profile | None,
+    *,
+    duration: float | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+    standalone_ok: bool = True,
+    cython_ok: bool = True,
+    no_profile_reason: str = "no profile for this host",
+    thread_cap: int | None = None,
+    why_not_standalone: str = "",
+    float32_ok: bool = True,
+    history: Mapping[str, OwnTimes] | None = None,
+) -> tuple[RunConfig, str, str, float | None]:
+    """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
+
+    ``thread_cap`` (cores left free by other runs on this node) bounds the OpenMP threads of a
+    configuration chosen from the profile or the fallback rule; an explicit ``threads`` wins.
+    Without ``float32_ok`` (the coming model is not the one whose float32 results the profile
+    validated) only float64 configurations are chosen from the profile; an explicit
+    ``precision`` wins. ``history`` (the script's own times per configuration, see
+    :mod:`autotune.learned`) takes precedence over the profile's predictions.
+
+    Raises:
+        ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
+            or any thread count, 0 included) where the script cannot run under it.
+    """
+    check_overrides(host, device, threads, precision)
+    if not standalone_ok and (device == "cpp_standalone" or threads is not None):
+        what = "--device cpp_standalone" if device == "cpp_standalone" else "--num-threads"
+        raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
+                          + (f" ({why_not_standalone})" if why_not_standalone else "")
+                          + "; drop it or use --device runtime")
+    best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
+                         max_threads=thread_cap) if profile else None)
+    only_float64 = (not float32_ok and precision is None and best is not None
+                    and best.config.precision == "float32")
+    if only_float64:
+        best = profile.best(duration, standalone_ok=standalone_ok,  # type: ignore[union-attr]
+                            cython_ok=cython_ok, max_threads=thread_cap, float32_ok=False)
+    if best is not None:
+        config, source = best.config, "profile"
+        when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
+        reason = f"fastest valid configuration in this host's profile for {when} runs"
+        if not standalone_ok:
+            reason += " that runtime can serve" if cython_ok else " that numpy can serve"
+        if only_float64:
+            reason += (f"; float64, since float32 was validated on "
+                       f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
+                       "(ask for it with --precision float32)")
+    else:
+        config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
+        reason = f"{no_profile_reason}; using the fallback rule"
+    learned = _learned(profile, history, duration, standalone_ok, cython_ok, thread_cap,
+                       float32_ok) if best is not None else None
+    if learned is not None:
+        config, source, reason = learned.entry.config, "script", learned.reason
+    if device or threads is not None or precision:
+        config = _override(config, host, device, threads, precision, profile, duration,
+                           thread_cap)
+        source, reason = "override", "set on the command line"
+    predicted = None
+    if learned is not None and source == "script":
+        predicted = learned.predicted
+    elif profile is not None:
+        entry = profile.entry(config)
+        if entry is not None and entry.cost is not None:
+            predicted = entry.cost.predict(duration or profile.target_duration)
+    return config, source, reason, predicted
+
+
+def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
+             duration: float | None, standalone_ok: bool, cython_ok: bool,
+             thread_cap: int | None, float32_ok: bool) -> ScriptChoice | None:
+    """The choice the script's own runs lead to (None without runs or profile)."""
+    if not history or profile is None:
+        return None
+    d = profile.target_duration if duration is None else duration
+    allowed = profile.allowed(d, standalone_ok, cython_ok, thread_cap, float32_ok)
+    return choose_from_runs(allowed, profile.valid, history, d)
+
+
+def _override(config: RunConfig, host: HostFingerprint, device: str | None,
+              threads: int | None, precision: str | None, profile: Profile | None,
+              duration: float | None, thread_cap: int | None) -> RunConfig:
+    if threads is not None and device is None:
+        device = "cpp_standalone"
+    device = device or config.device
+    precision = precision or config.precision
+    if device == "cpp_standalone":
+        if threads is None:
+            threads = config.threads if config.device == "cpp_standalone" else (
+                _best_threads(profile, duration, thread_cap) if profile else fallback_config(
+                    host, True, thread_cap=thread_cap).threads)
+        flags = config.flags if config.device == "cpp_standalone" else "default"
+        return standalone_config(threads, precision, flags)
+    if config.device == "runtime":
+        return RunConfig("runtime", config.target, 0, precision, config.flags)
+    return RunConfig("runtime", "cython", 0, precision)
+
+
+def _best_threads(profile: Profile, duration: float | None, thread_cap: int | None = None
+                  ) -> int:
+    for entry in profile.ranked(duration):
+        if entry.config.device == "cpp_standalone" and (thread_cap is None
+                                                         or entry.config.threads <= thread_cap):
+            return entry.config.threads
+    return 0

@@ -1,0 +1,203 @@
+"""What a script's own runs teach: its times per configuration, and the choice for its next run.
+
+Every run made through ``brian2-autotune run`` or ``apply()`` is recorded with a hash of the
+script's text (:mod:`autotune.runrecord`), so an edited script starts afresh. The next run of
+the same script learns from them (:func:`choose_from_runs`):
+
+- a configuration the script already ran is predicted from its own times: the median seconds
+  outside the simulation loop over its warm runs (a cold build compiled everything once, and is
+  used only until a warm run exists), plus the median loop seconds per simulated second;
+- one it has not run is predicted from the profile's cost model (measured on another model),
+  scaled by how this script's own times compared with the profile's predictions for the
+  configurations it did run: the set-up part and the loop part each by their median ratio;
+- when an untried configuration is predicted within the noise of the fastest one tried
+  (:data:`EXPLORE_WITHIN`, wider when the script's own runs disagree more, never beyond
+  :data:`MAX_EXPLORE_LOSS`), the run tries it, once, and its own times decide from then on. An
+  untried configuration predicted faster than every tried one is tried as well: it is the best
+  guess.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from autotune.costmodel import CostModel
+
+if TYPE_CHECKING:
+    from autotune.profile import ProfileEntry
+    from autotune.runrecord import RunRecord
+
+#: An untried configuration predicted within this fraction of the fastest tried one is tried.
+EXPLORE_WITHIN = 0.05
+#: Never try a configuration predicted slower than the fastest tried one by more than this.
+MAX_EXPLORE_LOSS = 0.10
+
+
+@dataclass(frozen=True)
+class OwnTimes:
+    """One configuration's times in one script's own runs.
+
+    Attributes:
+        config_key: the configuration.
+        runs: successful runs of the script with it.
+        warm_runs: those whose build folder was already built.
+        build: median wall seconds outside the simulation loop (interpreter, imports, set-up,
+            build), over the warm runs, or over the cold ones while there is no warm run.
+        rate: median loop seconds per simulated second.
+        spread: relative half-range of its runs' estimates of a run of their median length:
+            how much they disagree (0 with one run).
+    """
+
+    config_key: str
+    runs: int
+    warm_runs: int
+    build: float
+    rate: float
+    spread: float = 0.0
+
+    def predict(self, duration: float) -> float:
+        """Wall seconds of a warm run of this script for ``duration`` simulated seconds."""
+        return self.build + self.rate * duration
+
+    def cost(self) -> CostModel:
+        """These times as a cost model (what the run is predicted and recorded against)."""
+        return CostModel(self.build, self.rate, samples=self.runs, spread=self.spread)
+
+    def describe(self) -> str:
+        """``3 runs: 2.10 s + 0.450 s per simulated second``."""
+        return (f"{self.runs} run{'s' if self.runs != 1 else ''}: {self.build:.2f} s + "
+                f"{self.rate:.3g} s per simulated second")
+
+
+def learn(records: Iterable[RunRecord]) -> dict[str, OwnTimes]:
+    """Each configuration's times over one script's successful runs (a run that failed, or
+    that Brian2's timer did not see, teaches nothing)."""
+    by_config: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        if (record.exit_code in (0, None) and record.simulated and record.simulated > 0
+                and record.actual_loop is not None and record.actual_build is not None):
+            by_config[record.config_key].append(record)
+    return {key: _own_times(key, runs) for key, runs in by_config.items()}
+
+
+def _own_times(key: str, runs: Sequence[RunRecord]) -> OwnTimes:
+    warm = [r for r in runs if not r.cold]
+    basis = warm or list(runs)
+    build = statistics.median(r.actual_build for r in basis)  # type: ignore[type-var]
+    rate = statistics.median(r.actual_loop / r.simulated for r in runs)  # type: ignore[operator]
+    typical = statistics.median(r.simulated for r in basis)  # type: ignore[type-var]
+    estimates = [r.actual_build + r.actual_loop / r.simulated * typical  # type: ignore[operator]
+                 for r in basis]
+    centre = build + rate * typical
+    spread = (max(estimates) - min(estimates)) / (2 * centre) if centre > 0 else 0.0
+    return OwnTimes(key, len(runs), len(warm), build, rate, spread)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How this script's times compare with the profile's predictions (1.0: as predicted)."""
+
+    build: float = 1.0
+    loop: float = 1.0
+
+    def apply_to(self, cost: CostModel) -> CostModel:
+        """The profile's cost model scaled to this script."""
+        return replace(cost, fixed=cost.fixed * self.build, rate=cost.rate * self.loop)
+
+
+def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]) -> Scale:
+    """The median ratios of this script's own times to the profile's cost models, over the
+    configurations both measured (1.0 where none was)."""
+    builds, loops = [], []
+    for entry in entries:
+        times, cost = own.get(entry.config.key), entry.cost
+        if times is None or cost is None:
+            continue
+        if cost.rate > 0 and times.rate > 0:
+            loops.append(times.rate / cost.rate)
+        set_up = times.build if times.warm_runs else times.build - cost.cold_extra
+        if cost.fixed > 0 and set_up > 0:
+            builds.append(set_up / cost.fixed)
+    return Scale(statistics.median(builds) if builds else 1.0,
+                 statistics.median(loops) if loops else 1.0)
+
+
+@dataclass(frozen=True)
+class ScriptChoice:
+    """The configuration a script's own runs lead to, its cost model for this script (its
+    own times, or the profile's scaled), its predicted wall seconds, and why."""
+
+    entry: ProfileEntry
+    cost: CostModel
+    predicted: float
+    reason: str
+    trying: bool
+
+
+def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
+                 own: Mapping[str, OwnTimes]) -> dict[str, CostModel]:
+    """Each entry's cost model for this script: from its own times where it ran with it,
+    else the profile's, scaled by the script's own runs of other configurations."""
+    scale = scale_to_script(valid, own)
+    costs = {}
+    for entry in entries:
+        times = own.get(entry.config.key)
+        if times is not None:
+            costs[entry.config.key] = times.cost()
+        elif entry.cost is not None:
+            costs[entry.config.key] = scale.apply_to(entry.cost)
+    return costs
+
+
+def choose_from_runs(allowed: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
+                     own: Mapping[str, OwnTimes], duration: float) -> ScriptChoice | None:
+    """The configuration for the script's next run, from its own runs (None when it has
+    none to learn from).
+
+    Args:
+        allowed: the profile's entries this run may use (see :meth:`Profile.allowed`).
+        valid: all the profile's valid entries (the scale is learned over all of them).
+        own: the script's times per configuration key (:func:`learn`).
+        duration: simulated seconds of the coming run.
+    """
+    if not own or not allowed:
+        return None
+    costs = script_costs(allowed, valid, own)
+
+    def estimate(entry: ProfileEntry) -> float:
+        return costs[entry.config.key].predict(duration)
+
+    def chosen(entry: ProfileEntry, reason: str, trying: bool) -> ScriptChoice:
+        return ScriptChoice(entry, costs[entry.config.key], estimate(entry), reason, trying)
+
+    ranked = sorted((e for e in allowed if e.config.key in costs), key=estimate)
+    tried = [e for e in ranked if e.config.key in own]
+    if not tried or ranked[0] is not tried[0]:
+        fastest = ranked[0]
+        return chosen(fastest, _scaled_reason(fastest, own, scale_to_script(valid, own)), True)
+    leader = tried[0]
+    times = own[leader.config.key]
+    within = min(MAX_EXPLORE_LOSS, max(EXPLORE_WITHIN, times.spread))
+    limit = estimate(leader) * (1 + within)
+    untried = [e for e in ranked if e.config.key not in own and estimate(e) <= limit]
+    if untried:
+        other = untried[0]
+        return chosen(other, (
+            f"trying {other.config.key}: predicted {estimate(other):.2f} s (the profile scaled "
+            f"to this script), within {100 * within:.0f} % of {leader.config.key}'s "
+            f"{estimate(leader):.2f} s from this script's own {times.describe()}"), True)
+    return chosen(leader, (
+        f"fastest of the {len(tried)} configuration{'s' if len(tried) != 1 else ''} this script "
+        f"ran, by its own runs ({leader.config.key}, {times.describe()}); no other is "
+        f"predicted within {100 * within:.0f} % of it"), False)
+
+
+def _scaled_reason(entry: ProfileEntry, own: Mapping[str, OwnTimes], scale: Scale) -> str:
+    runs = sum(t.runs for t in own.values())
+    return (f"predicted fastest for this script: the profile's cost models scaled by its own "
+            f"{runs} run{'s' if runs != 1 else ''} (set-up x{scale.build:.2f}, loop "
+            f"x{scale.loop:.2f}); {entry.config.key} not run by it yet")

@@ -1,0 +1,170 @@
+"""Learning from a script's own runs: its next run uses its measured times, tries a close
+rival once, and never one predicted clearly slower."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from autotune.choice import choose
+from autotune.config import RunConfig, standalone_config
+from autotune.costmodel import CostModel
+from autotune.learned import MAX_EXPLORE_LOSS, learn
+from autotune.profile import Profile, ProfileEntry
+from autotune.runrecord import RunRecord
+from autotune.store import open_store
+from tests.conftest import run_cli
+from tests.helpers import make_host, make_profile
+
+STANDALONE = standalone_config(0)
+O2 = standalone_config(0, flags="O2")
+
+
+def _run(config: RunConfig, build: float, loop: float, simulated: float = 10.0,
+         cold: bool = False, exit_code: int = 0) -> RunRecord:
+    return RunRecord("fp", None, None, config.key, "profile", "s.py", simulated, None, None,
+                     build + loop, build, loop, None, exit_code, "2026-11-30T00:00:00+00:00",
+                     script_digest="d", cold=cold)
+
+
+def _with_o2(profile: Profile, fixed: float, rate: float) -> Profile:
+    return replace(profile, entries=(*profile.entries,
+                                     ProfileEntry(O2, "valid", CostModel(fixed, rate, 0.01, 2, 2))))
+
+
+def test_own_times_are_the_median_of_warm_runs_and_ignore_failures() -> None:
+    runs = [_run(STANDALONE, 20.0, 3.0, cold=True), _run(STANDALONE, 4.0, 3.0),
+            _run(STANDALONE, 4.4, 3.2), _run(STANDALONE, 4.2, 2.8),
+            _run(STANDALONE, 1.0, 0.1, exit_code=1)]
+    own = learn(runs)[STANDALONE.key]
+    assert own.runs == 4 and own.warm_runs == 3
+    assert own.build == pytest.approx(4.2)  # the cold build's compilation is left out
+    assert own.rate == pytest.approx(0.3)
+    assert own.predict(100.0) == pytest.approx(4.2 + 30.0)
+
+
+def test_a_second_run_uses_the_first_runs_measurements_not_the_profile() -> None:
+    host = make_host()
+    profile = make_profile(host)
+    history = learn([_run(STANDALONE, 4.0, 3.0)])  # its loop is 3x the profile's CUBA
+    config, source, reason, predicted = choose(host, profile, duration=100.0, history=history)
+    assert config == STANDALONE and source == "script"
+    assert predicted == pytest.approx(4.0 + 0.3 * 100)  # not the profile's 3.5 + 0.1 * 100
+    assert "fastest of the 1 configuration this script ran, by its own runs" in reason
+
+
+def test_a_rival_predicted_within_noise_is_tried_once_then_own_times_decide() -> None:
+    host = make_host()
+    profile = _with_o2(make_profile(host), 3.5, 0.102)  # 1.6 % slower than standalone at 100 s
+    first = [_run(STANDALONE, 3.5, 10.0)]
+    config, source, reason, _ = choose(host, profile, duration=100.0, history=learn(first))
+    assert config == O2 and source == "script" and reason.startswith(f"trying {O2.key}")
+    after_trying = learn([*first, _run(O2, 3.5, 10.5)])  # O2 measured 5 % slower here
+    config, source, _, predicted = choose(host, profile, duration=100.0, history=after_trying)
+    assert config == STANDALONE and predicted == pytest.approx(3.5 + 10.0 * 10)
+
+
+def test_a_rival_predicted_slower_beyond_the_limit_is_never_tried() -> None:
+    host = make_host()
+    slower = 1 + MAX_EXPLORE_LOSS + 0.05
+    profile = _with_o2(make_profile(host), 3.5 * slower, 0.1 * slower)
+    history = learn([_run(STANDALONE, 3.5, 1.0), _run(STANDALONE, 5.5, 1.0),
+                     _run(STANDALONE, 1.5, 1.0)])  # own runs disagree by ±40 %
+    config, source, _, _ = choose(host, profile, duration=100.0, history=history)
+    assert config == STANDALONE and source == "script"
+
+
+def test_an_untried_configuration_the_scaled_profile_predicts_faster_is_tried() -> None:
+    """The script ran numpy (say by --device runtime); its set-up is like the profile's
+    model but its loop 10x slower: scaled, standalone is predicted far faster for 10 s."""
+    host = make_host()
+    numpy = RunConfig("runtime", "numpy")
+    history = learn([_run(numpy, 1.5, 120.0)])
+    config, source, reason, predicted = choose(host, make_profile(host), duration=10.0,
+                                               history=history)
+    assert config == STANDALONE and source == "script"
+    assert predicted == pytest.approx(3.5 + 0.1 * 10 * 10)
+    assert "scaled by its own 1 run" in reason
+
+
+def test_the_script_history_keeps_the_float32_and_override_rules() -> None:
+    host = make_host()
+    f32 = standalone_config(0, "float32")
+    profile = replace(make_profile(host), entries=(
+        *make_profile(host).entries, ProfileEntry(f32, "valid", CostModel(3.4, 0.08, 0.01, 2, 2))))
+    history = learn([_run(STANDALONE, 3.5, 1.0)])
+    config, source, _, _ = choose(host, profile, duration=100.0, history=history,
+                                  float32_ok=False)
+    assert config.precision == "float64" and source == "script"
+    config, source, _, _ = choose(host, profile, duration=100.0, history=history, threads=2,
+                                  float32_ok=False)
+    assert config == standalone_config(2) and source == "override"
+
+
+TINY = """
+from brian2 import *
+G = NeuronGroup(20, 'dv/dt = -v/(10*ms) : 1', threshold='v > 0.8', reset='v = 0',
+                method='exact')
+G.v = 'rand()'
+S = Synapses(G, G, on_pre='v += 0.1')
+S.connect(p=0.5)
+run(50*ms)
+print('done')
+"""
+
+
+def test_a_script_run_twice_learns_from_its_first_run(db_url: str, tmp_path: Path) -> None:
+    """Real runs through the command line, recorded in a real SQLite store: the second run of
+    the script is predicted from the first one's measured times and size."""
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))  # numpy wins runs this short
+    script = tmp_path / "tiny.py"
+    script.write_text(TINY)
+    for _ in range(2):
+        done = run_cli("run", "--db", db_url, str(script))
+        assert done.returncode == 0, done.stderr
+        assert "done" in done.stdout
+    with open_store(db_url) as store:
+        first, second = store.runs()
+    assert first.source == "profile" and second.source == "script"
+    assert first.config_key == second.config_key == "numpy-float64"
+    assert first.script_digest == second.script_digest is not None
+    assert first.neurons == 20 and first.synapses is not None and first.synapses > 0
+    assert first.simulated == pytest.approx(0.05)
+    own = first.actual_build + first.actual_loop / first.simulated * 0.05  # type: ignore[operator]
+    assert second.predicted_total == pytest.approx(own)
+    shown = json.loads(run_cli("show", "--json", "--db", db_url).stdout)["scripts"]
+    assert [(r["config"], r["runs"], r["neurons"]) for r in shown] == [("numpy-float64", 2, 20)]
+    assert shown[0]["script"] == str(script.resolve())
+    assert "learned from your scripts" in run_cli("show", "--db", db_url).stdout
+    script.write_text(TINY.replace("0.1", "0.2"))  # an edited script starts afresh
+    again = run_cli("run", "--db", db_url, str(script))
+    assert again.returncode == 0, again.stderr
+    with open_store(db_url) as store:
+        edited = store.runs()[-1]
+    assert edited.source == "profile" and edited.script_digest != first.script_digest
+
+
+def test_runs_of_an_older_store_are_recorded_after_it_is_upgraded(tmp_path: Path) -> None:
+    """apply writes runs with sqlite3 alone; a store made before runs had a script column is
+    upgraded by the repository instead of losing the run."""
+    from autotune.store.lite import record_run as lite_record_run
+    from autotune.store.repository import Store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url, _revision="0002").close()
+    record = replace(_run(STANDALONE, 3.0, 1.0), script_digest="abc", neurons=5, synapses=7)
+    assert lite_record_run(url, record) is False  # the old table lacks the columns
+    with open_store(url) as store:
+        store.record_run(record)
+        assert store.runs() == [record]
+    assert lite_record_run(url, record) is True
+    columns = {row[1] for row in sqlite3.connect(tmp_path / "old.db").execute(
+        "PRAGMA table_info(autotune_runs)")}
+    assert {"script_digest", "cold", "neurons", "synapses"} <= columns
