@@ -34,12 +34,12 @@ from autotune.buildslots import (
     oversubscribed,
     register_run,
 )
-from autotune.choice import choose
+from autotune.choice import choose, cost_for_run
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel
 from autotune.errors import ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
-from autotune.learned import OwnTimes, learn, script_costs
+from autotune.learned import OwnTimes, learn
 from autotune.paths import (
     COMPILER_CACHE,
     cython_cache_dir,
@@ -52,6 +52,7 @@ from autotune.profile import Profile
 from autotune.runrecord import RunRecord, record_run, watch_model
 from autotune.store.lite import (
     UNSUPPORTED,
+    read_float32_checked,
     read_profile_document,
     read_script_runs,
     read_stale_candidate,
@@ -178,9 +179,11 @@ def apply(
             the running script, ``__main__``'s file): whether standalone and Cython can serve
             it, why not, and its run length when ``duration`` is None.
         same_model: the coming run simulates the profile's own workload model, whose float32
-            results the calibration validated. Otherwise a float32 winner is replaced by the
-            best float64 configuration (float32 moves results by several per cent on some
-            models and is slower on others); ``precision="float32"`` asks for it explicitly.
+            results the calibration validated. Otherwise, unless ``brian2-autotune
+            check-precision`` passed on the script's current text, a float32 winner is
+            replaced by the best float64 configuration (float32 moves results by several per
+            cent on some models and is slower on others); ``precision="float32"`` asks for it
+            explicitly.
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
@@ -219,11 +222,14 @@ def apply(
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
+    owner = owner or (script_owner(script) if script else "interactive")
+    cold = _cold_builds(profile, history, root, host, owner)
     config, source, why, predicted = choose(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
-        thread_cap=thread_cap, why_not_standalone=why_not_standalone, float32_ok=same_model,
-        history=history)
+        thread_cap=thread_cap, why_not_standalone=why_not_standalone,
+        float32_ok=same_model or (digest is not None and _float32_checked(url, digest, node)),
+        history=history, cold=cold)
     if length_from_script:
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
@@ -234,12 +240,13 @@ def apply(
     if registration is not None:
         registration.update(max(1, config.threads))
     build_dir = None
-    cold = config.target == "cython" and config.key not in history
+    is_cold = config.key in cold if config.target == "cython" else False
     if config.device == "cpp_standalone":
-        owner = owner or (script_owner(script) if script else "interactive")
         build_dir = acquire_build_slot(standalone_build_dir(root, host.fingerprint, owner, config),
                                        hold_until_exit=True).path
-        cold = not (build_dir / "main").exists()
+        is_cold = not (build_dir / "main").exists()
+        if is_cold and config.key not in cold and predicted is not None:  # a new slot: busy
+            predicted += getattr(cost_for_run(profile, history, config), "cold_extra", 0.0)
     from autotune.brianprefs import configure_brian2
 
     configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
@@ -250,8 +257,8 @@ def apply(
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
                       time.perf_counter() - started,
-                      cost=_cost_for_this_run(config, profile, history),
-                      store_url=url, node_dir=node, script_digest=digest, cold=cold)
+                      cost=cost_for_run(profile, history, config),
+                      store_url=url, node_dir=node, script_digest=digest, cold=is_cold)
     watch_model()
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
@@ -288,16 +295,36 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     return profile, ""
 
 
-def _cost_for_this_run(config: RunConfig, profile: Profile | None,
-                       history: dict[str, OwnTimes]) -> CostModel | None:
-    """The cost model the run is predicted (and recorded) against: the script's own where it
-    has runs to learn from, else the profile's."""
-    entry = profile.entry(config) if profile else None
-    if entry is None or entry.cost is None:
-        return None
-    if history and profile is not None:
-        return script_costs([entry], profile.valid, history).get(config.key)
-    return entry.cost
+def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Path,
+                 host: HostFingerprint, owner: str) -> frozenset[str]:
+    """The profile's configurations whose build would be new for this script here: standalone
+    ones with no built slot, Cython ones the script never ran (its code is not in the cache)."""
+    if profile is None:
+        return frozenset()
+    cold = set()
+    for entry in profile.valid:
+        config = entry.config
+        if config.device == "cpp_standalone":
+            folder = standalone_build_dir(root, host.fingerprint, owner, config)
+            if not any(folder.glob("slot-*/main")):
+                cold.add(config.key)
+        elif config.target == "cython" and config.key not in history:
+            cold.add(config.key)
+    return frozenset(cold)
+
+
+def _float32_checked(url: str, digest: str, node: Path) -> bool:
+    """Whether the newest ``check-precision`` of the script with this text passed."""
+    try:
+        checked = read_float32_checked(url, digest)
+    except sqlite3.Error as e:
+        logger.debug("cannot read precision checks from the store: %s", e)
+        return False
+    if checked is UNSUPPORTED:
+        from autotune.store.nodecopy import server_float32_checked
+
+        return server_float32_checked(url, digest, node)
+    return bool(checked)
 
 
 def _script_runs(url: str, host: HostFingerprint, digest: str, node: Path) -> list[RunRecord]:

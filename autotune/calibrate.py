@@ -23,7 +23,7 @@ from typing import Any
 
 from autotune.buildslots import node_dir, node_name, try_lock
 from autotune.config import RunConfig, all_configs, brian2_default_config, standalone_config
-from autotune.confirm import Confirmation, confirm_finalists
+from autotune.confirm import Confirmation, confirm_finalists, share_fixed_parts
 from autotune.errors import BadInput, CalibrationError, StoreError, WorkloadError
 from autotune.host import HostFingerprint, collect_host, collect_load
 from autotune.measure import Measurer, ProgressCallback
@@ -313,12 +313,14 @@ class _Calibration:
 
     def _finalists(self, info: CalibrationInfo, measurer: Measurer,
                    evaluations: dict[RunConfig, Evaluation]) -> Confirmation | None:
-        """Model every configuration any node measured (from the stored trials), then confirm
-        the finalists here: their paired rounds all run on this one node."""
+        """Model every configuration any node measured (from the stored trials), with the
+        fixed part each set-up family shares, then confirm the finalists here: their paired
+        rounds all run on this one node."""
         measurer.adopt(self.store.trials(info.id))
         for config in measurer.previous:
             if config not in evaluations:
                 evaluations[config] = measurer.evaluate(config)
+        share_fixed_parts(evaluations, self.settings.target_duration)
         if self.settings.confirm_top < 2 or self.settings.confirm_max_rounds < 1:
             return None
         return confirm_finalists(measurer, evaluations, self.settings.confirm_top,

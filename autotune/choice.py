@@ -7,13 +7,14 @@ gathers what it needs (profile, the script's runs, free cores) and applies the r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
+from autotune.costmodel import CostModel
 from autotune.errors import ConfigError
 from autotune.host import HostFingerprint
-from autotune.learned import OwnTimes, ScriptChoice, choose_from_runs
-from autotune.profile import Profile
+from autotune.learned import OwnTimes, ScriptChoice, choose_from_runs, script_costs
+from autotune.profile import Profile, ProfileEntry
 
 
 def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
@@ -66,6 +67,7 @@ def choose(
     why_not_standalone: str = "",
     float32_ok: bool = True,
     history: Mapping[str, OwnTimes] | None = None,
+    cold: Collection[str] = (),
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
@@ -74,7 +76,10 @@ def choose(
     Without ``float32_ok`` (the coming model is not the one whose float32 results the profile
     validated) only float64 configurations are chosen from the profile; an explicit
     ``precision`` wins. ``history`` (the script's own times per configuration, see
-    :mod:`autotune.learned`) takes precedence over the profile's predictions.
+    :mod:`autotune.learned`) takes precedence over the profile's predictions. ``cold`` names
+    the configurations (keys) whose build would be new here: their cold build counts, spread
+    over the runs the script is expected to get (:func:`mind_cold_builds`), and the prediction
+    includes it.
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
@@ -99,10 +104,6 @@ def choose(
         reason = f"fastest valid configuration in this host's profile for {when} runs"
         if not standalone_ok:
             reason += " that runtime can serve" if cython_ok else " that numpy can serve"
-        if only_float64:
-            reason += (f"; float64, since float32 was validated on "
-                       f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
-                       "(ask for it with --precision float32)")
     else:
         config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
@@ -110,18 +111,75 @@ def choose(
                        float32_ok) if best is not None else None
     if learned is not None:
         config, source, reason = learned.entry.config, "script", learned.reason
+    if only_float64:
+        reason += (f"; float64, since float32 was validated on "
+                   f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
+                   "(check it with `brian2-autotune check-precision SCRIPT`, or ask for it "
+                   "with --precision float32)")
+    if best is not None and cold:
+        config, reason = mind_cold_builds(profile, history, duration, config, reason,  # type: ignore[arg-type]
+                                          cold, profile.allowed(  # type: ignore[union-attr]
+                                              duration, standalone_ok, cython_ok, thread_cap,
+                                              float32_ok or precision == "float32"))
     if device or threads is not None or precision:
         config = _override(config, host, device, threads, precision, profile, duration,
                            thread_cap)
         source, reason = "override", "set on the command line"
     predicted = None
-    if learned is not None and source == "script":
-        predicted = learned.predicted
-    elif profile is not None:
-        entry = profile.entry(config)
-        if entry is not None and entry.cost is not None:
-            predicted = entry.cost.predict(duration or profile.target_duration)
+    cost = cost_for_run(profile, history, config)
+    if cost is not None:
+        predicted = cost.predict(duration or profile.target_duration)  # type: ignore[union-attr]
+        if config.key in cold:
+            predicted += cost.cold_extra
     return config, source, reason, predicted
+
+
+def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
+                 config: RunConfig) -> CostModel | None:
+    """``config``'s cost model for this run: the script's own (or the profile's scaled to the
+    script) where it has runs, else the profile's."""
+    entry = profile.entry(config) if profile is not None else None
+    if entry is None or entry.cost is None:
+        return None
+    if history:
+        return script_costs([entry], profile.valid, history).get(config.key)  # type: ignore[union-attr]
+    return entry.cost
+
+
+def mind_cold_builds(profile: Profile, history: Mapping[str, OwnTimes] | None,
+                     duration: float | None, chosen: RunConfig, reason: str,
+                     cold: Collection[str], allowed: Sequence[ProfileEntry]
+                     ) -> tuple[RunConfig, str]:
+    """Keep ``chosen``, unless its build would be cold here and another allowed configuration
+    costs less once each one's cold build is counted: spread over the runs the script is
+    expected to get, taken as the runs it has had (at least one: a first run pays it all).
+
+    The choice and the reason are returned; a choice that pays no cold build is kept.
+    """
+    if chosen.key not in cold:
+        return chosen, reason
+    d = profile.target_duration if duration is None else duration
+    expected_runs = max(1, sum(t.runs for t in (history or {}).values()))
+
+    def effective(config: RunConfig) -> float | None:
+        cost = cost_for_run(profile, history, config)
+        if cost is None:
+            return None
+        return cost.predict(d) + (cost.cold_extra / expected_runs if config.key in cold else 0.0)
+
+    priced = [(cost, e.config) for e in allowed if (cost := effective(e.config)) is not None]
+    mine = effective(chosen)
+    if not priced or mine is None:
+        return chosen, reason
+    cheapest, config = min(priced, key=lambda pair: pair[0])
+    if config == chosen or cheapest >= mine:
+        return chosen, reason
+    extra = cost_for_run(profile, history, chosen).cold_extra  # type: ignore[union-attr]
+    return config, (f"{reason}, but {chosen.key}'s build here would be new: its cold build "
+                    f"(+{extra:.1f} s) does not pay back over {expected_runs} run"
+                    f"{'s' if expected_runs != 1 else ''} of this script, so {config.key} "
+                    f"({cheapest:.2f} s with {'its' if config.key in cold else 'no'} cold "
+                    "build counted)")
 
 
 def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,

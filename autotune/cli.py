@@ -239,8 +239,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "autotune.cli", *args.argv])
 
 
+def cmd_check_precision(args: argparse.Namespace) -> int:
+    """``check-precision``: compare the script's float32 results with its float64 ones and
+    store the verdict; exit 0 when float32 may be applied to it, 1 when not."""
+    from autotune.precision import check_precision
+    from autotune.report import precision_check_renderables
+
+    check = check_precision(args.script, args.args, observe=args.observe,
+                            tolerance=args.tolerance, db=args.db)
+    if args.json:
+        _print_json(check.to_dict())
+    else:
+        console = _console()
+        for renderable in precision_check_renderables(check):
+            console.print(renderable)
+    return EXIT_OK if check.passed else 1
+
+
 COMMANDS = {"fingerprint": cmd_fingerprint, "calibrate": cmd_calibrate, "show": cmd_show,
-            "run": cmd_run, "export": cmd_export, "import": cmd_import, "compare": cmd_compare}
+            "run": cmd_run, "export": cmd_export, "import": cmd_import, "compare": cmd_compare,
+            "check-precision": cmd_check_precision}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -266,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     _setup_logging(args.verbose)
-    if args.command != "run":  # a user script keeps Python's own signal behaviour
+    if args.command not in ("run", "check-precision"):  # a user script keeps Python's own
+        # signal behaviour
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)

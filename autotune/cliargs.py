@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from autotune.costmodel import PROBE_LOOP
 from autotune.search import DEFAULT_TRIALS
+from autotune.validate import DEFAULT_TOLERANCE
 from autotune.values import is_non_negative_number, is_positive_number
 
 EXIT_BAD_INPUT = 2
@@ -166,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated time the script runs, e.g. 10, 10s, 500ms (picks the best "
                         "config for it)")
     _add_db(p)
+    p.add_argument("script", help="the Brian2 script")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+
+    p = sub.add_parser("check-precision",
+                       help="run a script in float64 and float32 and compare its results; "
+                            "float32 is applied to it only once this passes")
+    p.add_argument("--observe", action="append", default=[], metavar="EXPR",
+                   help="what to compare, an expression over the script's globals, e.g. "
+                        "'M.num_spikes' or 'mean(G.v)' (repeatable; default: every monitor "
+                        "of its last run)")
+    p.add_argument("--tolerance", type=_positive_float, default=DEFAULT_TOLERANCE, metavar="F",
+                   help=f"relative deviation allowed per observable ({DEFAULT_TOLERANCE})")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("script", help="the Brian2 script")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     return parser

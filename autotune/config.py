@@ -133,6 +133,13 @@ class RunConfig:
         return self.target != "numpy"
 
     @property
+    def set_up_family(self) -> tuple[str, str]:
+        """Configurations that pay the same outside their simulation loop (interpreter, import,
+        set-up, code generation, a warm build, the binary's start): one device and target.
+        Threads, precision and compiler flags change the loop."""
+        return self.device, self.target
+
+    @property
     def compiler_flags(self) -> tuple[str, ...] | None:
         """The compiler flags this configuration sets, or None for Brian2's defaults."""
         return FLAG_PRESETS[self.flags]

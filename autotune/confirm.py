@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from autotune.config import RunConfig
-from autotune.costmodel import estimates
+from autotune.costmodel import at_level, estimates, shared_fixed, within_shared_fixed
 from autotune.records import Evaluation, TrialResult
 
 logger = logging.getLogger(__name__)
@@ -257,9 +257,10 @@ def _confirm_round(measurer: Remeasurer, order: list[RunConfig]) -> dict[RunConf
 
 def _set_levels(measurer: Remeasurer, evaluations: dict[RunConfig, Evaluation], base: float,
                 first: RunConfig, gaps: list[Gap[RunConfig]]) -> None:
-    """Refit the contenders; their fixed parts put their target-length predictions at ``base``
-    (the leader's prediction from the search) times their paired gap, so drift between the
-    search's measurements of each no longer decides their order.
+    """Refit the contenders; their target-length predictions are set at ``base`` (the
+    leader's prediction from the search) times their paired gap, so drift between the search's
+    measurements of each no longer decides their order: by the fixed part, within the band its
+    set-up family shares, the rest by the rate (:func:`~autotune.costmodel.at_level`).
 
     The search's level, not the confirmation window's: configurations left out of the
     confirmation were all predicted no faster than every contender by the search, which stays
@@ -267,9 +268,27 @@ def _set_levels(measurer: Remeasurer, evaluations: dict[RunConfig, Evaluation], 
     """
     target = measurer.settings.target_duration
     ratios = {first: 1.0, **{g.config: g.ratio for g in gaps if math.isfinite(g.ratio)}}
+    shared = _family_fixed(evaluations)
     for config, ratio in ratios.items():
         evaluation = measurer.refit(config)
         assert evaluation.cost is not None
-        cost = replace(evaluation.cost,
-                       fixed=max(0.0, base * ratio - evaluation.cost.rate * target))
+        cost = at_level(evaluation.cost, base * ratio, target, shared.get(config.set_up_family))
         evaluations[config] = replace(evaluation, objective=cost.predict(target), cost=cost)
+
+
+def _family_fixed(evaluations: Mapping[RunConfig, Evaluation]) -> dict[Any, float]:
+    return shared_fixed({c: e.cost for c, e in evaluations.items() if e.cost is not None},
+                        lambda config: config.set_up_family)
+
+
+def share_fixed_parts(evaluations: dict[RunConfig, Evaluation], target: float) -> None:
+    """Bring every measured configuration's fixed part within the band around the one its
+    set-up family shares (:func:`~autotune.costmodel.within_shared_fixed`), in place, before
+    the finalists are chosen and confirmed."""
+    shared = _family_fixed(evaluations)
+    for config, evaluation in evaluations.items():
+        if evaluation.cost is None:
+            continue
+        cost = within_shared_fixed(evaluation.cost, shared[config.set_up_family])
+        objective = cost.predict(target) if evaluation.objective is not None else None
+        evaluations[config] = replace(evaluation, cost=cost, objective=objective)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # records imports this module
     from autotune.records import TrialResult
+
+K = TypeVar("K")
 
 #: Machine drift between measurements taken minutes apart, below which nothing is resolvable.
 DRIFT_FLOOR = 0.02
@@ -28,6 +30,12 @@ DRIFT_FLOOR = 0.02
 MIN_TIMED_LOOP = 0.25
 #: A standalone ``make`` that took less than this found nothing to recompile.
 _NO_COMPILE = 0.1
+#: Configurations of one set-up family (:attr:`RunConfig.set_up_family`) pay the same outside
+#: their loop; their fixed parts are kept within this fraction of the family's shared one. Each
+#: configuration's fixed part is fit from its own few short runs, measured minutes apart, and on
+#: the 2-CPU development VM the 2-thread standalone ones came out 1.3 s above the others (4.8 vs
+#: 3.5 s), which flipped the choice for 1 s runs where the loops differed by 0.8 s.
+SHARED_FIXED_BAND = 0.05
 #: Wall seconds a rate probe's loop should last (see :mod:`autotune.measure`): long enough that
 #: timer and scheduler jitter (milliseconds) is about 1 %, short enough to cost little.
 PROBE_LOOP = 0.5
@@ -109,6 +117,33 @@ class CostModel:
         return cls(fixed, rate, residual, int(data.get("samples", 0)),
                    int(data.get("durations", 0)), cold,
                    None if peak is None else int(peak), spread)
+
+
+def shared_fixed(costs: Mapping[K, CostModel], family: Callable[[K], Hashable]
+                 ) -> dict[Hashable, float]:
+    """The fixed part each family of configurations shares: the median of their own fits."""
+    by_family: dict[Hashable, list[float]] = {}
+    for config, cost in costs.items():
+        by_family.setdefault(family(config), []).append(cost.fixed)
+    return {name: statistics.median(values) for name, values in by_family.items()}
+
+
+def within_shared_fixed(cost: CostModel, shared: float) -> CostModel:
+    """``cost`` with its fixed part brought within :data:`SHARED_FIXED_BAND` of ``shared``."""
+    low, high = shared * (1 - SHARED_FIXED_BAND), shared * (1 + SHARED_FIXED_BAND)
+    return replace(cost, fixed=min(max(cost.fixed, low), high))
+
+
+def at_level(cost: CostModel, level: float, duration: float, shared: float | None) -> CostModel:
+    """``cost`` moved so that it predicts ``level`` seconds for ``duration``: by its fixed part
+    as far as :data:`SHARED_FIXED_BAND` around ``shared`` allows, the rest by its rate (without
+    a shared part, by its fixed part alone)."""
+    fixed = max(0.0, level - cost.rate * duration)
+    if shared is None:
+        return replace(cost, fixed=fixed)
+    fixed = min(max(fixed, shared * (1 - SHARED_FIXED_BAND)), shared * (1 + SHARED_FIXED_BAND),
+                level)
+    return replace(cost, fixed=fixed, rate=max(0.0, (level - fixed) / duration))
 
 
 def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostModel:

@@ -162,3 +162,34 @@ class Evaluation:
         if self.reference:
             attrs["reference"] = True
         return attrs
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """A script's float32 results compared with its float64 ones (``check-precision``).
+
+    Attributes:
+        script_digest: hash of the script's text (an edited script is unchecked again).
+        script: the script's path.
+        config_key: the float32 configuration the check ran.
+        tolerance: relative deviation allowed per observable.
+        passed: every observable within tolerance: float32 may be applied to this script.
+        max_deviation: the largest relative deviation (None: infinite or unknown).
+        reason: which observable failed and by how much, or None.
+        observables: name -> [float64 value, float32 value].
+        created_at: ISO timestamp.
+    """
+
+    script_digest: str
+    script: str
+    config_key: str
+    tolerance: float
+    passed: bool
+    max_deviation: float | None
+    reason: str | None
+    observables: dict[str, list[float]]
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (column names of ``autotune_precision_checks``)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -12,6 +12,7 @@ from typing import Any
 
 from autotune.confirm import CONFIRM_MARGIN
 from autotune.profile import PREFERENCE_MARGIN, Profile
+from autotune.records import PrecisionCheck
 from autotune.runrecord import RunRecord
 
 MIB = 1024**2
@@ -368,3 +369,21 @@ def scripts_renderable(rows: Sequence[dict[str, Any]]) -> Any:
 def _script_name(path: str | None, digest: str) -> str:
     name = path.rsplit("/", 1)[-1] if path else "(interactive)"
     return f"{name} [{digest[:8]}]"
+
+
+def precision_check_renderables(check: PrecisionCheck) -> list[Any]:
+    """The verdict of ``check-precision`` in one line, then each observable in both
+    precisions."""
+    name = check.script.rsplit("/", 1)[-1]
+    if check.passed:
+        head = (f"float32 passed on {name} ({check.config_key}): every observable within "
+                f"{100 * check.tolerance:g} % of float64; run and apply() may now use float32 "
+                "for this script's current text")
+    else:
+        head = (f"float32 refused for {name}: {check.reason}; run and apply() keep it in "
+                "float64")
+    rows = [[observable, _fmt(f64, ".6g"), _fmt(f32, ".6g"),
+             _percent(f32 / f64) if f64 and f32 is not None else "-"]
+            for observable, (f64, f32) in check.observables.items()]
+    return [head, _table("observables", ["observable", "float64", "float32", "float32 vs 64"],
+                         rows)]

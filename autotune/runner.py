@@ -16,7 +16,7 @@ import logging
 import runpy
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -34,13 +34,15 @@ _EARLY_READ = "before the simulation has been run"
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a ``run`` measured: wall, build and loop seconds and peak memory."""
+    """What a ``run`` measured: wall, build and loop seconds and peak memory; and the script's
+    globals as it left them (what ``check-precision`` reads observables from)."""
 
     wall: float
     loop: float | None
     build: float | None
     peak_rss: int
     exit_code: int
+    namespace: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -131,10 +133,11 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
     sys.path.insert(0, str(path.resolve().parent))
     started = time.perf_counter()
     exit_code = 0
+    namespace: dict[str, Any] = {}
     held = _HeldOutput() if hold_until_run else None
     undo = _release_at_first_run(held) if held is not None else None
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        namespace = runpy.run_path(str(path), run_name="__main__")
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except NotImplementedError as e:
@@ -153,7 +156,7 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
             sys.path.pop(0)
     wall = time.perf_counter() - started
     loop, build = _brian_timings(wall)
-    return RunReport(wall, loop, build, peak_rss(), exit_code)
+    return RunReport(wall, loop, build, peak_rss(), exit_code, namespace)
 
 
 def _brian_timings(wall: float) -> tuple[float | None, float | None]:

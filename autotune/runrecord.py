@@ -122,6 +122,11 @@ def watch_model() -> None:
     Network.before_run = before_run  # type: ignore[method-assign]
 
 
+def last_model() -> list[Any]:
+    """The objects of the last network Brian2 ran in this process (see :func:`watch_model`)."""
+    return list(_LAST_MODEL)
+
+
 def model_size() -> tuple[int | None, int | None]:
     """Neurons and synapses of the last network run in this process (None, None when no run
     was watched or they cannot be read)."""
@@ -170,7 +175,8 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         fingerprint=applied.fingerprint, workload_signature=applied.workload,
         profile_created_at=applied.profile_created_at, config_key=applied.config.key,
         source=applied.source, script=script, simulated=simulated,
-        predicted_total=cost.predict(simulated) if cost else None,
+        predicted_total=(cost.predict(simulated) + (cost.cold_extra if applied.cold else 0.0)
+                         if cost else None),
         predicted_loop=cost.rate * simulated if cost else None,
         actual_total=total, actual_loop=float(loop),
         actual_build=(total - float(loop)) if total is not None else None,

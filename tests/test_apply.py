@@ -286,7 +286,9 @@ def test_apply_reads_the_run_length_from_the_script(db_url: str, tmp_path: Path)
                             extra="\nT = 100\nif False:\n    run(T*second)\n")
     assert short["device"] == "RuntimeDevice"  # numpy wins 0.5 s runs in this profile
     assert long["device"] == "CPPStandaloneDevice"  # standalone wins 100 s runs
-    assert long["applied"]["predicted"] == pytest.approx(3.5 + 0.1 * 100)  # type: ignore[index]
+    # its build folder is new: the prediction includes the cold build
+    assert long["applied"]["predicted"] == pytest.approx(3.5 + 0.1 * 100 + 8.0)  # type: ignore[index]
+    assert long["applied"]["cold"] is True  # type: ignore[index]
 
 
 @pytest.mark.parametrize("threads, cpus, neighbours, load, expected", [

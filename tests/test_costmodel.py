@@ -90,3 +90,35 @@ def test_peak_memory_leaves_the_compiler_out() -> None:
     assert fit_cost_model([cold, recompiled, repeated]).peak_rss == 180 * 2**20
     # every trial compiled: the run's own peak is unknown
     assert fit_cost_model([cold, recompiled]).peak_rss is None
+
+
+def test_a_family_shares_its_fixed_part_within_a_narrow_band() -> None:
+    """The case measured on the development VM: 2-thread standalone fits came out 1.3 s above
+    the others' 3.5 s (noise between measurements minutes apart), which chose the wrong
+    configuration for 1 s runs."""
+    from autotune.config import RunConfig, standalone_config
+    from autotune.costmodel import SHARED_FIXED_BAND, shared_fixed, within_shared_fixed
+
+    costs = {standalone_config(0): CostModel(3.5, 1.6), standalone_config(0, "float32"):
+             CostModel(3.4, 1.55), standalone_config(2): CostModel(4.8, 0.8),
+             RunConfig("runtime", "numpy"): CostModel(1.2, 9.0)}
+    shared = shared_fixed(costs, lambda c: c.set_up_family)
+    assert shared == {("cpp_standalone", "cpp"): 3.5, ("runtime", "numpy"): 1.2}
+    pooled = {c: within_shared_fixed(m, shared[c.set_up_family]) for c, m in costs.items()}
+    two, none = pooled[standalone_config(2)], pooled[standalone_config(0)]
+    assert two.fixed == pytest.approx(3.5 * (1 + SHARED_FIXED_BAND)) and two.rate == 0.8
+    assert none.fixed == 3.5 and pooled[RunConfig("runtime", "numpy")].fixed == 1.2
+    assert two.predict(1.0) < none.predict(1.0)  # the loop decides, as it should
+    assert costs[standalone_config(2)].predict(1.0) > costs[standalone_config(0)].predict(1.0)
+
+
+def test_a_confirmed_level_moves_the_rate_once_the_fixed_part_is_at_its_band() -> None:
+    from autotune.costmodel import SHARED_FIXED_BAND, at_level
+
+    cost = CostModel(3.5, 0.5)
+    small = at_level(cost, 8.6, 10.0, shared=3.5)  # 0.1 s more: within the band
+    assert small.fixed == pytest.approx(3.6) and small.rate == 0.5
+    large = at_level(cost, 10.0, 10.0, shared=3.5)  # 1.5 s more: the loop must be slower
+    assert large.fixed == pytest.approx(3.5 * (1 + SHARED_FIXED_BAND))
+    assert large.predict(10.0) == pytest.approx(10.0) and large.rate > 0.5
+    assert at_level(cost, 10.0, 10.0, shared=None).fixed == pytest.approx(5.0)

@@ -168,3 +168,21 @@ def test_runs_of_an_older_store_are_recorded_after_it_is_upgraded(tmp_path: Path
     columns = {row[1] for row in sqlite3.connect(tmp_path / "old.db").execute(
         "PRAGMA table_info(autotune_runs)")}
     assert {"script_digest", "cold", "neurons", "synapses"} <= columns
+
+
+def test_a_first_run_counts_the_cold_build_and_a_script_run_often_amortises_it() -> None:
+    """At 3 s standalone wins warm (3.8 s against numpy's 5.1 s), but its first build costs
+    8 s more: a script's first run is cheaper in numpy; one that ran 20 times is not."""
+    host = make_host()
+    profile = make_profile(host)
+    new = {STANDALONE.key, "cython-float64-default"}
+    first = choose(host, profile, duration=3.0, cold=new)
+    assert first[0] == RunConfig("runtime", "numpy")
+    assert "cold build (+8.0 s) does not pay back over 1 run of this script" in first[2]
+    warm = choose(host, profile, duration=3.0)
+    assert warm[0] == STANDALONE and warm[3] == pytest.approx(3.8)
+    numpy = RunConfig("runtime", "numpy")
+    often = learn([_run(numpy, 1.5, 3.6, simulated=3.0) for _ in range(20)])
+    config, source, _, predicted = choose(host, profile, duration=3.0, cold=new, history=often)
+    assert config == STANDALONE and source == "script"
+    assert predicted == pytest.approx(3.5 + 0.1 * 3.0 + 8.0)  # this run pays the build

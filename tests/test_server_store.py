@@ -68,13 +68,14 @@ def test_apply_uses_the_node_copy_when_the_server_is_down_and_queues_the_run(
 
     server.stop()
     down = _applied(_user_run(tmp_path, url))  # the run goes on without the server
-    assert down["source"] == "profile" and down["config_key"] == first["config_key"]
+    # and learns from the first run, which this node holds (in its copy or its queue)
+    assert down["source"] == "script" and down["config_key"] == first["config_key"]
     with pytest.raises(StoreError, match="cannot open store"):
         nodecopy.refresh(url, host.fingerprint, folder)  # what the background refresher meets
     noted = nodecopy.read_copy(folder)
     assert noted is not None and noted["error"] and noted["profiles"]
     warned_run = _user_run(tmp_path, url)
-    assert _applied(warned_run)["source"] == "profile"
+    assert _applied(warned_run)["source"] == "script"
     warnings = [line for line in warned_run.stderr.splitlines() if "unreachable" in line]
     assert len(warnings) == 1 and "using this node's copy" in warnings[0]
     assert nodecopy.queued_runs(folder) >= 2  # the runs made while the server was down
@@ -84,7 +85,8 @@ def test_apply_uses_the_node_copy_when_the_server_is_down_and_queues_the_run(
     assert nodecopy.queued_runs(folder) == 0
     with open_store(url) as store:
         recorded = store.runs(host.fingerprint)
-    assert len(recorded) >= 3 and all(r.source == "profile" for r in recorded)
+    assert len(recorded) >= 3 and [r.source for r in recorded[:2]] == ["profile", "script"]
+    assert len({r.script_digest for r in recorded}) == 1
     assert nodecopy.read_copy(folder)["error"] is None  # type: ignore[index]
 
 

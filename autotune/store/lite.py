@@ -126,3 +126,21 @@ def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
                 return []
             raise
     return [RunRecord(**dict(zip(_RUN_COLUMNS, row, strict=True))) for row in reversed(rows)]
+
+
+def read_float32_checked(url: str, digest: str) -> Any:
+    """Whether the newest float32 check of this script's text passed (False when there is
+    none); UNSUPPORTED for a server store.
+
+    Raises:
+        sqlite3.Error: the file is not a usable store.
+    """
+    if not url.startswith("sqlite"):
+        return UNSUPPORTED
+    with _open(url, "autotune_precision_checks") as connection:
+        if connection is None:
+            return False
+        row = connection.execute(
+            "SELECT passed FROM autotune_precision_checks WHERE script_digest = ? "
+            "ORDER BY id DESC LIMIT 1", (digest,)).fetchone()
+        return bool(row and row[0])

@@ -119,6 +119,23 @@ class RunRow(Base):
     synapses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class PrecisionCheckRow(Base):
+    """A script's float32 results compared with its float64 ones (``check-precision``): the
+    newest check of a script's text decides whether float32 may be applied to it."""
+
+    __tablename__ = "autotune_precision_checks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    script_digest: Mapped[str] = mapped_column(String(64), index=True)
+    script: Mapped[str] = mapped_column(Text)
+    config_key: Mapped[str] = mapped_column(String(100))
+    tolerance: Mapped[float] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    max_deviation: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    observables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
 class ProfileRow(Base):
     """A calibration's conclusion; the newest per host and workload is the one applied."""
 

@@ -45,8 +45,9 @@ def copy_folder(node: Path, url: str) -> Path:
 
 def read_copy(folder: Path) -> dict[str, Any] | None:
     """The copy (``fetched_at``, ``profiles``: documents newest first, ``script_runs``: each
-    script's newest runs, ``error``/``error_at`` of the last failed refresh), or None when
-    there is none or it is unreadable."""
+    script's newest runs, ``float32_checked``: scripts whose float32 check passed,
+    ``error``/``error_at`` of the last failed refresh), or None when there is none or it is
+    unreadable."""
     try:
         data = json.loads((folder / "profiles.json").read_text())
     except (OSError, ValueError):
@@ -86,14 +87,17 @@ def refresh(url: str, fingerprint: str, folder: Path) -> dict[str, Any]:
     try:
         with open_store(url) as store:
             profiles = [p.to_dict() for p in reversed(store.profiles(fingerprint))]
-            _send_queue(folder, store)
+            sent = _send_queue(folder, store)
             script_runs = _by_script(store.runs(fingerprint))
+            float32_checked = _passed_checks(store.precision_checks())
     except StoreError as e:
         _note_error(folder, str(e))
         raise
     copy = {"url": display_url(url), "fingerprint": fingerprint, "profiles": profiles,
-            "script_runs": script_runs, "fetched_at": _now(), "error": None, "error_at": None}
+            "script_runs": script_runs, "float32_checked": float32_checked,
+            "fetched_at": _now(), "error": None, "error_at": None}
     _write_json(folder / "profiles.json", copy)
+    _drop_sent(folder, sent)  # only now: until the copy has them, the queue shows them
     return copy
 
 
@@ -106,6 +110,17 @@ def _by_script(runs: list[Any]) -> dict[str, list[dict[str, Any]]]:
         if run.script_digest:
             grouped.setdefault(run.script_digest, []).append(run.to_dict())
     return {digest: records[-SCRIPT_HISTORY:] for digest, records in grouped.items()}
+
+
+def _passed_checks(checks: list[Any]) -> list[str]:
+    """The scripts (hashes of their texts) whose newest float32 check passed."""
+    newest = {check.script_digest: check.passed for check in checks}
+    return sorted(digest for digest, passed in newest.items() if passed)
+
+
+def server_float32_checked(url: str, digest: str, node: Path) -> bool:
+    """Whether the node's copy of a server store says this script's float32 check passed."""
+    return digest in (read_copy(copy_folder(node, url)) or {}).get("float32_checked", [])
 
 
 def server_script_runs(url: str, digest: str, node: Path) -> list[Any]:
@@ -127,12 +142,15 @@ def server_script_runs(url: str, digest: str, node: Path) -> list[Any]:
             continue
         if isinstance(record, dict) and record.get("script_digest") == digest:
             queued.append(record)
-    runs = []
-    for record in [*stored, *queued]:
+    runs, seen = [], set()
+    for record in [*stored, *queued]:  # a run sent but not yet off the queue is in both
         try:
-            runs.append(RunRecord(**record))
+            run = RunRecord(**record)
         except TypeError:  # a record of another version: nothing to learn from it
             continue
+        if (identity := (run.created_at, run.config_key, run.actual_total)) not in seen:
+            seen.add(identity)
+            runs.append(run)
     return runs
 
 
@@ -186,23 +204,37 @@ def spawn_refresh(url: str, fingerprint: str, folder: Path) -> None:
         logger.debug("cannot start the store refresher: %s", e)
 
 
-def _send_queue(folder: Path, store: Any) -> None:
-    """Send the queued runs; the queue is emptied only once the store took them all."""
+def _send_queue(folder: Path, store: Any) -> int:
+    """Send the queued runs; return how many lines were sent (or dropped as unreadable), to be
+    taken off the queue by :func:`_drop_sent` once the copy shows them."""
     from autotune.runrecord import RunRecord
 
     path = folder / "runs.jsonl"
     if not path.exists():
-        return
-    with open(path, "r+") as queue:
+        return 0
+    with open(path) as queue:
         fcntl.flock(queue, fcntl.LOCK_EX)
-        lines = [line for line in queue.read().splitlines() if line.strip()]
-        for line in lines:
-            try:
-                store.record_run(RunRecord(**json.loads(line)))
-            except (TypeError, ValueError) as e:  # a damaged line: drop it, keep the others
-                logger.warning("dropping an unreadable queued run: %s", e)
+        lines = queue.read().splitlines()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            store.record_run(RunRecord(**json.loads(line)))
+        except (TypeError, ValueError) as e:  # a damaged line: drop it, keep the others
+            logger.warning("dropping an unreadable queued run: %s", e)
+    return len(lines)
+
+
+def _drop_sent(folder: Path, sent: int) -> None:
+    """Take the first ``sent`` lines off the queue, keeping runs queued since."""
+    if not sent:
+        return
+    with open(folder / "runs.jsonl", "r+") as queue:
+        fcntl.flock(queue, fcntl.LOCK_EX)
+        rest = queue.read().splitlines()[sent:]
         queue.seek(0)
         queue.truncate()
+        queue.write("".join(line + "\n" for line in rest))
 
 
 def _note_error(folder: Path, error: str) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from autotune.errors import StoreError, StoreUnavailable
 from autotune.host import HostFingerprint
 from autotune.profile import FORMAT_VERSION, Profile
-from autotune.records import TrialResult
+from autotune.records import PrecisionCheck, TrialResult
 from autotune.runrecord import RunRecord
 from autotune.store.engine import (
     describe_error,
@@ -41,6 +41,7 @@ from autotune.store.models import (
     VERSION_TABLE,
     CalibrationRow,
     HostRow,
+    PrecisionCheckRow,
     ProfileRow,
     RunRow,
     TrialRow,
@@ -260,6 +261,18 @@ class Store:
                 query = query.where(RunRow.fingerprint == fingerprint)
             fields = RunRecord.__dataclass_fields__
             return [RunRecord(**{f: getattr(r, f) for f in fields}) for r in s.scalars(query)]
+
+    def record_precision_check(self, check: PrecisionCheck) -> None:
+        """Append a script's float32 check (the newest per script decides)."""
+        with self.session() as s:
+            s.add(PrecisionCheckRow(**check.to_dict()))
+
+    def precision_checks(self) -> list[PrecisionCheck]:
+        """Every float32 check, oldest first."""
+        with self.session() as s:
+            rows = s.scalars(select(PrecisionCheckRow).order_by(PrecisionCheckRow.id))
+            fields = PrecisionCheck.__dataclass_fields__
+            return [PrecisionCheck(**{f: getattr(r, f) for f in fields}) for r in rows]
 
     def record_trial(self, calibration_id: int, result: TrialResult,
                      purpose: str = "search") -> None:
