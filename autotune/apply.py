@@ -39,7 +39,6 @@ from autotune.config import RunConfig
 from autotune.costmodel import CostModel
 from autotune.errors import ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
-from autotune.learned import OwnTimes, learn
 from autotune.paths import (
     COMPILER_CACHE,
     cython_cache_dir,
@@ -60,7 +59,8 @@ from autotune.store.lite import (
 from autotune.store.location import resolve_url
 from autotune.values import as_seconds
 
-if TYPE_CHECKING:  # the analysis itself is imported only when a script is read
+if TYPE_CHECKING:  # imported only when a script is read, or has runs to learn from
+    from autotune.learned import OwnTimes
     from autotune.scriptcheck import ScriptAnalysis
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def apply(
     node = node_dir(root, host.fingerprint)
     profile, reason = _profile_for(url, host, workload, use_profile, node)
     digest = analysis.digest if analysis else None
-    history = learn(_script_runs(url, host, digest, node)) if digest and profile else {}
+    history = _learn(_script_runs(url, host, digest, node)) if digest and profile else {}
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
@@ -293,6 +293,15 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     if profile is None:
         return None, _stale_reason(url, host) or "no profile for this host"
     return profile, ""
+
+
+def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:
+    """What the script's runs teach (the module is imported only when there are runs)."""
+    if not runs:
+        return {}
+    from autotune.learned import learn
+
+    return learn(runs)
 
 
 def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Path,

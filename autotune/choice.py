@@ -8,13 +8,16 @@ gathers what it needs (profile, the script's runs, free cores) and applies the r
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError
 from autotune.host import HostFingerprint
-from autotune.learned import OwnTimes, ScriptChoice, choose_from_runs, script_costs
 from autotune.profile import Profile, ProfileEntry
+
+if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays fast)
+    from autotune.learned import OwnTimes, ScriptChoice
 
 
 def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
@@ -142,6 +145,8 @@ def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None
     if entry is None or entry.cost is None:
         return None
     if history:
+        from autotune.learned import script_costs
+
         return script_costs([entry], profile.valid, history).get(config.key)  # type: ignore[union-attr]
     return entry.cost
 
@@ -190,6 +195,8 @@ def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
         return None
     d = profile.target_duration if duration is None else duration
     allowed = profile.allowed(d, standalone_ok, cython_ok, thread_cap, float32_ok)
+    from autotune.learned import choose_from_runs
+
     return choose_from_runs(allowed, profile.valid, history, d)
 
 

@@ -1,13 +1,15 @@
 """How long ``autotune.apply()`` takes at the top of a user's script, with a stored profile.
 
-    python benchmarks/apply_time.py [--repeats 21] [--postgresql]
+    python benchmarks/apply_time.py [--repeats 21] [--postgresql] [--with-runs]
 
 A temporary store gets a profile for this host (cpp_standalone wins at 10 s); then a script that
 imports Brian2 (as every user script does; ~1 s, not counted) times ``import autotune;
 autotune.apply(duration=10*second)``, in a fresh process each repeat. That covers reading and
 analysing the script, the host fingerprint, the profile read, the build-slot lock, the node's
 register of runs and setting Brian2's prefs. The first repeat also fills the compiler-version
-cache; the median is over the rest. Target: under 50 ms. With ``--postgresql`` the store is a
+cache; the median is over the rest. Target: under 50 ms. With ``--with-runs`` the store also
+holds five earlier runs of the script, so that apply learns from them (the usual case once a
+script has run). With ``--postgresql`` the store is a
 throw-away PostgreSQL server (as in the tests): apply then reads the node's copy of the profile
 (the first repeat fetches it from the server). Python's bytecode cache is on, as on a
 user's machine (``PYTHONDONTWRITEBYTECODE``, set on some CI machines, makes every import
@@ -61,22 +63,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--postgresql", action="store_true", help="a PostgreSQL store")
+    parser.add_argument("--with-runs", action="store_true",
+                        help="five earlier runs of the script in the store to learn from")
     args = parser.parse_args()
     if args.postgresql:
         from tests.pgserver import create_database, start_postgres
 
         with start_postgres() as server:
-            _measure(create_database(server, "apply_time"), args.repeats, "PostgreSQL")
+            _measure(create_database(server, "apply_time"), args.repeats, "PostgreSQL",
+                     args.with_runs)
     else:
-        _measure(None, args.repeats, "SQLite")
+        _measure(None, args.repeats, "SQLite", args.with_runs)
 
 
-def _measure(server_url: str | None, repeats: int, kind: str) -> None:
+def _store_runs(url: str, text: str) -> None:
+    """Five earlier runs of the script with this text (standalone, 10 s)."""
+    from autotune.runrecord import RunRecord
+    from autotune.scriptcheck import script_digest
+
+    host = collect_host()
+    with open_store(url) as store:
+        for build in (3.4, 3.5, 3.6, 3.5, 3.7):
+            store.record_run(RunRecord(
+                host.fingerprint, None, None, standalone_config(0).key, "profile", None, 10.0,
+                None, None, build + 1.0, build, 1.0, None, 0, "2026-11-30T00:00:00+00:00",
+                script_digest=script_digest(text), cold=False))
+
+
+def _measure(server_url: str | None, repeats: int, kind: str, with_runs: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="apply-time-") as work:
         url = server_url or f"sqlite:///{work}/store.db"
         _store_profile(url)
         script = Path(work) / "user_script.py"
         script.write_text(SCRIPT.format(db=url, cache=f"{work}/cache"))
+        if with_runs:
+            _store_runs(url, script.read_text())
+            kind += ", five earlier runs of the script"
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         times = []
         for _ in range(repeats):
