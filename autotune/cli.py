@@ -98,12 +98,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     """``show``: this host's profiles, ranked."""
     from autotune.host import collect_host
     from autotune.plots import plot_profiles
-    from autotune.report import (
-        profile_renderables,
-        profile_summary,
+    from autotune.report import profile_renderables, profile_summary, views_renderables
+    from autotune.scriptreport import (
+        precision_check_rows,
+        precision_checks_renderable,
         script_rows,
         scripts_renderable,
-        views_renderables,
     )
     from autotune.store import open_store
     from autotune.views import device_rows, precision_rows, thread_scaling_rows
@@ -115,6 +115,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         profiles = [p for p in store.profiles(host.fingerprint)
                     if signature is None or p.workload.get("signature") == signature]
         runs = store.runs(host.fingerprint)
+        checks = precision_check_rows(store.precision_checks())
     plots = plot_profiles(profiles, args.plot, args.duration) if args.plot else []
     if args.json:
         _print_json({"fingerprint": host.fingerprint, "plots": [str(p) for p in plots],
@@ -123,7 +124,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                                    "devices": device_rows(p, args.duration),
                                    "precision": precision_rows(p, args.duration)}
                                   for p in profiles],
-                     "scripts": script_rows(runs)})
+                     "scripts": script_rows(runs), "float32_checks": checks})
         return EXIT_OK
     console = _console()
     if not profiles:
@@ -134,9 +135,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for renderable in [*profile_renderables(profile, args.duration, runs),
                            *views_renderables(profile, args.duration)]:
             console.print(renderable)
-    learned = scripts_renderable(script_rows(runs))
-    if learned is not None:
-        console.print(learned)
+    for table in (scripts_renderable(script_rows(runs)), precision_checks_renderable(checks)):
+        if table is not None:
+            console.print(table)
     for path in plots:
         console.print(f"plot written to {path}")
     return EXIT_OK
@@ -243,7 +244,7 @@ def cmd_check_precision(args: argparse.Namespace) -> int:
     """``check-precision``: compare the script's float32 results with its float64 ones and
     store the verdict; exit 0 when float32 may be applied to it, 1 when not."""
     from autotune.precision import check_precision
-    from autotune.report import precision_check_renderables
+    from autotune.scriptreport import precision_check_renderables
 
     check = check_precision(args.script, args.args, observe=args.observe,
                             tolerance=args.tolerance, db=args.db)

@@ -12,7 +12,6 @@ from typing import Any
 
 from autotune.confirm import CONFIRM_MARGIN
 from autotune.profile import PREFERENCE_MARGIN, Profile
-from autotune.records import PrecisionCheck
 from autotune.runrecord import RunRecord
 
 MIB = 1024**2
@@ -325,65 +324,3 @@ def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, 
             console.print(f"  {data['done']}{total} {evaluation.config.key}: {verdict}")
 
     return status, on_event
-
-
-def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """What was learned per script (by the hash of its text) from its own runs: one row per
-    configuration it ran, its fastest (for its newest run's length) first."""
-    from autotune.learned import learn
-
-    by_script: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        if run.script_digest:
-            by_script.setdefault(run.script_digest, []).append(run)
-    rows = []
-    for digest, own_runs in by_script.items():
-        newest = own_runs[-1]
-        length = newest.simulated or 1.0
-        learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
-        for rank, times in enumerate(learned, 1):
-            rows.append({
-                "script": newest.script, "digest": digest, "rank": rank,
-                "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
-                "set_up_s": times.build, "rate_s_per_s": times.rate, "simulated_s": length,
-                "predicted_s": times.predict(length), "neurons": newest.neurons,
-                "synapses": newest.synapses})
-    return rows
-
-
-def scripts_renderable(rows: Sequence[dict[str, Any]]) -> Any:
-    """The table of :func:`script_rows` (None when no script was learned from)."""
-    if not rows:
-        return None
-    return _table("learned from your scripts' own runs (fastest first, for each one's newest "
-                  "run length)",
-                  ["script", "configuration", "runs (warm)", "set-up", "per sim. s",
-                   "predicted", "neurons", "synapses"],
-                  [[_script_name(r["script"], r["digest"]) if r["rank"] == 1 else "",
-                    r["config"], f"{r['runs']} ({r['warm_runs']})", _fmt_seconds(r["set_up_s"]),
-                    _fmt(r["rate_s_per_s"], ".3g", " s"),
-                    f"{_fmt_seconds(r['predicted_s'])} for {r['simulated_s']:g} s",
-                    _fmt(r["neurons"], "d", ""), _fmt(r["synapses"], "d", "")] for r in rows])
-
-
-def _script_name(path: str | None, digest: str) -> str:
-    name = path.rsplit("/", 1)[-1] if path else "(interactive)"
-    return f"{name} [{digest[:8]}]"
-
-
-def precision_check_renderables(check: PrecisionCheck) -> list[Any]:
-    """The verdict of ``check-precision`` in one line, then each observable in both
-    precisions."""
-    name = check.script.rsplit("/", 1)[-1]
-    if check.passed:
-        head = (f"float32 passed on {name} ({check.config_key}): every observable within "
-                f"{100 * check.tolerance:g} % of float64; run and apply() may now use float32 "
-                "for this script's current text")
-    else:
-        head = (f"float32 refused for {name}: {check.reason}; run and apply() keep it in "
-                "float64")
-    rows = [[observable, _fmt(f64, ".6g"), _fmt(f32, ".6g"),
-             _percent(f32 / f64) if f64 and f32 is not None else "-"]
-            for observable, (f64, f32) in check.observables.items()]
-    return [head, _table("observables", ["observable", "float64", "float32", "float32 vs 64"],
-                         rows)]

@@ -96,6 +96,10 @@ def test_a_script_float32_changes_is_refused_and_kept_in_float64(float32_store: 
     later = run_cli("run", "--db", float32_store, str(script))
     assert later.returncode == 0, later.stderr
     assert _last_run(float32_store)[0] == "numpy-float64"
+    shown = json.loads(run_cli("show", "--json", "--db", float32_store).stdout)
+    assert [(c["passed"], c["digest"]) for c in shown["float32_checks"]] == [
+        (False, stored.script_digest)]
+    assert "refused" in run_cli("show", "--db", float32_store).stdout
 
 
 @pytest.mark.parametrize("script_text, args, message", [

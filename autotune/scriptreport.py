@@ -1,0 +1,96 @@
+"""Tables and JSON for what was learned per script: its own runs (``show``) and its float32
+checks (``check-precision``, ``show``). Pure formatting, like :mod:`autotune.report`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from autotune.records import PrecisionCheck
+from autotune.report import _fmt, _fmt_seconds, _percent, _table
+from autotune.runrecord import RunRecord
+
+
+def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """What was learned per script (by the hash of its text) from its own runs: one row per
+    configuration it ran, its fastest (for its newest run's length) first."""
+    from autotune.learned import learn
+
+    by_script: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.script_digest:
+            by_script.setdefault(run.script_digest, []).append(run)
+    rows = []
+    for digest, own_runs in by_script.items():
+        newest = own_runs[-1]
+        length = newest.simulated or 1.0
+        learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
+        for rank, times in enumerate(learned, 1):
+            rows.append({
+                "script": newest.script, "digest": digest, "rank": rank,
+                "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
+                "set_up_s": times.build, "rate_s_per_s": times.rate, "simulated_s": length,
+                "predicted_s": times.predict(length), "neurons": newest.neurons,
+                "synapses": newest.synapses})
+    return rows
+
+
+def scripts_renderable(rows: Sequence[dict[str, Any]]) -> Any:
+    """The table of :func:`script_rows` (None when no script was learned from)."""
+    if not rows:
+        return None
+    return _table("learned from your scripts' own runs (fastest first, for each one's newest "
+                  "run length)",
+                  ["script", "configuration", "runs (warm)", "set-up", "per sim. s",
+                   "predicted", "neurons", "synapses"],
+                  [[_script_name(r["script"], r["digest"]) if r["rank"] == 1 else "",
+                    r["config"], f"{r['runs']} ({r['warm_runs']})", _fmt_seconds(r["set_up_s"]),
+                    _fmt(r["rate_s_per_s"], ".3g", " s"),
+                    f"{_fmt_seconds(r['predicted_s'])} for {r['simulated_s']:g} s",
+                    _fmt(r["neurons"], "d", ""), _fmt(r["synapses"], "d", "")] for r in rows])
+
+
+def _script_name(path: str | None, digest: str) -> str:
+    name = path.rsplit("/", 1)[-1] if path else "(interactive)"
+    return f"{name} [{digest[:8]}]"
+
+
+def precision_check_renderables(check: PrecisionCheck) -> list[Any]:
+    """The verdict of ``check-precision`` in one line, then each observable in both
+    precisions."""
+    name = check.script.rsplit("/", 1)[-1]
+    if check.passed:
+        head = (f"float32 passed on {name} ({check.config_key}): every observable within "
+                f"{100 * check.tolerance:g} % of float64; run and apply() may now use float32 "
+                "for this script's current text")
+    else:
+        head = (f"float32 refused for {name}: {check.reason}; run and apply() keep it in "
+                "float64")
+    rows = [[observable, _fmt(f64, ".6g"), _fmt(f32, ".6g"),
+             _percent(f32 / f64) if f64 and f32 is not None else "-"]
+            for observable, (f64, f32) in check.observables.items()]
+    return [head, _table("observables", ["observable", "float64", "float32", "float32 vs 64"],
+                         rows)]
+
+
+def precision_check_rows(checks: Sequence[PrecisionCheck]) -> list[dict[str, Any]]:
+    """The newest float32 check of each script text, newest first."""
+    newest: dict[str, PrecisionCheck] = {}
+    for check in checks:
+        newest[check.script_digest] = check
+    return [{"script": c.script, "digest": c.script_digest, "passed": c.passed,
+             "config": c.config_key, "max_deviation": c.max_deviation, "reason": c.reason,
+             "tolerance": c.tolerance, "created_at": c.created_at}
+            for c in sorted(newest.values(), key=lambda c: c.created_at, reverse=True)]
+
+
+def precision_checks_renderable(rows: Sequence[dict[str, Any]]) -> Any:
+    """The table of :func:`precision_check_rows` (None when no script was checked)."""
+    if not rows:
+        return None
+    return _table("float32 checks of your scripts (check-precision)",
+                  ["script", "float32", "largest deviation", "configuration", "checked"],
+                  [[_script_name(r["script"], r["digest"]),
+                    "allowed" if r["passed"] else "refused",
+                    _fmt(r["max_deviation"] and 100 * r["max_deviation"], ".2g", " %"),
+                    r["config"], r["created_at"]] for r in rows])
