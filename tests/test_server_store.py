@@ -90,6 +90,40 @@ def test_apply_uses_the_node_copy_when_the_server_is_down_and_queues_the_run(
     assert nodecopy.read_copy(folder)["error"] is None  # type: ignore[index]
 
 
+def test_a_nodes_copy_carries_float32_checks_and_runs_queued_on_it_count_once(
+        server: PostgresServer, tmp_path: Path, cache_root: Path) -> None:
+    """What apply learns from with a server store comes from the node's copy and queue: the
+    script's float32 check, and its runs, each once, whether still queued or already sent."""
+    from dataclasses import replace
+
+    from autotune.records import PrecisionCheck
+    from autotune.runrecord import RunRecord
+
+    url = create_database(server.url, "learning")
+    host = collect_host()
+    node = node_dir(cache_root, host.fingerprint)
+    folder = nodecopy.copy_folder(node, url)
+    check = PrecisionCheck("abc", "/x/model.py", "numpy-float32", 0.05, True, 0.001, None,
+                           {"M.num_spikes": [10.0, 10.0]}, "2026-11-30T00:00:00+00:00")
+    with open_store(url) as store:
+        store.save_profile(make_profile(host))
+        store.record_precision_check(check)
+        store.record_precision_check(replace(check, script_digest="def", passed=False))
+    run = RunRecord(host.fingerprint, None, None, "numpy-float64", "profile", "/x/model.py", 1.0,
+                    None, None, 3.0, 2.0, 1.0, None, 0, "2026-11-30T00:00:01+00:00",
+                    script_digest="abc", cold=False)
+    nodecopy.queue_run(folder, run.to_dict())
+    assert nodecopy.server_script_runs(url, "abc", node) == [run]  # queued, not yet sent
+    nodecopy.refresh(url, host.fingerprint, folder)
+    assert nodecopy.queued_runs(folder) == 0
+    assert nodecopy.server_script_runs(url, "abc", node) == [run]  # now from the copy
+    assert nodecopy.server_float32_checked(url, "abc", node)
+    assert not nodecopy.server_float32_checked(url, "def", node)  # its check failed
+    with open_store(url) as store:
+        assert [c.script_digest for c in store.precision_checks()] == ["abc", "def"]
+        assert store.runs(host.fingerprint) == [run]
+
+
 def test_without_a_copy_an_unreachable_server_is_one_warning_and_the_fallback(
         server: PostgresServer, tmp_path: Path) -> None:
     url = create_database(server.url, "no_copy")
