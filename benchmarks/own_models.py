@@ -1,0 +1,150 @@
+"""Your own model, never calibrated: does ``run`` pick well for it?
+
+    python benchmarks/own_models.py BRIAN2/examples [--lengths 1 10] [--rounds 5]
+        [--scripts COBAHH.py synapses/STDP.py frompapers/Brunel_Hakim_1999.py] [--db URL]
+
+With only a calibration of the built-in CUBA network in the store (README command 1; made here
+first unless ``--db`` names a store that has one), each of Brian2's own example scripts runs,
+its ``run()`` length set to each of ``--lengths``, the way a user runs it, in fresh processes,
+interleaved round by round:
+
+1. ``python SCRIPT`` (Brian2's default: runtime, Cython);
+2. ``brian2-autotune run --no-profile SCRIPT`` (the fixed rule: cpp_standalone, every thread);
+3. ``brian2-autotune run --device cpp_standalone --num-threads 0 SCRIPT`` (no OpenMP);
+4. ``brian2-autotune run SCRIPT``: the tuned choice, which learns from the script's own runs
+   from one round to the next, as it does for a user who runs a script again.
+
+Each alternative has its own cache of builds, so each pays its own cold builds in round 1; that
+round is reported apart (what a first run costs), and the paired ratios are over the later
+rounds: the tuned run's speed against the best of 1-3 in each round (above 1: faster), with an
+80 % interval. Target: at least 0.90.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import markdown_table  # noqa: E402
+
+from autotune import confirm as paired  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, str(REPO / "cli.py")]
+ALTERNATIVES = ("default", "fixed rule", "standalone t0", "tuned")
+#: Example scripts lighter than their originals where these take minutes per simulated second on
+#: two cores (Brunel & Hakim's 5000 neurons with 1000 synapses each).
+SHRINK = {"Brunel_Hakim_1999.py": [("N = 5000", "N = 2000"), ("C = 1000", "C = 200")]}
+
+
+def with_length(text: str, name: str, seconds: float) -> str:
+    """The script with every ``run(...)`` call's length set to ``seconds`` (its other
+    arguments kept), and the model shrunk where :data:`SHRINK` says."""
+    for old, new in SHRINK.get(name, []):
+        text = text.replace(old, new)
+    return re.sub(r"\brun\(\s*[^,()]*(\([^()]*\))?[^,()]*", f"run({seconds:g}*second", text)
+
+
+def _command(alternative: str, script: Path, db: str) -> list[str]:
+    if alternative == "default":
+        return [sys.executable, str(script)]
+    if alternative == "fixed rule":
+        return [*CLI, "run", "--no-profile", "--db", db, str(script)]
+    if alternative == "standalone t0":
+        return [*CLI, "run", "--device", "cpp_standalone", "--num-threads", "0", "--db", db,
+                str(script)]
+    return [*CLI, "run", "--db", db, str(script)]
+
+
+def _time(command: list[str], cwd: Path, cache: Path) -> float:
+    env = {**os.environ, "MPLBACKEND": "Agg", "BRIAN2_AUTOTUNE_CACHE": str(cache)}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {done.stderr.strip()[-400:]}")
+    return time.perf_counter() - started
+
+
+def _rounds(script: Path, work: Path, db: str, scratch_db: str, rounds: int
+            ) -> list[dict[str, float]]:
+    out = []
+    for number in range(rounds):
+        shift = number % len(ALTERNATIVES)
+        order = ALTERNATIVES[shift:] + ALTERNATIVES[:shift]
+        out.append({a: _time(_command(a, script, db if a == "tuned" else scratch_db),
+                             script.parent, work / "cache" / a.replace(" ", "-"))
+                    for a in order})
+        print(f"  round {number + 1}: " + ", ".join(f"{a} {out[-1][a]:.2f} s"
+                                                   for a in ALTERNATIVES),
+              file=sys.stderr, flush=True)
+    return out
+
+
+def _row(label: str, rounds: list[dict[str, float]], choice: str) -> list[str]:
+    first, later = rounds[0], rounds[1:]
+    best_other = [{"tuned": r["tuned"], "best": min(r[a] for a in ALTERNATIVES[:3])}
+                  for r in later]
+    gap = paired.gap(best_other, "best", "tuned")  # best / tuned: the tuned run's speed
+    medians = {a: statistics.median(r[a] for r in later) for a in ALTERNATIVES}
+    return [label, *(f"{medians[a]:.2f} s" for a in ALTERNATIVES), choice,
+            f"{gap.ratio:.2f} ({gap.low:.2f}–{gap.high:.2f})",
+            " / ".join(f"{first[a]:.1f}" for a in ALTERNATIVES)]
+
+
+def _last_choice(db: str) -> str:
+    from autotune.store import open_store
+
+    with open_store(db) as store:
+        runs = store.runs()
+    return f"{runs[-1].config_key} ({runs[-1].source})" if runs else "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("examples", type=Path, help="Brian2's examples/ folder")
+    parser.add_argument("--scripts", nargs="+", default=[
+        "COBAHH.py", "synapses/STDP.py", "frompapers/Brunel_Hakim_1999.py"])
+    parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--db", help="a store with this host's CUBA calibration")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="own-models-") as folder:
+        work = Path(folder)
+        db = args.db or f"sqlite:///{work / 'store.db'}"
+        if not args.db:
+            print("calibrating cuba (README command 1)...", file=sys.stderr, flush=True)
+            subprocess.run([*CLI, "calibrate", "--db", db], check=True,
+                           env={**os.environ, "BRIAN2_AUTOTUNE_CACHE": str(work / "calib")},
+                           capture_output=True)
+        rows = []
+        for name in args.scripts:
+            source = (args.examples / name).read_text()
+            for length in args.lengths:
+                script = work / f"L{length:g}" / Path(name).name
+                script.parent.mkdir(exist_ok=True)
+                script.write_text(with_length(source, Path(name).name, length))
+                print(f"{name} at {length:g} s", file=sys.stderr, flush=True)
+                rounds = _rounds(script, work, db, f"sqlite:///{work / 'scratch.db'}",
+                                 args.rounds)
+                rows.append(_row(f"{name}, {length:g} s", rounds, _last_choice(db)))
+    print(f"median wall time of rounds 2-{args.rounds} (fresh processes, start to exit); "
+          "tuned speed vs the best of 1-3 in each round, paired (80 %); round 1 (cold "
+          "builds) apart")
+    print(markdown_table(["script", *ALTERNATIVES, "tuned chose (last round)",
+                          "tuned speed ÷ best of 1-3", "round 1: " + " / ".join(ALTERNATIVES)],
+                         rows))
+
+
+if __name__ == "__main__":
+    main()
