@@ -94,19 +94,11 @@ def choose(
         raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
                           + (f" ({why_not_standalone})" if why_not_standalone else "")
                           + "; drop it or use --device runtime")
-    best = (profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
-                         max_threads=thread_cap) if profile else None)
-    only_float64 = (not float32_ok and precision is None and best is not None
-                    and best.config.precision == "float32")
-    if only_float64:
-        best = profile.best(duration, standalone_ok=standalone_ok,  # type: ignore[union-attr]
-                            cython_ok=cython_ok, max_threads=thread_cap, float32_ok=False)
+    best, only_float64 = _profile_best(profile, duration, standalone_ok, cython_ok, thread_cap,
+                                       float32_ok or precision is not None)
     if best is not None:
         config, source = best.config, "profile"
-        when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"  # type: ignore[union-attr]
-        reason = f"fastest valid configuration in this host's profile for {when} runs"
-        if not standalone_ok:
-            reason += " that runtime can serve" if cython_ok else " that numpy can serve"
+        reason = _profile_reason(profile, duration, standalone_ok, cython_ok)  # type: ignore[arg-type]
     else:
         config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
@@ -135,6 +127,30 @@ def choose(
         if config.key in cold:
             predicted += cost.cold_extra
     return config, source, reason, predicted
+
+
+def _profile_best(profile: Profile | None, duration: float | None, standalone_ok: bool,
+                  cython_ok: bool, thread_cap: int | None, float32_ok: bool
+                  ) -> tuple[ProfileEntry | None, bool]:
+    """The profile's entry for this run, and whether a float32 winner was passed over (float32
+    was not validated on this model)."""
+    if profile is None:
+        return None, False
+    best = profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
+                        max_threads=thread_cap)
+    if float32_ok or best is None or best.config.precision != "float32":
+        return best, False
+    return profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
+                        max_threads=thread_cap, float32_ok=False), True
+
+
+def _profile_reason(profile: Profile, duration: float | None, standalone_ok: bool,
+                    cython_ok: bool) -> str:
+    when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"
+    reason = f"fastest valid configuration in this host's profile for {when} runs"
+    if not standalone_ok:
+        reason += " that runtime can serve" if cython_ok else " that numpy can serve"
+    return reason
 
 
 def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
