@@ -5,8 +5,8 @@ script's text (:mod:`autotune.runrecord`), so an edited script starts afresh. Th
 the same script learns from them (:func:`choose_from_runs`):
 
 - a configuration the script already ran is predicted from its own times: the median seconds
-  outside the simulation loop over its warm runs (a cold build compiled everything once, and is
-  used only until a warm run exists), plus the median loop seconds per simulated second;
+  outside the simulation loop over its warm runs (while it has only cold ones, theirs less the
+  cold build the profile measured), plus the median loop seconds per simulated second;
 - one it has not run is predicted from the profile's cost model (measured on another model),
   scaled by how this script's own times compared with the profile's predictions for the
   configurations it did run: the set-up part and the loop part each by their median ratio;
@@ -63,9 +63,16 @@ class OwnTimes:
         """Wall seconds of a warm run of this script for ``duration`` simulated seconds."""
         return self.build + self.rate * duration
 
-    def cost(self) -> CostModel:
-        """These times as a cost model (what the run is predicted and recorded against)."""
-        return CostModel(self.build, self.rate, samples=self.runs, spread=self.spread)
+    def warm_build(self, cold_extra: float) -> float:
+        """Seconds outside the loop of a warm run: the measured ones, or, while every run was
+        cold, theirs less ``cold_extra`` (what the profile says a cold build adds)."""
+        return self.build if self.warm_runs else max(0.0, self.build - cold_extra)
+
+    def cost(self, cold_extra: float = 0.0) -> CostModel:
+        """These times as a cost model of a warm run, whose cold build costs ``cold_extra``
+        more (what the run is predicted and recorded against)."""
+        return CostModel(self.warm_build(cold_extra), self.rate, samples=self.runs,
+                         cold_extra=cold_extra, spread=self.spread)
 
     def describe(self) -> str:
         """``3 runs: 2.10 s + 0.450 s per simulated second``."""
@@ -119,7 +126,7 @@ def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]
             continue
         if cost.rate > 0 and times.rate > 0:
             loops.append(times.rate / cost.rate)
-        set_up = times.build if times.warm_runs else times.build - cost.cold_extra
+        set_up = times.warm_build(cost.cold_extra)
         if cost.fixed > 0 and set_up > 0:
             builds.append(set_up / cost.fixed)
     return Scale(statistics.median(builds) if builds else 1.0,
@@ -147,7 +154,7 @@ def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
     for entry in entries:
         times = own.get(entry.config.key)
         if times is not None:
-            costs[entry.config.key] = times.cost()
+            costs[entry.config.key] = times.cost(entry.cost.cold_extra if entry.cost else 0.0)
         elif entry.cost is not None:
             costs[entry.config.key] = scale.apply_to(entry.cost)
     return costs

@@ -33,7 +33,8 @@ def _run(config: RunConfig, build: float, loop: float, simulated: float = 10.0,
 
 def _with_o2(profile: Profile, fixed: float, rate: float) -> Profile:
     return replace(profile, entries=(*profile.entries,
-                                     ProfileEntry(O2, "valid", CostModel(fixed, rate, 0.01, 2, 2))))
+                                     ProfileEntry(O2, "valid",
+                                                  CostModel(fixed, rate, 0.01, 2, 2, 8.0))))
 
 
 def test_own_times_are_the_median_of_warm_runs_and_ignore_failures() -> None:
@@ -186,3 +187,17 @@ def test_a_first_run_counts_the_cold_build_and_a_script_run_often_amortises_it()
     config, source, _, predicted = choose(host, profile, duration=3.0, cold=new, history=often)
     assert config == STANDALONE and source == "script"
     assert predicted == pytest.approx(3.5 + 0.1 * 3.0 + 8.0)  # this run pays the build
+
+
+def test_a_configuration_run_only_cold_is_predicted_warm_and_not_left_for_a_cold_rival() -> None:
+    """Measured with Brian2's Brunel & Hakim example at 10 s: after one cold standalone run,
+    its own estimate still held the 8 s build, so an untried flag preset 'within noise' was
+    tried, and paid a cold build of its own (12.9 s against 6.1 s)."""
+    host = make_host()
+    profile = _with_o2(make_profile(host), 3.5, 0.1)  # as fast as the default flags
+    history = learn([_run(STANDALONE, 3.5 + 8.0, 1.0, cold=True)])
+    config, source, reason, predicted = choose(host, profile, duration=10.0, history=history,
+                                               cold={O2.key, "cython-float64-default"})
+    assert config == STANDALONE and source == "script"
+    assert predicted == pytest.approx(3.5 + 0.1 * 10)
+    assert "cold build (+8.0 s) does not pay back" in reason
