@@ -111,8 +111,10 @@ def choose(
                    f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
                    "(check it with `brian2-autotune check-precision SCRIPT`, or ask for it "
                    "with --precision float32)")
+    costs = run_costs(profile, history)
     if best is not None and cold:
-        config, reason = mind_cold_builds(profile, history, duration, config, reason,  # type: ignore[arg-type]
+        config, reason = mind_cold_builds(costs, history, profile.target_duration  # type: ignore[union-attr]
+                                          if duration is None else duration, config, reason,
                                           cold, profile.allowed(  # type: ignore[union-attr]
                                               duration, standalone_ok, cython_ok, thread_cap,
                                               float32_ok or precision == "float32"))
@@ -121,7 +123,7 @@ def choose(
                            thread_cap)
         source, reason = "override", "set on the command line"
     predicted = None
-    cost = cost_for_run(profile, history, config)
+    cost = costs.get(config.key)
     if cost is not None:
         predicted = cost.predict(duration or profile.target_duration)  # type: ignore[union-attr]
         if config.key in cold:
@@ -153,10 +155,23 @@ def _profile_reason(profile: Profile, duration: float | None, standalone_ok: boo
     return reason
 
 
+def run_costs(profile: Profile | None, history: Mapping[str, OwnTimes] | None
+              ) -> dict[str, CostModel]:
+    """Every measured configuration's cost model for this run, by key: the script's own (or
+    the profile's scaled to the script) where it has runs, else the profile's."""
+    if profile is None:
+        return {}
+    if history:
+        from autotune.learned import script_costs
+
+        return script_costs(profile.entries, profile.valid, history)
+    return {e.config.key: e.cost for e in profile.entries if e.cost is not None}
+
+
 def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
                  config: RunConfig) -> CostModel | None:
-    """``config``'s cost model for this run: the script's own (or the profile's scaled to the
-    script) where it has runs, else the profile's."""
+    """``config``'s cost model for this run (one entry of :func:`run_costs`, computed alone:
+    what :func:`autotune.apply` records the run against)."""
     entry = profile.entry(config) if profile is not None else None
     if entry is None or entry.cost is None:
         return None
@@ -167,8 +182,8 @@ def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None
     return entry.cost
 
 
-def mind_cold_builds(profile: Profile, history: Mapping[str, OwnTimes] | None,
-                     duration: float | None, chosen: RunConfig, reason: str,
+def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTimes] | None,
+                     duration: float, chosen: RunConfig, reason: str,
                      cold: Collection[str], allowed: Sequence[ProfileEntry]
                      ) -> tuple[RunConfig, str]:
     """Keep ``chosen``, unless its build would be cold here and another allowed configuration
@@ -179,14 +194,14 @@ def mind_cold_builds(profile: Profile, history: Mapping[str, OwnTimes] | None,
     """
     if chosen.key not in cold:
         return chosen, reason
-    d = profile.target_duration if duration is None else duration
     expected_runs = max(1, sum(t.runs for t in (history or {}).values()))
 
     def effective(config: RunConfig) -> float | None:
-        cost = cost_for_run(profile, history, config)
+        cost = costs.get(config.key)
         if cost is None:
             return None
-        return cost.predict(d) + (cost.cold_extra / expected_runs if config.key in cold else 0.0)
+        return cost.predict(duration) + (cost.cold_extra / expected_runs
+                                         if config.key in cold else 0.0)
 
     priced = [(cost, e.config) for e in allowed if (cost := effective(e.config)) is not None]
     mine = effective(chosen)
@@ -195,7 +210,7 @@ def mind_cold_builds(profile: Profile, history: Mapping[str, OwnTimes] | None,
     cheapest, config = min(priced, key=lambda pair: pair[0])
     if config == chosen or cheapest >= mine:
         return chosen, reason
-    extra = cost_for_run(profile, history, chosen).cold_extra  # type: ignore[union-attr]
+    extra = costs[chosen.key].cold_extra
     return config, (f"{reason}, but {chosen.key}'s build here would be new: its cold build "
                     f"(+{extra:.1f} s) does not pay back over {expected_runs} run"
                     f"{'s' if expected_runs != 1 else ''} of this script, so {config.key} "

@@ -98,10 +98,16 @@ def record_run(url: str, record: RunRecord) -> bool:
                     f"({', '.join('?' for _ in _RUN_COLUMNS)})",
                     [values[c] for c in _RUN_COLUMNS])
         except sqlite3.OperationalError as e:
-            if "no column" in str(e):
+            if _older_schema(e):
                 return False
             raise
         return True
+
+
+def _older_schema(error: sqlite3.OperationalError) -> bool:
+    """Whether ``error`` says the table lacks a column: a store written by an older version,
+    which only the repository upgrades."""
+    return "no column" in str(error)
 
 
 def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
@@ -122,7 +128,7 @@ def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
                 "AND script_digest = ? ORDER BY id DESC LIMIT ?",
                 (fingerprint, digest, SCRIPT_HISTORY)).fetchall()
         except sqlite3.OperationalError as e:
-            if "no column" in str(e):  # a store of an older schema: nothing learned yet
+            if _older_schema(e):  # nothing learned yet
                 return []
             raise
     return [RunRecord(**dict(zip(_RUN_COLUMNS, row, strict=True))) for row in reversed(rows)]
