@@ -194,3 +194,32 @@ def test_nodes_finishing_together_write_one_profile(postgres_url: str) -> None:
     outputs = [p.communicate(timeout=120) for p in procs]
     answers = [out.strip() for out, _ in outputs]
     assert sorted(answers) == ["False"] * 5 + ["True"], outputs
+
+
+def test_checking_a_store_keeps_the_locks_of_this_process_s_open_connections(
+        tmp_path: Path) -> None:
+    """Checking a store's file before opening it must not drop the SQLite locks this process
+    holds on it (a calibration's Optuna storage stays open): closing a plain descriptor of the
+    file would, and another process closing the store would then delete the write-ahead log
+    in use ("disk I/O error" in a suite calibration's second member)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from autotune.store.location import check_sqlite_location
+
+    path = tmp_path / "store.db"
+    open_connection = sqlite3.connect(path)
+    open_connection.execute("PRAGMA journal_mode=WAL")
+    open_connection.execute("CREATE TABLE t (x INTEGER)")
+    open_connection.execute("INSERT INTO t VALUES (1)")
+    open_connection.commit()
+    check_sqlite_location(f"sqlite:///{path}")
+    other = (f"import sqlite3; c = sqlite3.connect({str(path)!r}); "
+             "c.execute('SELECT count(*) FROM t').fetchone(); c.close()")
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60)
+    assert (tmp_path / "store.db-wal").exists()  # still ours: the other was not the last user
+    open_connection.execute("INSERT INTO t VALUES (2)")
+    open_connection.commit()
+    assert open_connection.execute("SELECT count(*) FROM t").fetchone() == (2,)
+    open_connection.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from autotune.errors import StoreUnavailable
@@ -10,7 +11,6 @@ from autotune.errors import StoreUnavailable
 ENV_VAR = "BRIAN2_AUTOTUNE_DB"
 #: Seconds every connection to a SQLite store (ours, Optuna's, apply's) waits for a lock.
 SQLITE_BUSY_TIMEOUT = 60.0
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def default_path() -> Path:
@@ -67,6 +67,31 @@ def sqlite_path(url: str) -> Path | None:
     return Path(rest)
 
 
+def _check_is_sqlite(path: Path) -> None:
+    """Refuse a file that is not a SQLite database, reading it through SQLite, read-only.
+
+    Not with a plain ``open``: closing any descriptor of the file drops all of this process's
+    POSIX locks on it, those of its open SQLite connections included (a calibration's Optuna
+    storage, say), and another connection could then delete the write-ahead log in use: a
+    suite calibration opening its second store died with "disk I/O error". SQLite's own
+    descriptors are kept open while locks are held.
+    """
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise StoreUnavailable(f"cannot read store {path}: {e}") from e
+    try:
+        connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e):
+            raise StoreUnavailable(f"cannot open store {path}: it is not a SQLite database, or "
+                                   "a damaged one; give another --db (the file was left "
+                                   "untouched)") from e
+        raise StoreUnavailable(f"cannot read store {path}: {e}") from e
+    finally:
+        connection.close()
+
+
 def check_sqlite_location(url: str) -> None:
     """Refuse, without touching anything, a SQLite location that cannot work.
 
@@ -84,14 +109,7 @@ def check_sqlite_location(url: str) -> None:
         raise StoreUnavailable(f"store folder {path.parent} does not exist; create it or "
                                "choose another --db")
     if path.exists():
-        try:
-            with open(path, "rb") as f:
-                head = f.read(16)
-        except OSError as e:
-            raise StoreUnavailable(f"cannot read store {path}: {e.strerror}") from e
-        if head and head != _SQLITE_MAGIC:
-            raise StoreUnavailable(f"store {path} is not a SQLite database; give another --db "
-                                   "(the file was left untouched)")
+        _check_is_sqlite(path)
         if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
             raise StoreUnavailable(f"store {path} is read-only; make it writable or choose "
                                    "another --db")
