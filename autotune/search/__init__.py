@@ -238,9 +238,13 @@ def run_search(
     with study_side.storage_errors(storage_url):
         study = study_side.open_study(storage_url, name, seed, max(4, len(first)),
                                       storage_lock, heartbeat, fail_running=resume_interrupted)
-        return _search_loop(study, evaluate, _Picker(space, first, max_threads,
-                                                     cython_available, seed),
-                            budget, clock, on_progress, storage_lock, node, heartbeat, sleep)
+        try:
+            return _search_loop(study, evaluate, _Picker(space, first, max_threads,
+                                                         cython_available, seed),
+                                budget, clock, on_progress, storage_lock, node, heartbeat,
+                                sleep)
+        finally:
+            study_side.close_study(study)
 
 
 def _search_loop(study: Any, evaluate: Callable[[RunConfig], Evaluation], picker: _Picker,

@@ -152,6 +152,14 @@ def claim(study: Any, trial: Any, config: RunConfig, node: str) -> None:
     study._storage.record_heartbeat(trial._trial_id)
 
 
+def close_study(study: Any) -> None:
+    """Close the study's database connections (the calibrating process goes on: a suite
+    calibrates its next model, and open connections it no longer uses only hold locks)."""
+    engine = getattr(study._storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 @contextmanager
 def heartbeat(study: Any, trial: Any, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
     """Record the trial's heartbeat every ``interval`` seconds while the body runs."""
