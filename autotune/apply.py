@@ -7,9 +7,12 @@ Optuna. It gathers what :func:`autotune.choice.choose` decides from, in this ord
 1. explicit overrides (``device``, ``threads``, ``precision``) — source ``override``;
 2. this script's own earlier runs (see :mod:`autotune.learned`), with the profile's cost
    models scaled to the script for what it has not run — source ``script``;
-3. this host's newest profile (for the workload, when given), best config for the run length —
+3. for a model never calibrated whose features are known (a dry pass, :mod:`autotune.drypass`),
+   the costs predicted for it from the host's suite calibration (:mod:`autotune.transfer`) —
+   source ``suite``;
+4. this host's newest profile (for the workload, when given), best config for the run length —
    source ``profile``;
-4. otherwise the fallback rule (cpp_standalone with the memory-aware thread count, or runtime when
+5. otherwise the fallback rule (cpp_standalone with the memory-aware thread count, or runtime when
    standalone cannot serve the script) — source ``fallback``, with the reason (no profile, or a
    stale one and which host component changed).
 """
@@ -21,6 +24,7 @@ import logging
 import platform
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +57,7 @@ from autotune.store.lite import (
     UNSUPPORTED,
     read_float32_checked,
     read_profile_document,
+    read_profile_documents,
     read_script_runs,
     read_stale_candidate,
 )
@@ -60,6 +65,7 @@ from autotune.store.location import resolve_url
 from autotune.values import as_seconds
 
 if TYPE_CHECKING:  # imported only when a script is read, or has runs to learn from
+    from autotune.features import ModelFeatures
     from autotune.learned import OwnTimes
     from autotune.scriptcheck import ScriptAnalysis
 
@@ -155,6 +161,8 @@ def apply(
     record: bool = True,
     analysis: ScriptAnalysis | None = None,
     same_model: bool = False,
+    features: ModelFeatures | None = None,
+    dry_pass: tuple[Path, Sequence[str]] | None = None,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
@@ -184,6 +192,15 @@ def apply(
             replaced by the best float64 configuration (float32 moves results by several per
             cent on some models and is slower on others); ``precision="float32"`` asks for it
             explicitly.
+        features: the coming model's features (:mod:`autotune.features`; ``brian2-autotune
+            run`` reads them with a dry pass). None: those cached for the running script's
+            text and arguments, if any. Known, and with no ``workload`` given, the costs are
+            predicted for this model from the host's suite calibration (``calibrate --suite``,
+            :mod:`autotune.transfer`) where it has at least two models.
+        dry_pass: the script and its arguments: where its features are not cached and the
+            host has a suite, read them now with a dry pass (:mod:`autotune.drypass`: the
+            script runs up to its first ``run()`` in a child process; seconds, once per text
+            and arguments). ``brian2-autotune run`` gives it.
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
@@ -218,6 +235,9 @@ def apply(
     node = node_dir(root, host.fingerprint)
     profile, reason = _profile_for(url, host, workload, use_profile, node)
     digest = analysis.digest if analysis else None
+    if profile is not None and workload is None and not same_model:
+        profile = _suite_prediction(url, host, node, features, digest, root,
+                                    dry_pass) or profile
     history = _learn(_script_runs(url, host, digest, node)) if digest and profile else {}
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
@@ -293,6 +313,51 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     if profile is None:
         return None, _stale_reason(url, host) or "no profile for this host"
     return profile, ""
+
+
+def _suite_prediction(url: str, host: HostFingerprint, node: Path,
+                      features: ModelFeatures | None, digest: str | None, root: Path,
+                      dry_pass: tuple[Path, Sequence[str]] | None) -> Profile | None:
+    """A profile predicted for the coming model from the host's suite (None: the store holds
+    no suite of at least two models, or the model's features are unknown)."""
+    from autotune.transfer import members_of, predicted_profile, suite_ready
+
+    members = members_of(_host_profiles(url, host, node))
+    if not suite_ready(members):
+        return None
+    if features is None and digest is not None:
+        from autotune.drypass import cached_features, script_features
+
+        if dry_pass is not None:
+            features = script_features(dry_pass[0], dry_pass[1], digest, root)
+        else:
+            import sys
+
+            features = cached_features(root, digest, sys.argv[1:])
+    return predicted_profile(members, features) if features is not None else None
+
+
+def _host_profiles(url: str, host: HostFingerprint, node: Path) -> list[Profile]:
+    """This host's stored profiles that carry their model's features, newest first
+    (unreadable ones are skipped: they cannot serve a prediction)."""
+    try:
+        documents = read_profile_documents(url, host.fingerprint)
+    except sqlite3.Error as e:
+        logger.debug("cannot read this host's profiles for a suite prediction: %s", e)
+        return []
+    if documents is UNSUPPORTED:
+        from autotune.store.nodecopy import copied_documents
+
+        documents = copied_documents(url, node)
+    profiles = []
+    for document in documents:
+        if not isinstance(document, dict) or "model" not in document.get("workload", {}):
+            continue
+        try:
+            profiles.append(Profile.from_dict(document))
+        except ProfileError as e:
+            logger.debug("a stored profile cannot serve a suite prediction: %s", e)
+    return profiles
 
 
 def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:

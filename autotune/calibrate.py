@@ -24,7 +24,9 @@ from typing import Any
 from autotune.buildslots import node_dir, node_name, try_lock
 from autotune.config import RunConfig, all_configs, brian2_default_config, standalone_config
 from autotune.confirm import Confirmation, confirm_finalists, share_fixed_parts
+from autotune.drypass import workload_features
 from autotune.errors import BadInput, CalibrationError, StoreError, WorkloadError
+from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint, collect_host, collect_load
 from autotune.measure import Measurer, ProgressCallback
 from autotune.paths import default_cache_root
@@ -62,6 +64,16 @@ class CalibrationOutcome:
     joined: bool = False
 
 
+def read_features(spec: WorkloadSpec) -> ModelFeatures | None:
+    """The workload's features, for suite predictions (None, with a warning, where its dry
+    pass fails: the profile still serves its own workload)."""
+    try:
+        return workload_features(spec.to_dict())
+    except WorkloadError as e:
+        logger.warning("%s; this profile will not serve predictions for other models", e)
+        return None
+
+
 def first_configs(max_threads: int, cython: bool) -> list[RunConfig]:
     """The reference, then one configuration per family, measured before the sampler guesses."""
     first = [brian2_default_config(cython)]
@@ -95,12 +107,15 @@ def confirmation_summary(confirmation: Confirmation | None, within: float) -> di
 
 def build_profile(host: HostFingerprint, workload: WorkloadSpec, settings: CalibrationSettings,
                   calibration_id: int, evaluations: dict[RunConfig, Evaluation],
-                  notes: list[str], confirmation: Confirmation | None, busy: bool) -> Profile:
-    """Turn the evaluations of a calibration into a :class:`Profile`."""
+                  notes: list[str], confirmation: Confirmation | None, busy: bool,
+                  features: ModelFeatures | None = None) -> Profile:
+    """Turn the evaluations of a calibration into a :class:`Profile` (with the workload's
+    ``features`` where they were read: what a suite prediction fits on)."""
     baseline = brian2_default_config(cython_available(host))
+    described = workload.to_dict() | ({"model": features.to_dict()} if features else {})
     return Profile(
         fingerprint=host.fingerprint, host_components=dict(host.components),
-        workload=workload.to_dict(), target_duration=settings.target_duration,
+        workload=described, target_duration=settings.target_duration,
         tolerance=settings.tolerance,
         entries=tuple(_entry(c, e) for c, e in evaluations.items()),
         baseline=baseline if baseline in evaluations else None,
@@ -265,7 +280,7 @@ class _Calibration:
                                 for c, e in evaluations.items())
             raise CalibrationError(f"no configuration could be measured: {reasons}")
         profile = build_profile(self.host, self.spec, self.settings, info.id, evaluations,
-                                self.notes, confirmation, busy)
+                                self.notes, confirmation, busy, read_features(self.spec))
         self.store.save_profile(profile, self.host, self.spec)
         self.store.finish_calibration(info.id, "finished", loads)
         return CalibrationOutcome(profile, info.id, measured, resumed, loads, joined=joined)

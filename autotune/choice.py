@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError
+from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint
 from autotune.profile import Profile, ProfileEntry
+from autotune.transfer import is_prediction
 
 if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays fast)
     from autotune.learned import OwnTimes, ScriptChoice
@@ -74,8 +76,10 @@ def choose(
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
-    ``thread_cap`` (cores left free by other runs on this node) bounds the OpenMP threads of a
-    configuration chosen from the profile or the fallback rule; an explicit ``threads`` wins.
+    ``profile`` is measured on the coming model or another, or predicted for the coming model
+    from the host's suite (:mod:`autotune.transfer`: source ``suite``). ``thread_cap`` (cores
+    left free by other runs on this node) bounds the OpenMP threads of a configuration chosen
+    from the profile or the fallback rule; an explicit ``threads`` wins.
     Without ``float32_ok`` (the coming model is not the one whose float32 results the profile
     validated) only float64 configurations are chosen from the profile; an explicit
     ``precision`` wins. ``history`` (the script's own times per configuration, see
@@ -97,7 +101,7 @@ def choose(
     best, only_float64 = _profile_best(profile, duration, standalone_ok, cython_ok, thread_cap,
                                        float32_ok or precision is not None)
     if best is not None:
-        config, source = best.config, "profile"
+        config, source = best.config, "suite" if is_prediction(profile) else "profile"
         reason = _profile_reason(profile, duration, standalone_ok, cython_ok)  # type: ignore[arg-type]
     else:
         config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
@@ -149,7 +153,12 @@ def _profile_best(profile: Profile | None, duration: float | None, standalone_ok
 def _profile_reason(profile: Profile, duration: float | None, standalone_ok: bool,
                     cython_ok: bool) -> str:
     when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"
-    reason = f"fastest valid configuration in this host's profile for {when} runs"
+    if is_prediction(profile):
+        model = ModelFeatures.from_dict(profile.workload["model"])
+        reason = (f"fastest predicted for this model ({model.describe()}) for {when} runs, "
+                  f"from this host's calibration of {profile.workload['name']}")
+    else:
+        reason = f"fastest valid configuration in this host's profile for {when} runs"
     if not standalone_ok:
         reason += " that runtime can serve" if cython_ok else " that numpy can serve"
     return reason

@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         confirm_rounds=args.confirm_rounds[0],
         confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None,
         heartbeat=args.heartbeat)
+    if args.suite:
+        return _calibrate_suite(args, settings)
     status, on_event = (None, None) if args.json else calibration_progress(
         _console(stderr=True), trials)
     kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
@@ -94,6 +97,37 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _calibrate_suite(args: argparse.Namespace, settings: Any) -> int:
+    """``calibrate --suite``: every member not yet calibrated, then what each concluded."""
+    from autotune.report import calibration_progress, profile_summary
+    from autotune.suite import SUITE, calibrate_suite, parse_members
+
+    if args.workload != "cuba" or args.size is not None or args.resume:
+        raise BadInput("--suite calibrates its own members: drop --workload, --size and "
+                       "--resume (choose members with --suite-members NAME:SIZE ...)")
+    members = parse_members(args.suite_members) if args.suite_members else list(SUITE)
+    status, on_event = (None, None) if args.json else calibration_progress(
+        _console(stderr=True), 4)
+    started = time.perf_counter()
+    if status is not None:
+        with status:
+            profiles = calibrate_suite(settings, members=members, db=args.db, progress=on_event)
+    else:
+        profiles = calibrate_suite(settings, members=members, db=args.db)
+    seconds = time.perf_counter() - started
+    if args.json:
+        _print_json({"seconds": seconds, "members": [profile_summary(p) for p in profiles]})
+        return EXIT_OK
+    console = _console()
+    console.print(f"suite of {len(profiles)} models calibrated in {seconds:.0f} s; scripts "
+                  "never calibrated are now predicted from it")
+    for profile in profiles:
+        best = profile.best()
+        console.print(f"  {profile.workload['name']} {profile.workload.get('size')}: "
+                      f"{best.config.describe() if best else 'nothing valid'}")
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """``show``: this host's profiles, ranked."""
     from autotune.host import collect_host
@@ -104,6 +138,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         precision_checks_renderable,
         script_rows,
         scripts_renderable,
+        suite_line,
+        suite_summary,
     )
     from autotune.store import open_store
     from autotune.views import device_rows, precision_rows, thread_scaling_rows
@@ -124,7 +160,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                                    "devices": device_rows(p, args.duration),
                                    "precision": precision_rows(p, args.duration)}
                                   for p in profiles],
-                     "scripts": script_rows(runs), "float32_checks": checks})
+                     "scripts": script_rows(runs), "float32_checks": checks,
+                     "suite": suite_summary(profiles)})
         return EXIT_OK
     console = _console()
     if not profiles:
@@ -138,6 +175,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for table in (scripts_renderable(script_rows(runs)), precision_checks_renderable(checks)):
         if table is not None:
             console.print(table)
+    console.print(suite_line(suite_summary(profiles)))
     for path in plots:
         console.print(f"plot written to {path}")
     return EXIT_OK

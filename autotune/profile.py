@@ -21,6 +21,7 @@ from typing import Any
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError, ProfileError
+from autotune.features import ModelFeatures
 from autotune.values import is_non_negative_number, is_positive_number
 
 FORMAT_VERSION = 1
@@ -107,7 +108,8 @@ class Profile:
     Attributes:
         fingerprint: the host's fingerprint.
         host_components: the host's checked components (to explain a mismatch later).
-        workload: the workload's JSON form (name, kind, size, path, signature).
+        workload: the workload's JSON form (name, kind, size, path, signature), and
+            ``model``: its features (:mod:`autotune.features`) where they were read.
         target_duration: the run length the calibration optimised for (simulated seconds).
         tolerance: the relative tolerance used for validation.
         entries: every measured configuration.
@@ -315,7 +317,10 @@ def _check_confirmation(data: Any) -> dict[str, Any]:
 
 
 def _check_workload(workload: Any) -> None:
-    _require_mapping(workload, "profile workload", {"name", "kind", "size", "path", "signature"})
+    _require_mapping(workload, "profile workload",
+                     {"name", "kind", "size", "path", "signature", "model"})
+    if workload.get("model") is not None:
+        ModelFeatures.from_dict(workload["model"])
     name, kind, size = workload.get("name"), workload.get("kind"), workload.get("size")
     signature, path = workload.get("signature"), workload.get("path")
     if not isinstance(name, str) or not 0 < len(name) <= 200:

@@ -222,7 +222,7 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
         applied = apply(options.workload, options.duration, options.db, device=options.device,
                         threads=options.threads, precision=options.precision,
                         use_profile=options.use_profile, owner=script_owner(script),
-                        record=False, analysis=analysis)
+                        record=False, analysis=analysis, dry_pass=(Path(script), tuple(args)))
         logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
                     if applied.predicted else "")

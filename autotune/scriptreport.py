@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from autotune.profile import Profile
 from autotune.records import PrecisionCheck
 from autotune.report import _fmt, _fmt_seconds, _percent, _table
 from autotune.runrecord import RunRecord
@@ -94,3 +95,25 @@ def precision_checks_renderable(rows: Sequence[dict[str, Any]]) -> Any:
                     "allowed" if r["passed"] else "refused",
                     _fmt(r["max_deviation"] and 100 * r["max_deviation"], ".2g", " %"),
                     r["config"], r["created_at"]] for r in rows])
+
+
+def suite_summary(profiles: Sequence[Profile]) -> dict[str, Any]:
+    """The host's suite for models never calibrated (:mod:`autotune.transfer`): its members
+    with their features, and whether it can predict (at least two different models)."""
+    from autotune.transfer import members_of, suite_ready
+
+    members = members_of(profiles)
+    return {"ready": suite_ready(members),
+            "members": [{"workload": m.name, **m.features.to_dict()} for m in members]}
+
+
+def suite_line(summary: dict[str, Any]) -> str:
+    """One line for ``show``: what scripts never calibrated are predicted from, or how to
+    make that possible."""
+    names = ", ".join(m["workload"] for m in summary["members"])
+    if summary["ready"]:
+        return (f"scripts never calibrated are predicted for their own model from this host's "
+                f"calibrations of {names}")
+    have = f" (only {names} so far)" if names else ""
+    return ("scripts never calibrated get the newest profile's choice" + have + "; run "
+            "`brian2-autotune calibrate --suite` to predict for each script's own model")

@@ -57,6 +57,22 @@ def read_profile_document(url: str, fingerprint: str, signature: str | None = No
         return json.loads(row[0]) if row else None
 
 
+def read_profile_documents(url: str, fingerprint: str) -> Any:
+    """Every stored profile document of a host, newest first, or UNSUPPORTED.
+
+    Raises:
+        sqlite3.Error: the file is not a usable store.
+    """
+    if not url.startswith("sqlite"):
+        return UNSUPPORTED
+    with _open(url, "autotune_profiles") as connection:
+        if connection is None:
+            return []
+        rows = connection.execute("SELECT document FROM autotune_profiles WHERE fingerprint = ? "
+                                  "ORDER BY id DESC", (fingerprint,)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+
 def read_stale_candidate(url: str, fingerprint: str, hostname: str) -> Any:
     """The newest profile document measured on this hostname under another fingerprint."""
     if not url.startswith("sqlite"):

@@ -174,6 +174,20 @@ def server_document(url: str, fingerprint: str, signature: str | None, node: Pat
                     ) -> dict[str, Any] | None:
     """This host's newest profile document from a server store, through the node's copy: the
     network is never waited for once a copy exists (``apply``'s way in)."""
+    copy = _node_copy(url, fingerprint, node)
+    return newest_document(copy, signature) if copy is not None else None
+
+
+def copied_documents(url: str, node: Path) -> list[dict[str, Any]]:
+    """All profile documents in the node's copy of a server store, newest first, as they are
+    (read after :func:`server_document`, which fetched or refreshed the copy and warned)."""
+    copy = read_copy(copy_folder(node, url))
+    return [dict(document) for document in copy["profiles"]] if copy is not None else []
+
+
+def _node_copy(url: str, fingerprint: str, node: Path) -> dict[str, Any] | None:
+    """The node's copy of this host's profiles (fetched now if there is none yet; refreshed in
+    the background when old)."""
     from autotune.errors import StoreError
 
     folder = copy_folder(node, url)
@@ -190,7 +204,7 @@ def server_document(url: str, fingerprint: str, signature: str | None, node: Pat
                        copy.get("fetched_at"))
     if age_seconds(copy) > REFRESH_AFTER or copy.get("error"):
         spawn_refresh(url, fingerprint, folder)
-    return newest_document(copy, signature)
+    return copy
 
 
 def spawn_refresh(url: str, fingerprint: str, folder: Path) -> None:

@@ -1,0 +1,89 @@
+"""The dry pass itself, for :mod:`autotune.drypass` (a child process: Brian2 keeps global state,
+and a user's script must not touch the caller's).
+
+``python -m autotune._dry_child OUT.json script PATH -- ARGS`` runs a script as ``python PATH
+ARGS`` would, and ``python -m autotune._dry_child OUT.json workload SPEC_JSON`` a workload's
+``simulate``, both under the runtime device with numpy (no compilation), until the first
+``run()``: there the network's features are counted, written to ``OUT.json``, and the process
+stops before a single step is simulated. Exit status 3: the script ended without a ``run()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: Exit status when the script or workload finished without calling ``run()``.
+NO_RUN_EXIT = 3
+
+
+class _StopAtRun(BaseException):
+    """Raised in place of the first run (a BaseException: a script's ``except Exception``
+    must not swallow it)."""
+
+    def __init__(self, objects: list[Any]) -> None:
+        super().__init__("dry pass stops at run()")
+        self.objects = objects
+
+
+def _stop_at_run() -> None:
+    from brian2.core.network import Network
+
+    def run(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise _StopAtRun(list(self.objects))
+
+    Network.run = run  # type: ignore[method-assign]
+
+
+def _run_until_run(kind: str, target: str, args: list[str]) -> list[Any] | None:
+    """The objects of the first network run, or None if none ran."""
+    import runpy
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            if kind == "script":
+                sys.argv = [target, *args]
+                sys.path.insert(0, str(Path(target).resolve().parent))
+                runpy.run_path(target, run_name="__main__")
+            else:
+                from brian2 import second
+
+                from autotune.workloads import WorkloadSpec, load_simulate
+
+                load_simulate(WorkloadSpec.from_dict(json.loads(target)))(1 * second)
+    except _StopAtRun as stop:
+        return stop.objects
+    except SystemExit:
+        return None
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """Count the first run's features; write them with the pass's wall time."""
+    started = time.perf_counter()
+    out, kind, target = Path(argv[0]), argv[1], argv[2]
+    args = argv[4:] if len(argv) > 3 and argv[3] == "--" else []
+    import brian2
+
+    from autotune.features import features_of
+
+    brian2.set_device("runtime")
+    brian2.prefs.codegen.target = "numpy"
+    _stop_at_run()
+    objects = _run_until_run(kind, target, args)
+    if objects is None:
+        sys.stderr.write("it finished without calling run()\n")
+        return NO_RUN_EXIT
+    features = features_of(objects)
+    document = {**features.to_dict(), "seconds": time.perf_counter() - started}
+    out.write_text(json.dumps(document))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,121 @@
+"""The dry pass: a model's features (:mod:`autotune.features`) before its first run.
+
+A script never run here has no times of its own. To predict its cost from the host's suite
+calibration (:mod:`autotune.transfer`) its size must be known first: the dry pass runs the script
+in a child process under the runtime device with numpy until its first ``run()``, counts the
+network there and stops before one step is simulated (:mod:`autotune._dry_child`). It costs an
+interpreter, Brian2's import and the script's own set-up (seconds), so it is paid once per script
+text and arguments: the features are cached under the cache root, written atomically, so that
+the runs of a parallel sweep share one file safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from autotune.errors import ProfileError, WorkloadError
+from autotune.features import ModelFeatures
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a dry pass may take before it is given up (a script doing heavy work before run()).
+DRY_TIMEOUT = 300.0
+#: Exit status of the child when the script ended without a run() (see _dry_child).
+_NO_RUN_EXIT = 3
+
+
+def cache_file(cache_root: Path, digest: str, args: Sequence[str]) -> Path:
+    """Where the features of a script's text ``digest`` run with ``args`` are cached."""
+    key = hashlib.sha256(json.dumps([digest, list(args)]).encode()).hexdigest()[:24]
+    return cache_root / "models" / f"{key}.json"
+
+
+def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
+    """The cached features of this script text and arguments (None: no usable cache)."""
+    path = cache_file(cache_root, digest, args)
+    try:
+        return ModelFeatures.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, ProfileError) as e:
+        logger.debug("ignoring the unreadable model cache %s: %s", path, e)
+        return None
+
+
+def script_features(script: str | Path, args: Sequence[str], digest: str, cache_root: Path,
+                    timeout: float = DRY_TIMEOUT) -> ModelFeatures | None:
+    """The script's features: cached, or from a dry pass now (then cached).
+
+    None, with the reason logged, where the dry pass cannot tell: the script fails or ends
+    before its first ``run()``, or takes longer than ``timeout``.
+    """
+    cached = cached_features(cache_root, digest, args)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    document, error = _dry_run(["script", str(Path(script).resolve()), "--", *args], timeout,
+                               cwd=None)
+    if document is None:
+        logger.info("dry pass of %s: %s; predicting without its size", script, error)
+        return None
+    features = ModelFeatures.from_dict({**document, "seconds": time.perf_counter() - started})
+    _write_atomically(cache_file(cache_root, digest, args), features)
+    logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)", script,
+                features.describe(), features.seconds)
+    return features
+
+
+def workload_features(workload: dict[str, object], timeout: float = DRY_TIMEOUT
+                      ) -> ModelFeatures:
+    """A calibration workload's features (its ``simulate`` up to its ``run()``).
+
+    Raises:
+        WorkloadError: the workload fails before its run, or never runs.
+    """
+    started = time.perf_counter()
+    document, error = _dry_run(["workload", json.dumps(workload)], timeout, cwd=None)
+    if document is None:
+        raise WorkloadError(f"cannot read the features of workload {workload.get('name')}: "
+                            f"{error}")
+    return ModelFeatures.from_dict({**document, "seconds": time.perf_counter() - started})
+
+
+def _dry_run(arguments: list[str], timeout: float, cwd: Path | None
+             ) -> tuple[dict[str, object] | None, str]:
+    """Run the dry child; its document, or None and why."""
+    with tempfile.TemporaryDirectory(prefix="autotune-dry-") as folder:
+        out = Path(folder) / "features.json"
+        env = {**os.environ, "MPLBACKEND": "Agg"}
+        try:
+            done = subprocess.run([sys.executable, "-m", "autotune._dry_child", str(out),
+                                   *arguments], capture_output=True, text=True, timeout=timeout,
+                                  env=env, cwd=cwd, check=False)
+        except subprocess.TimeoutExpired:
+            return None, f"no run() within {timeout:.0f} s"
+        if done.returncode == _NO_RUN_EXIT:
+            return None, "it finished without calling run()"
+        if done.returncode != 0 or not out.exists():
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            return None, f"it failed before its first run() ({last})"
+        return json.loads(out.read_text()), ""
+
+
+def _write_atomically(path: Path, features: ModelFeatures) -> None:
+    """Write the cache so that a reader never sees half a file (runs of a sweep race here)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
+                                         delete=False) as handle:
+            json.dump(features.to_dict(), handle)
+        os.replace(handle.name, path)
+    except OSError as e:
+        logger.debug("cannot cache the model's features in %s: %s", path, e)

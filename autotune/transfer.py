@@ -1,0 +1,189 @@
+"""Predict a never-calibrated model's costs from the host's suite calibration.
+
+Each calibration of a built-in workload measures every configuration's ``fixed`` and ``rate``
+(:mod:`autotune.costmodel`) on one model whose features (:mod:`autotune.features`) the profile
+keeps. Across the suite (several models, several sizes) each configuration's costs are fit as
+non-negative combinations of those features, weighted for relative error:
+
+* loop seconds per simulated second: ``state_variables``, ``synapses`` and ``objects`` (every
+  object's code runs each step: Python's per-object overhead is most of numpy's small models);
+* fixed seconds: a constant (interpreter, Brian2's import), ``synapses`` (created at set-up) and
+  ``objects`` (code generated and compiled);
+* a cold build's extra seconds: a constant and ``objects``.
+
+:func:`predicted_profile` turns the fits into a :class:`~autotune.profile.Profile` for one model,
+so that choosing, learning from the script's own runs and pricing cold builds work on it as on
+a calibrated profile. Pure Python (no numpy): :func:`autotune.apply` runs it before every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autotune.config import RunConfig
+from autotune.costmodel import CostModel
+from autotune.features import ModelFeatures
+from autotune.profile import Profile, ProfileEntry
+
+#: A prediction needs at least this many different models in the suite (sizes of one model alone
+#: cannot tell its features apart: they all grow together), and a configuration is predicted
+#: only when at least this many members measured it.
+MIN_MODELS = 2
+#: Uncertainty of a prediction for a model outside the suite, on top of the fit's own misfit
+#: and the members' measurement spread: the features miss firing rates and equation costs.
+TRANSFER_SPREAD = 0.10
+#: What a prediction's workload is called in its profile (``kind``).
+PREDICTION = "prediction"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One calibrated suite model: its features and profile."""
+
+    features: ModelFeatures
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        workload = self.profile.workload
+        size = workload.get("size")
+        return f"{workload.get('name')} {size}" if size else str(workload.get("name"))
+
+
+def members_of(profiles: Sequence[Profile]) -> list[Member]:
+    """The profiles (newest first) that can serve a suite: the newest of each workload whose
+    features are known."""
+    members, seen = [], set()
+    for profile in profiles:
+        model = profile.workload.get("model")
+        signature = profile.workload.get("signature")
+        if model is None or signature in seen:
+            continue
+        seen.add(signature)
+        members.append(Member(ModelFeatures.from_dict(model), profile))
+    return members
+
+
+def suite_ready(members: Sequence[Member]) -> bool:
+    """Whether the members can predict: at least :data:`MIN_MODELS` different models."""
+    return len({m.profile.workload.get("name") for m in members}) >= MIN_MODELS
+
+
+def _solve(rows: list[list[float]], targets: list[float]) -> list[float] | None:
+    """Least squares by the normal equations (small, column-scaled systems); None if singular."""
+    n = len(rows[0])
+    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
+    b = [sum(r[i] * t for r, t in zip(rows, targets, strict=True)) for i in range(n)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda k: abs(a[k][col]))
+        if abs(a[pivot][col]) < 1e-12:
+            return None
+        a[col], a[pivot], b[col], b[pivot] = a[pivot], a[col], b[pivot], b[col]
+        for k in range(col + 1, n):
+            factor = a[k][col] / a[col][col]
+            a[k] = [x - factor * y for x, y in zip(a[k], a[col], strict=True)]
+            b[k] -= factor * b[col]
+    solution = [0.0] * n
+    for col in reversed(range(n)):
+        rest = sum(a[col][k] * solution[k] for k in range(col + 1, n))
+        solution[col] = (b[col] - rest) / a[col][col]
+    return solution
+
+
+def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tuple[list[float],
+                                                                                   float]:
+    """Non-negative coefficients ``c`` minimising the relative error of ``x · c`` against
+    ``y``; and that error's root mean square (0.2 = 20 %).
+
+    Exhaustive over which coefficients are free (at most a handful of features), so the
+    answer is the exact optimum, with fewer free coefficients preferred on equal error.
+    """
+    n = len(xs[0])
+    scale = [max((abs(x[i]) for x in xs), default=0.0) or 1.0 for i in range(n)]
+    weighted = [[x[i] / scale[i] / y for i in range(n)] for x, y in zip(xs, ys, strict=True)]
+    best: tuple[float, list[float]] = (math.inf, [0.0] * n)
+    for free in range(1, n + 1):
+        for chosen in itertools.combinations(range(n), free):
+            if free > len(ys):
+                continue
+            coefficients = _solve([[row[i] for i in chosen] for row in weighted],
+                                  [1.0] * len(ys))
+            if coefficients is None or any(c < 0 for c in coefficients):
+                continue
+            full = [0.0] * n
+            for i, c in zip(chosen, coefficients, strict=True):
+                full[i] = c
+            error = math.sqrt(sum((sum(r[i] * full[i] for i in range(n)) - 1.0) ** 2
+                                  for r in weighted) / len(ys))
+            if error < best[0] - 1e-9:
+                best = (error, full)
+    error, full = best
+    return [c / s for c, s in zip(full, scale, strict=True)], error
+
+
+def _rate_row(f: ModelFeatures) -> list[float]:
+    return [float(f.state_variables), float(f.synapses), float(f.objects)]
+
+
+def _fixed_row(f: ModelFeatures) -> list[float]:
+    return [1.0, float(f.synapses), float(f.objects)]
+
+
+def _cold_row(f: ModelFeatures) -> list[float]:
+    return [1.0, float(f.objects)]
+
+
+def _dot(row: Sequence[float], coefficients: Sequence[float]) -> float:
+    return sum(x * c for x, c in zip(row, coefficients, strict=True))
+
+
+def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures
+                 ) -> CostModel:
+    """One configuration's cost for a model with ``features``, fit on the suite's ``points``
+    (features and measured cost of each member that measured it)."""
+    rate_c, rate_error = fit_non_negative([_rate_row(f) for f, _ in points],
+                                          [max(c.rate, 1e-6) for _, c in points])
+    fixed_c, fixed_error = fit_non_negative([_fixed_row(f) for f, _ in points],
+                                            [max(c.fixed, 1e-3) for _, c in points])
+    colds = [(f, c) for f, c in points if c.cold_extra > 0]
+    cold = 0.0
+    if colds:
+        cold_c, _ = fit_non_negative([_cold_row(f) for f, _ in colds],
+                                     [c.cold_extra for _, c in colds])
+        cold = _dot(_cold_row(features), cold_c)
+    spread = (max(c.spread for _, c in points) + max(rate_error, fixed_error)
+              + TRANSFER_SPREAD)
+    return CostModel(_dot(_fixed_row(features), fixed_c), _dot(_rate_row(features), rate_c),
+                     0.0, len(points), 0, cold, None, spread)
+
+
+def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Profile | None:
+    """A profile for a model with ``features``: each configuration valid on at least
+    :data:`MIN_MODELS` suite models, its cost predicted (None: the suite is too small)."""
+    if not suite_ready(members):
+        return None
+    points: dict[RunConfig, list[tuple[ModelFeatures, CostModel]]] = {}
+    for member in members:
+        for entry in member.profile.valid:
+            assert entry.cost is not None
+            points.setdefault(entry.config, []).append((member.features, entry.cost))
+    entries = tuple(ProfileEntry(config, "valid", predict_cost(found, features))
+                    for config, found in points.items() if len(found) >= MIN_MODELS)
+    if not entries:
+        return None
+    newest = max(members, key=lambda m: m.profile.created_at).profile
+    names = ", ".join(m.name for m in members)
+    return Profile(
+        fingerprint=newest.fingerprint, host_components=dict(newest.host_components),
+        workload={"name": f"the suite's models ({names})", "kind": PREDICTION, "size": None,
+                  "path": None, "signature": None, "model": features.to_dict()},
+        target_duration=newest.target_duration, tolerance=newest.tolerance, entries=entries,
+        created_at=newest.created_at)
+
+
+def is_prediction(profile: Profile | None) -> bool:
+    """Whether ``profile`` was predicted for a model rather than measured on it."""
+    return profile is not None and profile.workload.get("kind") == PREDICTION

@@ -1,0 +1,124 @@
+"""Zero-shot: how well does the suite predict a model it never saw?
+
+Leave-one-out over the suite (``calibrate --suite``): for each model, every member of that model
+is left out, the configuration is predicted from the others' calibrations and the model's
+features (:mod:`autotune.transfer`, as ``run`` does for a script never calibrated), and that
+choice is measured against the model's oracle, end to end (fresh process, start-up to exit, warm
+builds), in interleaved rounds at each run length: the oracle is the fastest of the candidate
+configurations in the measurement itself (the four float64 families the suite calibrates:
+Brian2's default Cython, numpy, standalone without OpenMP, standalone with the memory-aware
+thread count; at a length where the model's own calibration predicts a candidate more than
+``--prune`` times slower than its best, that candidate is left out). Ratios are paired round by
+round, with an 80 % interval.
+
+    python benchmarks/zero_shot.py --work /tmp/zero-shot            # suite, then 1, 10, 100 s
+    python benchmarks/zero_shot.py --work /tmp/zero-shot --lengths 1 10 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
+
+from autotune.calibrate import cython_available, first_configs  # noqa: E402
+from autotune.choice import choose, fallback_config  # noqa: E402
+from autotune.config import RunConfig, brian2_default_config  # noqa: E402
+from autotune.host import HostFingerprint, collect_host  # noqa: E402
+from autotune.profile import Profile  # noqa: E402
+from autotune.suite import SUITE, calibrate_suite, parse_members  # noqa: E402
+from autotune.transfer import Member, members_of, predicted_profile  # noqa: E402
+from autotune.workloads import resolve_workload  # noqa: E402
+
+
+def _ratio(tuned: Series, other: Series) -> str:
+    """The tuned choice's speed over ``other``'s (above 1: tuned is faster), paired round by
+    round, with its 80 % interval."""
+    gap = paired_gap(tuned, other)
+    if math.isnan(gap.ratio) or gap.low <= 0 or math.isinf(gap.high):
+        return "-"
+    return f"{1 / gap.ratio:.2f} ({1 / gap.high:.2f}–{1 / gap.low:.2f})"
+
+
+def _candidates(host: HostFingerprint, own: Profile, length: float, prune: float
+                ) -> list[RunConfig]:
+    """The float64 family configurations worth measuring at ``length``: all but those the
+    model's own calibration predicts more than ``prune`` times slower than its best."""
+    families = first_configs(host.max_threads, cython_available(host))
+    ranked = {e.config: e.cost.predict(length) for e in own.valid  # type: ignore[union-attr]
+              if e.config in families}
+    best = min(ranked.values())
+    return [c for c in families if c in ranked and ranked[c] <= prune * best]
+
+
+def _leave_out(members: list[Member], name: str) -> list[Member]:
+    return [m for m in members if m.profile.workload.get("name") != name]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True,
+                        help="folder of the suite's store and builds (reused when run again)")
+    parser.add_argument("--members", nargs="+", metavar="NAME:SIZE",
+                        help="suite members (default: the built-in suite)")
+    parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0, 100.0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--prune", type=float, default=3.0,
+                        help="leave out candidates the model's own calibration predicts this "
+                             "many times slower than its best at that length (3)")
+    args = parser.parse_args()
+
+    host = collect_host()
+    args.work.mkdir(parents=True, exist_ok=True)
+    db, cache = f"sqlite:///{args.work / 'suite.db'}", args.work / "cache"
+    members_asked = parse_members(args.members) if args.members else list(SUITE)
+    started = time.perf_counter()
+    profiles = calibrate_suite(members=members_asked, db=db, cache_root=cache, host=host)
+    suite_seconds = time.perf_counter() - started
+    members = members_of(profiles)
+    rows = []
+    for name in dict.fromkeys(m.profile.workload["name"] for m in members):
+        left_out = min((m for m in members if m.profile.workload["name"] == name),
+                       key=lambda m: m.features.synapses + m.features.state_variables)
+        prediction = predicted_profile(_leave_out(members, name), left_out.features)
+        if prediction is None:
+            continue
+        workload = resolve_workload(name, left_out.profile.workload["size"])
+        for length in args.lengths:
+            tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
+            configs = _candidates(host, left_out.profile, length, args.prune)
+            default, rule = brian2_default_config(True), fallback_config(host, True)
+            series = [Series(c.key, c) for c in dict.fromkeys([*configs, default, rule, tuned])]
+            print(f"[{workload.describe()} {length:g} s] tuned={tuned.key}; measuring "
+                  + ", ".join(s.label for s in series), file=sys.stderr)
+            measure_interleaved(host, workload, series, length, args.rounds, cache)
+            by_config = {s.config: s for s in series}
+            oracle = min(series, key=lambda s: s.median)
+            t = by_config[tuned]
+            rows.append([workload.describe(), f"{length:g} s", tuned.key, oracle.config.key,
+                         *(f"{by_config[c].median:.2f} s" for c in (tuned, default, rule)),
+                         f"{oracle.median:.2f} s", _ratio(t, oracle),
+                         _ratio(t, by_config[default]), _ratio(t, by_config[rule])])
+    report = [f"Machine: {host.components['cpu_model']}, {host.usable_cpus} usable CPUs, "
+              f"{host.usable_memory / 2**30:.0f} GiB; Python {host.components['python']}, "
+              f"Brian2 {host.components['brian2']}, {host.components['compiler']}; "
+              f"{platform.system()} {platform.machine()}.",
+              f"Suite: {', '.join(m.name for m in members)} "
+              f"({suite_seconds:.0f} s to calibrate or reuse here).", "",
+              markdown_table(["left-out model", "run length", "tuned (predicted)", "oracle",
+                              "tuned", "Brian2 default", "fixed rule", "oracle median",
+                              "tuned speed / oracle's (80 %)", "/ default's", "/ fixed rule's"],
+                             rows)]
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The dry pass: a script's features before its first run, without simulating a step."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from autotune.drypass import cache_file, script_features, workload_features
+from autotune.errors import WorkloadError
+from autotune.workloads import resolve_workload
+
+MARKED = """
+import sys
+from brian2 import *
+N = int(sys.argv[1])
+G = NeuronGroup(N, '''dv/dt = (I - v)/(10*ms) : 1
+                      dI/dt = -I/(5*ms) : 1''', threshold='v > 1', reset='v = 0')
+P = PoissonGroup(7, 10*Hz)
+S = Synapses(P, G, 'w : 1', on_pre='I += w')
+S.connect()
+M = SpikeMonitor(G)
+
+@network_operation
+def mark():
+    open(sys.argv[2], 'w').write('the loop ran')
+
+print('set up')
+run(10000*second)
+"""
+
+
+def test_the_dry_pass_counts_the_model_and_never_runs_the_loop(tmp_path: Path) -> None:
+    script, marker = tmp_path / "model.py", tmp_path / "marker"
+    script.write_text(MARKED)
+    features = script_features(script, ["30", str(marker)], "d1", tmp_path / "cache")
+    assert features is not None
+    assert not marker.exists()  # a network_operation runs every step: none was taken
+    assert (features.neurons, features.synapses) == (37, 7 * 30)
+    assert features.state_variables == 30 * 2 + 7
+    assert features.objects >= 5 and features.seconds is not None and features.seconds > 0
+    assert cache_file(tmp_path / "cache", "d1", ["30", str(marker)]).exists()
+    script.unlink()  # the same text and arguments again: read from the cache, not run
+    assert script_features(script, ["30", str(marker)], "d1", tmp_path / "cache") == features
+
+
+def test_a_script_that_fails_or_never_runs_gives_no_features(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    failing, idle = tmp_path / "failing.py", tmp_path / "idle.py"
+    failing.write_text("from brian2 import *\nraise ValueError('bad parameter')\nrun(1*second)\n")
+    idle.write_text("from brian2 import *\nG = NeuronGroup(3, 'v : 1')\n")
+    with caplog.at_level(logging.INFO, logger="autotune.drypass"):
+        assert script_features(failing, [], "d2", tmp_path / "cache") is None
+        assert script_features(idle, [], "d3", tmp_path / "cache") is None
+    assert "ValueError: bad parameter" in caplog.text
+    assert "finished without calling run()" in caplog.text
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_built_in_workload_is_counted_as_a_script_would_be() -> None:
+    features = workload_features(resolve_workload("cuba", 50).to_dict())
+    assert features.neurons == 50 and features.state_variables == 150
+    assert 0 < features.synapses <= 50 * 50  # at most all-to-all at this size
+
+
+def test_a_workload_file_that_fails_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("def simulate(duration):\n    raise RuntimeError('no model here')\n")
+    with pytest.raises(WorkloadError, match="cannot read the features of workload broken.*"
+                                            "no model here"):
+        workload_features(resolve_workload(str(broken)).to_dict())
