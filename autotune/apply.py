@@ -78,7 +78,7 @@ class Applied:
 
     Attributes:
         config: the configuration now active in Brian2.
-        source: ``script``, ``profile``, ``override`` or ``fallback``.
+        source: ``script``, ``suite``, ``profile``, ``override`` or ``fallback``.
         reason: a sentence explaining the choice.
         predicted: predicted wall seconds for the run (when a cost model knows).
         build_dir: the cpp_standalone project folder, if standalone.

@@ -1,16 +1,17 @@
 """What drives a model's cost, read from its network before anything is simulated.
 
-A model's loop cost grows with the state variables integrated every step, the synapses whose
-events are delivered, and the objects that each run code every step (Python overhead per object
-dominates numpy's small models); its fixed cost with the synapses created and the objects whose
-code is generated and compiled. :class:`ModelFeatures` counts these; :func:`features_of` reads
-them from the objects of a Brian2 network, and :mod:`autotune.drypass` from a script or a
-built-in workload without running its simulation loop. :mod:`autotune.transfer` fits each
-configuration's cost as a function of them.
+A model's loop cost grows with the operations of the equations integrated every step, the
+synapses whose events are delivered, and the objects that each run code every step (Python's
+overhead per object dominates numpy's small models); its fixed cost with the synapses created
+and the objects whose code is generated and compiled. :class:`ModelFeatures` counts these;
+:func:`features_of` reads them from the objects of a Brian2 network, and :mod:`autotune.drypass`
+from a script or a built-in workload without running its simulation loop.
+:mod:`autotune.transfer` fits each configuration's cost as a function of them.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from typing import Any
 
 from autotune.errors import ProfileError
 
-#: The features a cost is fit on, in order (see :meth:`ModelFeatures.vector`).
-FEATURE_NAMES = ("state_variables", "synapses", "objects")
+#: The names of :class:`ModelFeatures`' counts (all required in a stored document).
+COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class ModelFeatures:
         neurons: neurons in its groups (Poisson and spike-generator inputs included).
         state_variables: differential equations integrated per step, summed over neurons and
             clock-driven synapses (at least one per neuron: a threshold is checked).
+        operations: arithmetic operations and function calls of those equations and their
+            subexpressions per step, summed likewise: what separates a Hodgkin-Huxley neuron
+            (hundreds, with exponentials; numpy ran COBA-HH 70 times slower per neuron than
+            CUBA) from a leaky integrate-and-fire one (a handful).
         synapses: synapses in the model.
         plastic_synapses: those also updated on postsynaptic spikes (STDP and the like).
         objects: objects that run code every step (state updaters, thresholds, resets,
@@ -39,14 +44,11 @@ class ModelFeatures:
 
     neurons: int
     state_variables: int
+    operations: int
     synapses: int
     plastic_synapses: int
     objects: int
     seconds: float | None = None
-
-    def vector(self) -> tuple[float, ...]:
-        """The fit's features (:data:`FEATURE_NAMES`) as numbers."""
-        return tuple(float(getattr(self, name)) for name in FEATURE_NAMES)
 
     def describe(self) -> str:
         """One phrase, e.g. ``4000 neurons, 320000 synapses, 14 objects``."""
@@ -57,33 +59,44 @@ class ModelFeatures:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"neurons": self.neurons, "state_variables": self.state_variables,
-                "synapses": self.synapses, "plastic_synapses": self.plastic_synapses,
-                "objects": self.objects, "seconds": self.seconds}
+        return {name: getattr(self, name) for name in (*COUNTS, "seconds")}
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelFeatures:
         """Validate and build (documents may come from another machine).
 
         Raises:
-            ProfileError: missing, unknown or out-of-range values.
+            ProfileError: missing, unknown or out-of-range values (features of an older
+                version lack some counts: :func:`check_document` accepts those).
         """
-        names = {"neurons", "state_variables", "synapses", "plastic_synapses", "objects",
-                 "seconds"}
-        if not isinstance(data, Mapping) or set(data) - names:
-            raise ProfileError(f"model features must be a mapping of {sorted(names)}")
-        counts = {}
-        for name in sorted(names - {"seconds"}):
-            value = data.get(name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**12:
-                raise ProfileError(f"model feature {name} must be a whole number >= 0, "
-                                   f"got {value!r}")
-            counts[name] = value
+        check_document(data)
+        missing = [name for name in COUNTS if name not in data]
+        if missing:
+            raise ProfileError(f"model features lack {', '.join(missing)} (read by an older "
+                               "version; `brian2-autotune calibrate --suite` reads them again)")
         seconds = data.get("seconds")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(
-                seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0):
-            raise ProfileError(f"model feature seconds must be a number >= 0, got {seconds!r}")
-        return cls(seconds=None if seconds is None else float(seconds), **counts)
+        return cls(seconds=None if seconds is None else float(seconds),
+                   **{name: data[name] for name in COUNTS})
+
+
+def check_document(data: Any) -> None:
+    """Check a stored features document's values, allowing counts it lacks.
+
+    Raises:
+        ProfileError: not a mapping, unknown keys, or values out of range.
+    """
+    names = {*COUNTS, "seconds"}
+    if not isinstance(data, Mapping) or set(data) - names:
+        raise ProfileError(f"model features must be a mapping of {sorted(names)}")
+    for name in COUNTS:
+        value = data.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**12:
+            raise ProfileError(f"model feature {name} must be a whole number >= 0, "
+                               f"got {value!r}")
+    seconds = data.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(
+            seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0):
+        raise ProfileError(f"model feature seconds must be a number >= 0, got {seconds!r}")
 
 
 def _with_contained(objects: Iterable[Any]) -> list[Any]:
@@ -100,6 +113,29 @@ def _with_contained(objects: Iterable[Any]) -> list[Any]:
     return list(seen.values())
 
 
+def _operations(code: str) -> int:
+    """Operations (arithmetic, comparisons, function calls) in one expression."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return 1
+    return sum(isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare, ast.BoolOp))
+               for node in ast.walk(tree))
+
+
+def _per_step(equations: Any) -> tuple[int, int]:
+    """(differential equations, operations per step) of one group's per-step equations."""
+    from brian2.equations.equations import DIFFERENTIAL_EQUATION, SUBEXPRESSION
+
+    variables = operations = 0
+    for equation in equations.ordered:
+        if equation.type == DIFFERENTIAL_EQUATION:
+            variables += 1
+        if equation.type in (DIFFERENTIAL_EQUATION, SUBEXPRESSION) and equation.expr is not None:
+            operations += _operations(equation.expr.code)
+    return variables, operations
+
+
 def features_of(objects: Iterable[Any]) -> ModelFeatures:
     """Count a network's features from its objects (needs Brian2; synapses must be connected,
     as they are under the runtime device once ``connect`` returned)."""
@@ -107,22 +143,26 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
     from brian2.groups.group import CodeRunner, Group
 
     everything = _with_contained(objects)
-    neurons = state_variables = synapses = plastic = 0
+    neurons = state_variables = operations = synapses = plastic = 0
     for obj in everything:
         if isinstance(obj, Synapses):
             size = len(obj)
             synapses += size
-            clock_driven = len(obj.equations.diff_eq_names) - len(
-                getattr(obj, "event_driven", None) or ())
-            state_variables += size * max(0, clock_driven)
+            variables, ops = _per_step(obj.equations)  # event-driven ones are apart
+            state_variables += size * variables
+            operations += size * ops
             if len(getattr(obj, "_pathways", ())) > 1:
                 plastic += size
         elif isinstance(obj, NeuronGroup):
-            neurons += int(obj.N)
-            state_variables += int(obj.N) * max(1, len(obj.equations.diff_eq_names))
+            size = int(obj.N)
+            variables, ops = _per_step(obj.equations)
+            neurons += size
+            state_variables += size * max(1, variables)
+            operations += size * max(1, ops)
         elif isinstance(obj, Group) and hasattr(obj, "N") and not hasattr(obj, "source"):
             neurons += int(obj.N)  # PoissonGroup, SpikeGeneratorGroup: checked every step
             state_variables += int(obj.N)
+            operations += int(obj.N)
     running = sum(1 for obj in everything
                   if isinstance(obj, CodeRunner) and getattr(obj, "active", True))
-    return ModelFeatures(neurons, state_variables, synapses, plastic, running)
+    return ModelFeatures(neurons, state_variables, operations, synapses, plastic, running)

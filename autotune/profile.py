@@ -21,7 +21,7 @@ from typing import Any
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError, ProfileError
-from autotune.features import ModelFeatures
+from autotune.features import check_document as check_features
 from autotune.values import is_non_negative_number, is_positive_number
 
 FORMAT_VERSION = 1
@@ -320,7 +320,7 @@ def _check_workload(workload: Any) -> None:
     _require_mapping(workload, "profile workload",
                      {"name", "kind", "size", "path", "signature", "model"})
     if workload.get("model") is not None:
-        ModelFeatures.from_dict(workload["model"])
+        check_features(workload["model"])
     name, kind, size = workload.get("name"), workload.get("kind"), workload.get("size")
     signature, path = workload.get("signature"), workload.get("path")
     if not isinstance(name, str) or not 0 < len(name) <= 200:

@@ -27,6 +27,8 @@ from autotune.calibrate import (
     first_configs,
     read_features,
 )
+from autotune.errors import ProfileError
+from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint, collect_host
 from autotune.measure import ProgressCallback
 from autotune.profile import Profile
@@ -103,13 +105,23 @@ def calibrate_suite(
     return profiles
 
 
+def _features_current(profile: Profile) -> bool:
+    """Whether the profile's features are there and of this version (all counts present)."""
+    try:
+        ModelFeatures.from_dict(profile.workload["model"])
+    except (KeyError, ProfileError):
+        return False
+    return True
+
+
 def _kept_profile(db: str | None, host: HostFingerprint, name: str, size: int
                   ) -> Profile | None:
-    """This host's profile of the member, with its features (read now if it had none)."""
+    """This host's profile of the member, with its features (read now if it had none, or of
+    an older version)."""
     spec = resolve_workload(name, size)
     with open_store(db) as store:
         profile = store.latest_profile(host.fingerprint, spec.signature)
-        if profile is None or "model" in profile.workload:
+        if profile is None or _features_current(profile):
             return profile
         features = read_features(spec)
         if features is None:

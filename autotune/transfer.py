@@ -5,8 +5,9 @@ Each calibration of a built-in workload measures every configuration's ``fixed``
 keeps. Across the suite (several models, several sizes) each configuration's costs are fit as
 non-negative combinations of those features, weighted for relative error:
 
-* loop seconds per simulated second: ``state_variables``, ``synapses`` and ``objects`` (every
-  object's code runs each step: Python's per-object overhead is most of numpy's small models);
+* loop seconds per simulated second: ``operations`` (of the equations integrated each step),
+  ``synapses`` and ``objects`` (every object's code runs each step: Python's per-object overhead
+  is most of numpy's small models);
 * fixed seconds: a constant (interpreter, Brian2's import), ``synapses`` (created at set-up) and
   ``objects`` (code generated and compiled);
 * a cold build's extra seconds: a constant and ``objects``.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel
+from autotune.errors import ProfileError
 from autotune.features import ModelFeatures
 from autotune.profile import Profile, ProfileEntry
 
@@ -58,12 +60,14 @@ def members_of(profiles: Sequence[Profile]) -> list[Member]:
     features are known."""
     members, seen = [], set()
     for profile in profiles:
-        model = profile.workload.get("model")
         signature = profile.workload.get("signature")
-        if model is None or signature in seen:
+        if "model" not in profile.workload or signature in seen:
             continue
         seen.add(signature)
-        members.append(Member(ModelFeatures.from_dict(model), profile))
+        try:
+            members.append(Member(ModelFeatures.from_dict(profile.workload["model"]), profile))
+        except ProfileError:  # features of an older version: calibrate --suite reads them anew
+            continue
     return members
 
 
@@ -125,7 +129,7 @@ def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tupl
 
 
 def _rate_row(f: ModelFeatures) -> list[float]:
-    return [float(f.state_variables), float(f.synapses), float(f.objects)]
+    return [float(f.operations), float(f.synapses), float(f.objects)]
 
 
 def _fixed_row(f: ModelFeatures) -> list[float]:

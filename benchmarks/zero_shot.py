@@ -95,6 +95,16 @@ def main() -> int:
             tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
             configs = _candidates(host, left_out.profile, length, args.prune)
             default, rule = brian2_default_config(True), fallback_config(host, True)
+            own = left_out.profile.entry(tuned)
+            if tuned not in configs and own is not None and own.cost is not None:
+                # a choice the model's own calibration puts beyond --prune: say so, unmeasured
+                best = min(e.cost.predict(length) for e in left_out.profile.valid  # type: ignore[union-attr]
+                           if e.config in configs)
+                rows.append([workload.describe(), f"{length:g} s", tuned.key, "-",
+                             f"{own.cost.predict(length):.1f} s (own calibration)", "-", "-",
+                             "-", f"{best / own.cost.predict(length):.2f} (own calibration)",
+                             "-", "-"])
+                continue
             series = [Series(c.key, c) for c in dict.fromkeys([*configs, default, rule, tuned])]
             print(f"[{workload.describe()} {length:g} s] tuned={tuned.key}; measuring "
                   + ", ".join(s.label for s in series), file=sys.stderr)
@@ -106,6 +116,7 @@ def main() -> int:
                          *(f"{by_config[c].median:.2f} s" for c in (tuned, default, rule)),
                          f"{oracle.median:.2f} s", _ratio(t, oracle),
                          _ratio(t, by_config[default]), _ratio(t, by_config[rule])])
+            print(" | ".join(rows[-1]), file=sys.stderr)
     report = [f"Machine: {host.components['cpu_model']}, {host.usable_cpus} usable CPUs, "
               f"{host.usable_memory / 2**30:.0f} GiB; Python {host.components['python']}, "
               f"Brian2 {host.components['brian2']}, {host.components['compiler']}; "

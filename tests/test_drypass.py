@@ -39,6 +39,7 @@ def test_the_dry_pass_counts_the_model_and_never_runs_the_loop(tmp_path: Path) -
     assert not marker.exists()  # a network_operation runs every step: none was taken
     assert (features.neurons, features.synapses) == (37, 7 * 30)
     assert features.state_variables == 30 * 2 + 7
+    assert features.operations == 30 * 6 + 7  # (I - v)/(10*ms) and -I/(5*ms): 3 each
     assert features.objects >= 5 and features.seconds is not None and features.seconds > 0
     assert cache_file(tmp_path / "cache", "d1", ["30", str(marker)]).exists()
     script.unlink()  # the same text and arguments again: read from the cache, not run
@@ -61,6 +62,7 @@ def test_a_script_that_fails_or_never_runs_gives_no_features(
 def test_a_built_in_workload_is_counted_as_a_script_would_be() -> None:
     features = workload_features(resolve_workload("cuba", 50).to_dict())
     assert features.neurons == 50 and features.state_variables == 150
+    assert features.operations == 50 * 10
     assert 0 < features.synapses <= 50 * 50  # at most all-to-all at this size
 
 

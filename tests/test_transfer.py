@@ -27,8 +27,8 @@ NUMPY = RunConfig("runtime", "numpy")
 T0, T2 = standalone_config(0), standalone_config(2)
 T0_FLOAT32 = standalone_config(0, "float32")
 
-#: Each configuration's true costs: rate per (state variable, synapse, object), fixed
-#: (constant, per synapse, per object). Standalone with 2 threads integrates state variables
+#: Each configuration's true costs: rate per (operation, synapse, object), fixed
+#: (constant, per synapse, per object). Standalone with 2 threads integrates equations
 #: twice as fast and delivers synapse events slower than without OpenMP.
 TRUTH = {
     NUMPY: ((1e-4, 2e-6, 0.02), (1.5, 1e-5, 0.0)),
@@ -36,14 +36,19 @@ TRUTH = {
     T2: ((0.5e-5, 8e-7, 0.003), (3.6, 0.0, 0.0)),
     T0_FLOAT32: ((0.9e-5, 4.5e-7, 0.001), (3.5, 0.0, 0.0)),
 }
-SUITE = {("cuba", 1000): ModelFeatures(1000, 3000, 80000, 0, 6),
-         ("coba-hh", 250): ModelFeatures(250, 1500, 5000, 0, 5),
-         ("stdp", 1000): ModelFeatures(1001, 1002, 1000, 1000, 7)}
+def _model(neurons: int, operations: int, synapses: int, plastic: int, objects: int
+           ) -> ModelFeatures:
+    return ModelFeatures(neurons, neurons, operations, synapses, plastic, objects)
+
+
+SUITE = {("cuba", 1000): _model(1000, 3000, 80000, 0, 6),
+         ("coba-hh", 250): _model(250, 1500, 5000, 0, 5),
+         ("stdp", 1000): _model(1001, 1002, 1000, 1000, 7)}
 
 
 def _true_cost(config: RunConfig, f: ModelFeatures) -> CostModel:
     (a, b, c), (d, e, g) = TRUTH[config]
-    rate = a * f.state_variables + b * f.synapses + c * f.objects
+    rate = a * f.operations + b * f.synapses + c * f.objects
     return CostModel(d + e * f.synapses + g * f.objects, rate, 0.01, 4, 2,
                      8.0 if config.device == "cpp_standalone" else 0.0, None, 0.02)
 
@@ -76,7 +81,7 @@ def test_the_fit_never_gives_a_negative_coefficient() -> None:
 
 def test_a_model_outside_the_suite_is_predicted_from_its_features() -> None:
     host = make_host()
-    heavy_neurons = ModelFeatures(4000, 24000, 8000, 0, 5)  # Hodgkin-Huxley-like
+    heavy_neurons = _model(4000, 24000, 8000, 0, 5)  # Hodgkin-Huxley-like
     profile = predicted_profile(members_of(_suite(host)), heavy_neurons)
     assert profile is not None and profile.workload["kind"] == "prediction"
     for config in TRUTH:
@@ -90,13 +95,13 @@ def test_a_model_outside_the_suite_is_predicted_from_its_features() -> None:
 def test_the_choice_flips_with_the_model_and_stays_float64_unless_checked() -> None:
     host = make_host()
     members = members_of(_suite(host))
-    by_neurons = predicted_profile(members, ModelFeatures(4000, 24000, 8000, 0, 5))
-    by_synapses = predicted_profile(members, ModelFeatures(4000, 12000, 640000, 0, 6))
+    by_neurons = predicted_profile(members, _model(4000, 24000, 8000, 0, 5))
+    by_synapses = predicted_profile(members, _model(4000, 12000, 640000, 0, 6))
     config, source, reason, predicted = choose(host, by_neurons, duration=100.0,
                                                float32_ok=False)
     assert (config, source) == (T2, "suite")
     assert "4000 neurons, 8000 synapses" in reason and "cuba 1000" in reason
-    assert predicted == pytest.approx(_true_cost(T2, ModelFeatures(4000, 24000, 8000, 0, 5))
+    assert predicted == pytest.approx(_true_cost(T2, _model(4000, 24000, 8000, 0, 5))
                                       .predict(100.0), rel=1e-6)
     config, _, reason, _ = choose(host, by_synapses, duration=100.0, float32_ok=False)
     assert config == T0  # float32 would be faster, but was not checked on this model
@@ -108,11 +113,15 @@ def test_the_choice_flips_with_the_model_and_stays_float64_unless_checked() -> N
 def test_no_prediction_without_two_different_models() -> None:
     host = make_host()
     cuba = [_member(host, "cuba", 1000, SUITE[("cuba", 1000)]),
-            _member(host, "cuba", 4000, ModelFeatures(4000, 12000, 320000, 0, 6))]
-    assert predicted_profile(members_of(cuba), ModelFeatures(10, 10, 10, 0, 3)) is None
+            _member(host, "cuba", 4000, _model(4000, 12000, 320000, 0, 6))]
+    assert predicted_profile(members_of(cuba), _model(10, 10, 10, 0, 3)) is None
     without_features = [Profile.from_dict({**p.to_dict(), "workload": {
         k: v for k, v in p.workload.items() if k != "model"}}) for p in _suite(host)]
     assert members_of(without_features) == []
+    older = [Profile.from_dict({**p.to_dict(), "workload": {**p.workload, "model": {
+        k: v for k, v in p.workload["model"].items() if k != "operations"}}})
+        for p in _suite(host)]  # loads (show keeps working), but serves no prediction
+    assert members_of(older) == []
 
 
 def test_a_profile_with_hostile_features_is_refused() -> None:
