@@ -40,7 +40,7 @@ from autotune.buildslots import (
 )
 from autotune.choice import choose, cost_for_run
 from autotune.config import RunConfig
-from autotune.costmodel import CostModel
+from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host
 from autotune.paths import (
@@ -235,9 +235,11 @@ def apply(
     node = node_dir(root, host.fingerprint)
     profile, reason = _profile_for(url, host, workload, use_profile, node)
     digest = analysis.digest if analysis else None
+    relations: dict[str, LoopRelation] = {}
     if profile is not None and workload is None and not same_model:
-        profile = _suite_prediction(url, host, node, features, digest, root,
-                                    dry_pass) or profile
+        prediction = _suite_prediction(url, host, node, features, digest, root, dry_pass)
+        if prediction is not None:
+            profile, relations = prediction
     history = _learn(_script_runs(url, host, digest, node)) if digest and profile else {}
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
@@ -249,7 +251,7 @@ def apply(
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
         thread_cap=thread_cap, why_not_standalone=why_not_standalone,
         float32_ok=same_model or (digest is not None and _float32_checked(url, digest, node)),
-        history=history, cold=cold)
+        history=history, cold=cold, relations=relations)
     if length_from_script:
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
@@ -266,7 +268,8 @@ def apply(
                                        hold_until_exit=True).path
         is_cold = not (build_dir / "main").exists()
         if is_cold and config.key not in cold and predicted is not None:  # a new slot: busy
-            predicted += getattr(cost_for_run(profile, history, config), "cold_extra", 0.0)
+            predicted += getattr(cost_for_run(profile, history, config, relations),
+                                 "cold_extra", 0.0)
     from autotune.brianprefs import configure_brian2
 
     configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
@@ -277,7 +280,7 @@ def apply(
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
                       time.perf_counter() - started,
-                      cost=cost_for_run(profile, history, config),
+                      cost=cost_for_run(profile, history, config, relations),
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold)
     watch_model()
     if record:
@@ -317,10 +320,12 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
 
 def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
-                      dry_pass: tuple[Path, Sequence[str]] | None) -> Profile | None:
-    """A profile predicted for the coming model from the host's suite (None: the store holds
-    no suite of at least two models, or the model's features are unknown)."""
-    from autotune.transfer import members_of, predicted_profile, suite_ready
+                      dry_pass: tuple[Path, Sequence[str]] | None
+                      ) -> tuple[Profile, dict[str, LoopRelation]] | None:
+    """A profile predicted for the coming model from the host's suite, and the suite's loop
+    relations between its configurations (None: the store holds no suite of at least two
+    models, or the model's features are unknown)."""
+    from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
     members = members_of(_host_profiles(url, host, node))
     if not suite_ready(members):
@@ -334,7 +339,10 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
             import sys
 
             features = cached_features(root, digest, sys.argv[1:])
-    return predicted_profile(members, features) if features is not None else None
+    if features is None:
+        return None
+    profile = predicted_profile(members, features)
+    return (profile, loop_relations(members, features)) if profile is not None else None
 
 
 def _host_profiles(url: str, host: HostFingerprint, node: Path) -> list[Profile]:

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
-from autotune.costmodel import CostModel
+from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ConfigError
 from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint
@@ -73,6 +73,7 @@ def choose(
     float32_ok: bool = True,
     history: Mapping[str, OwnTimes] | None = None,
     cold: Collection[str] = (),
+    relations: Mapping[str, LoopRelation] | None = None,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
@@ -86,7 +87,8 @@ def choose(
     :mod:`autotune.learned`) takes precedence over the profile's predictions. ``cold`` names
     the configurations (keys) whose build would be new here: their cold build counts, spread
     over the runs the script is expected to get (:func:`mind_cold_builds`), and the prediction
-    includes it.
+    includes it. ``relations`` (a suite's, for a predicted profile) tie one configuration's
+    loop to another's, so that the script's own runs of one correct the other.
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
@@ -107,7 +109,7 @@ def choose(
         config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
     learned = _learned(profile, history, duration, standalone_ok, cython_ok, thread_cap,
-                       float32_ok) if best is not None else None
+                       float32_ok, relations) if best is not None else None
     if learned is not None:
         config, source, reason = learned.entry.config, "script", learned.reason
     if only_float64:
@@ -115,7 +117,7 @@ def choose(
                    f"{profile.workload.get('name')}, not on this script "  # type: ignore[union-attr]
                    "(check it with `brian2-autotune check-precision SCRIPT`, or ask for it "
                    "with --precision float32)")
-    costs = run_costs(profile, history)
+    costs = run_costs(profile, history, relations)
     if best is not None and cold:
         config, reason = mind_cold_builds(costs, history, profile.target_duration  # type: ignore[union-attr]
                                           if duration is None else duration, config, reason,
@@ -164,8 +166,8 @@ def _profile_reason(profile: Profile, duration: float | None, standalone_ok: boo
     return reason
 
 
-def run_costs(profile: Profile | None, history: Mapping[str, OwnTimes] | None
-              ) -> dict[str, CostModel]:
+def run_costs(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
+              relations: Mapping[str, LoopRelation] | None = None) -> dict[str, CostModel]:
     """Every measured configuration's cost model for this run, by key: the script's own (or
     the profile's scaled to the script) where it has runs, else the profile's."""
     if profile is None:
@@ -173,12 +175,13 @@ def run_costs(profile: Profile | None, history: Mapping[str, OwnTimes] | None
     if history:
         from autotune.learned import script_costs
 
-        return script_costs(profile.entries, profile.valid, history)
+        return script_costs(profile.entries, profile.valid, history, relations)
     return {e.config.key: e.cost for e in profile.entries if e.cost is not None}
 
 
 def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
-                 config: RunConfig) -> CostModel | None:
+                 config: RunConfig, relations: Mapping[str, LoopRelation] | None = None
+                 ) -> CostModel | None:
     """``config``'s cost model for this run (one entry of :func:`run_costs`, computed alone:
     what :func:`autotune.apply` records the run against)."""
     entry = profile.entry(config) if profile is not None else None
@@ -187,7 +190,8 @@ def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None
     if history:
         from autotune.learned import script_costs
 
-        return script_costs([entry], profile.valid, history).get(config.key)  # type: ignore[union-attr]
+        return script_costs([entry], profile.valid, history,  # type: ignore[union-attr]
+                            relations).get(config.key)
     return entry.cost
 
 
@@ -229,7 +233,8 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
 
 def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
              duration: float | None, standalone_ok: bool, cython_ok: bool,
-             thread_cap: int | None, float32_ok: bool) -> ScriptChoice | None:
+             thread_cap: int | None, float32_ok: bool,
+             relations: Mapping[str, LoopRelation] | None = None) -> ScriptChoice | None:
     """The choice the script's own runs lead to (None without runs or profile)."""
     if not history or profile is None:
         return None
@@ -237,7 +242,7 @@ def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
     allowed = profile.allowed(d, standalone_ok, cython_ok, thread_cap, float32_ok)
     from autotune.learned import choose_from_runs
 
-    return choose_from_runs(allowed, profile.valid, history, d)
+    return choose_from_runs(allowed, profile.valid, history, d, relations)
 
 
 def _override(config: RunConfig, host: HostFingerprint, device: str | None,

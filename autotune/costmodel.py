@@ -229,3 +229,41 @@ def _run_peak(trials: Sequence[TrialResult]) -> int | None:
 
 def _rms(values: Sequence[float]) -> float:
     return math.sqrt(sum(v * v for v in values) / len(values)) if values else 0.0
+
+
+@dataclass(frozen=True)
+class LoopRelation:
+    """One configuration's loop rate as a function of another's on the same model:
+    ``factor × base rate + per_object × objects``.
+
+    Fit across a suite (:func:`autotune.transfer.loop_relations`) for a threaded standalone
+    configuration against its single-thread twin: the threads share the work (``factor``) and
+    pay their synchronisation per object and step (``per_object``). On the development VM,
+    fit on COBA-HH 400 and STDP 1000: 0.47 and 0.025 s, which gives CUBA 1000's 2-thread rate
+    as 0.168 s per simulated second from its single-thread 0.036 (0.169 measured), though the
+    suite's features had predicted both rates 10-50 times too high. So one measured rate of a
+    script tells the other, where scaling both by one factor would keep a wrong ranking.
+
+    Attributes:
+        base: the key of the configuration it is relative to.
+        factor: multiplies the base configuration's rate.
+        per_object: seconds per simulated second per object running code each step.
+        objects: the model's objects (see :class:`autotune.features.ModelFeatures`).
+    """
+
+    base: str
+    factor: float
+    per_object: float
+    objects: int
+
+    def from_base(self, base_rate: float) -> float:
+        """This configuration's rate, given the base configuration's."""
+        return self.factor * base_rate + self.per_object * self.objects
+
+    def to_base(self, rate: float) -> float | None:
+        """The base configuration's rate, given this one's (None where it cannot tell: no
+        share of the work, or a rate the synchronisation alone explains)."""
+        if self.factor <= 0:
+            return None
+        base = (rate - self.per_object * self.objects) / self.factor
+        return base if base > 0 else None

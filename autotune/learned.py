@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from autotune.costmodel import CostModel
+from autotune.costmodel import CostModel, LoopRelation
 
 if TYPE_CHECKING:
     from autotune.profile import ProfileEntry
@@ -146,9 +146,12 @@ class ScriptChoice:
 
 
 def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
-                 own: Mapping[str, OwnTimes]) -> dict[str, CostModel]:
+                 own: Mapping[str, OwnTimes],
+                 relations: Mapping[str, LoopRelation] | None = None) -> dict[str, CostModel]:
     """Each entry's cost model for this script: from its own times where it ran with it,
-    else the profile's, scaled by the script's own runs of other configurations."""
+    else the profile's, scaled by the script's own runs of other configurations; its loop
+    from the script's own runs of a related configuration where ``relations`` (a suite's,
+    :func:`autotune.transfer.loop_relations`) tie the two."""
     scale = scale_to_script(valid, own)
     costs = {}
     for entry in entries:
@@ -156,12 +159,29 @@ def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
         if times is not None:
             costs[entry.config.key] = times.cost(entry.cost.cold_extra if entry.cost else 0.0)
         elif entry.cost is not None:
-            costs[entry.config.key] = scale.apply_to(entry.cost)
+            cost = scale.apply_to(entry.cost)
+            related = related_rate(entry.config.key, own, relations or {})
+            costs[entry.config.key] = cost if related is None else replace(cost, rate=related)
     return costs
 
 
+def related_rate(key: str, own: Mapping[str, OwnTimes],
+                 relations: Mapping[str, LoopRelation]) -> float | None:
+    """The loop rate of configuration ``key`` that a relation gives from the script's own
+    runs of the configuration it is tied to (either way round); None without one."""
+    relation = relations.get(key)
+    if relation is not None and relation.base in own:
+        return relation.from_base(own[relation.base].rate)
+    for other, relation in relations.items():
+        if relation.base == key and other in own:
+            return relation.to_base(own[other].rate)
+    return None
+
+
 def choose_from_runs(allowed: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
-                     own: Mapping[str, OwnTimes], duration: float) -> ScriptChoice | None:
+                     own: Mapping[str, OwnTimes], duration: float,
+                     relations: Mapping[str, LoopRelation] | None = None
+                     ) -> ScriptChoice | None:
     """The configuration for the script's next run, from its own runs (None when it has
     none to learn from).
 
@@ -170,10 +190,11 @@ def choose_from_runs(allowed: Sequence[ProfileEntry], valid: Sequence[ProfileEnt
         valid: all the profile's valid entries (the scale is learned over all of them).
         own: the script's times per configuration key (:func:`learn`).
         duration: simulated seconds of the coming run.
+        relations: loop relations between configurations (see :func:`script_costs`).
     """
     if not own or not allowed:
         return None
-    costs = script_costs(allowed, valid, own)
+    costs = script_costs(allowed, valid, own, relations)
 
     def estimate(entry: ProfileEntry) -> float:
         return costs[entry.config.key].predict(duration)
@@ -185,7 +206,11 @@ def choose_from_runs(allowed: Sequence[ProfileEntry], valid: Sequence[ProfileEnt
     tried = [e for e in ranked if e.config.key in own]
     if not tried or ranked[0] is not tried[0]:
         fastest = ranked[0]
-        return chosen(fastest, _scaled_reason(fastest, own, scale_to_script(valid, own)), True)
+        reason = _scaled_reason(fastest, own, scale_to_script(valid, own))
+        if related_rate(fastest.config.key, own, relations or {}) is not None:
+            reason += ("; its loop from this script's own runs of a configuration the suite "
+                       "ties it to (thread count)")
+        return chosen(fastest, reason, True)
     leader = tried[0]
     times = own[leader.config.key]
     within = min(MAX_EXPLORE_LOSS, max(EXPLORE_WITHIN, times.spread))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autotune.config import RunConfig
-from autotune.costmodel import CostModel
+from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError
 from autotune.features import ModelFeatures
 from autotune.profile import Profile, ProfileEntry
@@ -162,6 +162,37 @@ def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: Mo
               + TRANSFER_SPREAD)
     return CostModel(_dot(_fixed_row(features), fixed_c), _dot(_rate_row(features), rate_c),
                      0.0, len(points), 0, cold, None, spread)
+
+
+def loop_relations(members: Sequence[Member], features: ModelFeatures
+                   ) -> dict[str, LoopRelation]:
+    """Each threaded standalone configuration's loop rate relative to its single-thread twin
+    (same precision and flags), fit across the members that measured both, for a model with
+    ``features`` (its objects): what lets one measured rate of a script correct the other
+    (:func:`autotune.learned.script_costs`)."""
+    pairs: dict[RunConfig, list[tuple[float, float, float]]] = {}
+    for member in members:
+        rates = {e.config: e.cost.rate for e in member.profile.valid  # type: ignore[union-attr]
+                 if e.config.device == "cpp_standalone"}
+        for config, rate in rates.items():
+            base = _single_thread(config)
+            if config.threads > 0 and base in rates:
+                pairs.setdefault(config, []).append((rates[base], float(
+                    member.features.objects), max(rate, 1e-6)))
+    relations = {}
+    for config, found in pairs.items():
+        if len(found) < MIN_MODELS:
+            continue
+        (factor, per_object), _ = fit_non_negative([[b, o] for b, o, _ in found],
+                                                   [r for _, _, r in found])
+        if factor > 0:
+            relations[config.key] = LoopRelation(_single_thread(config).key, factor, per_object,
+                                                 features.objects)
+    return relations
+
+
+def _single_thread(config: RunConfig) -> RunConfig:
+    return RunConfig(config.device, config.target, 0, config.precision, config.flags)
 
 
 def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Profile | None:

@@ -165,3 +165,51 @@ def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
     assert runs[0].config_key == "numpy-float64"  # a 50 ms run: no build pays back
     assert runs[0].predicted_total == pytest.approx(
         _true_cost(NUMPY, ModelFeatures.from_dict(cached)).predict(0.05), rel=0.05)
+
+
+def _threads_member(host: HostFingerprint, name: str, size: int, features: ModelFeatures,
+                    t0_rate: float) -> Profile:
+    """A member whose 2-thread loop is 0.47 of its single-thread one plus 0.025 s per object
+    (the relation fit on this VM's suite)."""
+    t2_rate = 0.47 * t0_rate + 0.025 * features.objects
+    entries = (ProfileEntry(T0, "valid", CostModel(3.5, t0_rate, 0.01, 4, 2, 8.0)),
+               ProfileEntry(T2, "valid", CostModel(3.6, t2_rate, 0.01, 4, 2, 8.0)))
+    workload = resolve_workload(name, size).to_dict() | {"model": features.to_dict()}
+    return Profile(host.fingerprint, dict(host.components), workload, 10.0, 0.05, entries,
+                   created_at="2026-11-30T00:00:00+00:00", calibration_id=1)
+
+
+def test_one_measured_thread_count_corrects_the_prediction_of_the_other() -> None:
+    """A CUBA-like script predicted (wrongly) to gain from 2 threads: its first run, with 2
+    threads, measures a loop the synchronisation alone nearly explains, so the suite's loop
+    relation puts the single-thread loop far below it and the next run tries it, where
+    scaling every prediction by one factor would have kept the wrong ranking."""
+    from autotune.learned import learn
+    from autotune.runrecord import RunRecord
+    from autotune.transfer import loop_relations
+
+    host = make_host()
+    members = members_of([
+        _threads_member(host, "coba-hh", 100, _model(100, 10500, 8000, 0, 5), 0.17),
+        _threads_member(host, "coba-hh", 400, _model(400, 42000, 32000, 0, 5), 1.04),
+        _threads_member(host, "stdp", 1000, _model(1001, 1007, 1000, 1000, 7), 0.07)])
+    script = _model(1000, 10000, 80000, 0, 6)
+    relation = loop_relations(members, script)[T2.key]
+    assert (relation.base, relation.objects) == (T0.key, 6)
+    assert (relation.factor, relation.per_object) == pytest.approx((0.47, 0.025), rel=1e-6)
+    profile = predicted_profile(members, script)
+    config, source, _, _ = choose(host, profile, duration=100.0, float32_ok=False)
+    assert (config, source) == (T2, "suite")  # the features overrate this model's loop
+    first = RunRecord(host.fingerprint, None, None, T2.key, "suite", "s.py", 100.0, None, None,
+                      5.0 + 16.9, 5.0, 16.9, None, 0, "2026-11-30T00:00:00+00:00",
+                      script_digest="d", cold=False)
+    relations = loop_relations(members, script)
+    config, source, reason, predicted = choose(host, profile, duration=100.0,
+                                               float32_ok=False, history=learn([first]),
+                                               relations=relations)
+    assert (config, source) == (T0, "script") and "thread count" in reason
+    single = (0.169 - 0.025 * 6) / 0.47
+    assert predicted == pytest.approx(5.0 * 3.5 / 3.6 + single * 100, rel=0.02)
+    config, _, _, _ = choose(host, profile, duration=100.0, float32_ok=False,
+                             history=learn([first]))
+    assert config == T2  # without the relation one scale factor keeps the wrong ranking
