@@ -186,3 +186,26 @@ def _calibration_ids(url: str) -> list[int]:
     plain = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain) as connection:
         return [r[0] for r in connection.execute("SELECT id FROM autotune_calibrations")]
+
+
+def test_a_node_predicts_a_script_never_calibrated_from_the_servers_suite(
+        server: PostgresServer, tmp_path: Path, cache_root: Path) -> None:
+    """The suite's profiles reach apply through the node's copy of the server store, as the
+    calibrated profile does: a script with cached features gets a prediction for its model."""
+    from autotune.drypass import script_features
+    from autotune.scriptcheck import analyse_script
+    from tests.test_transfer import suite_profiles
+
+    url = create_database(server.url, "suite")
+    with open_store(url) as store:
+        for profile in suite_profiles(collect_host()):
+            store.save_profile(profile)
+    script = tmp_path / "user_script.py"
+    script.write_text(USER_SCRIPT)
+    digest = analyse_script(script).digest
+    assert digest is not None
+    features = script_features(script, [url], digest, cache_root)  # what `run` would cache
+    assert features is not None and features.neurons == 5
+    applied = _applied(_user_run(tmp_path, url))
+    assert applied["source"] == "suite" and "(5 neurons, 0 synapses" in applied["reason"]
+    assert applied["config_key"] == "numpy-float64"

@@ -61,7 +61,7 @@ def _member(host: HostFingerprint, name: str, size: int, features: ModelFeatures
                    created_at="2026-11-30T00:00:00+00:00", calibration_id=1)
 
 
-def _suite(host: HostFingerprint) -> list[Profile]:
+def suite_profiles(host: HostFingerprint) -> list[Profile]:
     return [_member(host, name, size, f) for (name, size), f in SUITE.items()]
 
 
@@ -82,7 +82,7 @@ def test_the_fit_never_gives_a_negative_coefficient() -> None:
 def test_a_model_outside_the_suite_is_predicted_from_its_features() -> None:
     host = make_host()
     heavy_neurons = _model(4000, 24000, 8000, 0, 5)  # Hodgkin-Huxley-like
-    profile = predicted_profile(members_of(_suite(host)), heavy_neurons)
+    profile = predicted_profile(members_of(suite_profiles(host)), heavy_neurons)
     assert profile is not None and profile.workload["kind"] == "prediction"
     for config in TRUTH:
         cost = profile.entry(config).cost  # type: ignore[union-attr]
@@ -94,7 +94,7 @@ def test_a_model_outside_the_suite_is_predicted_from_its_features() -> None:
 
 def test_the_choice_flips_with_the_model_and_stays_float64_unless_checked() -> None:
     host = make_host()
-    members = members_of(_suite(host))
+    members = members_of(suite_profiles(host))
     by_neurons = predicted_profile(members, _model(4000, 24000, 8000, 0, 5))
     by_synapses = predicted_profile(members, _model(4000, 12000, 640000, 0, 6))
     config, source, reason, predicted = choose(host, by_neurons, duration=100.0,
@@ -116,17 +116,17 @@ def test_no_prediction_without_two_different_models() -> None:
             _member(host, "cuba", 4000, _model(4000, 12000, 320000, 0, 6))]
     assert predicted_profile(members_of(cuba), _model(10, 10, 10, 0, 3)) is None
     without_features = [Profile.from_dict({**p.to_dict(), "workload": {
-        k: v for k, v in p.workload.items() if k != "model"}}) for p in _suite(host)]
+        k: v for k, v in p.workload.items() if k != "model"}}) for p in suite_profiles(host)]
     assert members_of(without_features) == []
     older = [Profile.from_dict({**p.to_dict(), "workload": {**p.workload, "model": {
         k: v for k, v in p.workload["model"].items() if k != "operations"}}})
-        for p in _suite(host)]  # loads (show keeps working), but serves no prediction
+        for p in suite_profiles(host)]  # loads (show keeps working), but serves no prediction
     assert members_of(older) == []
 
 
 def test_a_profile_with_hostile_features_is_refused() -> None:
     host = make_host()
-    document = _suite(host)[0].to_dict()
+    document = suite_profiles(host)[0].to_dict()
     document["workload"]["model"]["synapses"] = -5
     with pytest.raises(Exception, match="model feature synapses"):
         Profile.from_dict(document)
@@ -143,7 +143,7 @@ def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
 
     host = collect_host()
     with open_store(db_url) as store:
-        for profile in _suite(host):
+        for profile in suite_profiles(host):
             store.save_profile(profile)
     script = tmp_path / "mine.py"
     script.write_text(TINY)
