@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from autotune.calibrate import (
@@ -127,6 +128,7 @@ def _kept_profile(db: str | None, host: HostFingerprint, name: str, size: int
         if features is None:
             return profile
         logger.info("suite: keeping this host's profile of %s, with its features", spec.describe())
-        profile = replace(profile, workload={**profile.workload, "model": features.to_dict()})
+        profile = replace(profile, workload={**profile.workload, "model": features.to_dict()},
+                          created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         store.save_profile(profile, host, spec)
         return profile

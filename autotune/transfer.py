@@ -56,18 +56,18 @@ class Member:
 
 
 def members_of(profiles: Sequence[Profile]) -> list[Member]:
-    """The profiles (newest first) that can serve a suite: the newest of each workload whose
-    features are known."""
+    """The profiles that can serve a suite: the newest of each workload whose features are
+    known (newest first)."""
     members, seen = [], set()
-    for profile in profiles:
+    for profile in sorted(profiles, key=lambda p: p.created_at, reverse=True):
         signature = profile.workload.get("signature")
         if "model" not in profile.workload or signature in seen:
             continue
-        seen.add(signature)
         try:
             members.append(Member(ModelFeatures.from_dict(profile.workload["model"]), profile))
         except ProfileError:  # features of an older version: calibrate --suite reads them anew
             continue
+        seen.add(signature)
     return members
 
 

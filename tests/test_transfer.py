@@ -122,6 +122,9 @@ def test_no_prediction_without_two_different_models() -> None:
         k: v for k, v in p.workload["model"].items() if k != "operations"}}})
         for p in suite_profiles(host)]  # loads (show keeps working), but serves no prediction
     assert members_of(older) == []
+    current = suite_profiles(host)  # the suite read them again: same workloads, same time
+    for mixed in ([*older, *current], [*current, *older]):
+        assert [m.profile for m in members_of(mixed)] == current
 
 
 def test_a_profile_with_hostile_features_is_refused() -> None:
