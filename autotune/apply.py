@@ -23,6 +23,7 @@ import atexit
 import logging
 import platform
 import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -325,20 +326,19 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
     """A profile predicted for the coming model from the host's suite, and the suite's loop
     relations between its configurations (None: the store holds no suite of at least two
     models, or the model's features are unknown)."""
+    from autotune.drypass import cached_features, script_features
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
+    if features is None and digest is not None:  # a cache file: cheaper than the suite
+        features = cached_features(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
+    can_read = dry_pass is not None and digest is not None
+    if features is None and not can_read:
+        return None
     members = members_of(_host_profiles(url, host, node))
     if not suite_ready(members):
         return None
-    if features is None and digest is not None:
-        from autotune.drypass import cached_features, script_features
-
-        if dry_pass is not None:
-            features = script_features(dry_pass[0], dry_pass[1], digest, root)
-        else:
-            import sys
-
-            features = cached_features(root, digest, sys.argv[1:])
+    if features is None and dry_pass is not None and digest is not None:
+        features = script_features(dry_pass[0], dry_pass[1], digest, root)  # paid once, here
     if features is None:
         return None
     profile = predicted_profile(members, features)
