@@ -8,6 +8,7 @@ become one line on stderr with exit code 2 (bad input) or 1 (failure); Ctrl-C ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -74,10 +75,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         _console(stderr=True), trials)
     kwargs = {"size": args.size, "settings": settings, "db": args.db, "resume": args.resume,
               "progress": on_event}
-    if status is not None:
-        with status:
-            outcome = calibrate(args.workload, **kwargs)
-    else:
+    with status if status is not None else contextlib.nullcontext():
         outcome = calibrate(args.workload, **kwargs)
     if args.json:
         _print_json({"calibration_id": outcome.calibration_id, "measured": outcome.measured,
@@ -109,11 +107,8 @@ def _calibrate_suite(args: argparse.Namespace, settings: Any) -> int:
     status, on_event = (None, None) if args.json else calibration_progress(
         _console(stderr=True), 4)
     started = time.perf_counter()
-    if status is not None:
-        with status:
-            profiles = calibrate_suite(settings, members=members, db=args.db, progress=on_event)
-    else:
-        profiles = calibrate_suite(settings, members=members, db=args.db)
+    with status if status is not None else contextlib.nullcontext():
+        profiles = calibrate_suite(settings, members=members, db=args.db, progress=on_event)
     seconds = time.perf_counter() - started
     if args.json:
         _print_json({"seconds": seconds, "members": [profile_summary(p) for p in profiles]})

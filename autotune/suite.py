@@ -28,7 +28,7 @@ from autotune.calibrate import (
     first_configs,
     read_features,
 )
-from autotune.errors import ProfileError
+from autotune.errors import ProfileError, WorkloadError
 from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint, collect_host
 from autotune.measure import ProgressCallback
@@ -68,8 +68,11 @@ def parse_members(texts: Sequence[str]) -> list[tuple[str, int]]:
     """
     members = []
     for text in texts:
-        name, _, size = text.partition(":")
-        spec = resolve_workload(name, int(size) if size.isdigit() else None)
+        name, colon, size = text.partition(":")
+        if colon and not size.isdigit():
+            raise WorkloadError(f"suite member {text!r}: the size after ':' must be a whole "
+                                "number, e.g. cuba:1000")
+        spec = resolve_workload(name, int(size) if size else None)
         assert spec.size is not None
         members.append((spec.name, spec.size))
     return members
