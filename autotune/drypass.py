@@ -62,8 +62,7 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
     if cached is not None:
         return cached
     started = time.perf_counter()
-    document, error = _dry_run(["script", str(Path(script).resolve()), "--", *args], timeout,
-                               cwd=None)
+    document, error = _dry_run(["script", str(Path(script).resolve()), "--", *args], timeout)
     if document is None:
         logger.info("dry pass of %s: %s; predicting without its size", script, error)
         return None
@@ -82,15 +81,14 @@ def workload_features(workload: dict[str, object], timeout: float = DRY_TIMEOUT
         WorkloadError: the workload fails before its run, or never runs.
     """
     started = time.perf_counter()
-    document, error = _dry_run(["workload", json.dumps(workload)], timeout, cwd=None)
+    document, error = _dry_run(["workload", json.dumps(workload)], timeout)
     if document is None:
         raise WorkloadError(f"cannot read the features of workload {workload.get('name')}: "
                             f"{error}")
     return ModelFeatures.from_dict({**document, "seconds": time.perf_counter() - started})
 
 
-def _dry_run(arguments: list[str], timeout: float, cwd: Path | None
-             ) -> tuple[dict[str, object] | None, str]:
+def _dry_run(arguments: list[str], timeout: float) -> tuple[dict[str, object] | None, str]:
     """Run the dry child; its document, or None and why."""
     with tempfile.TemporaryDirectory(prefix="autotune-dry-") as folder:
         out = Path(folder) / "features.json"
@@ -98,7 +96,7 @@ def _dry_run(arguments: list[str], timeout: float, cwd: Path | None
         try:
             done = subprocess.run([sys.executable, "-m", "autotune._dry_child", str(out),
                                    *arguments], capture_output=True, text=True, timeout=timeout,
-                                  env=env, cwd=cwd, check=False)
+                                  env=env, check=False)
         except subprocess.TimeoutExpired:
             return None, f"no run() within {timeout:.0f} s"
         if done.returncode == _NO_RUN_EXIT:

@@ -109,10 +109,8 @@ def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tupl
     scale = [max((abs(x[i]) for x in xs), default=0.0) or 1.0 for i in range(n)]
     weighted = [[x[i] / scale[i] / y for i in range(n)] for x, y in zip(xs, ys, strict=True)]
     best: tuple[float, list[float]] = (math.inf, [0.0] * n)
-    for free in range(1, n + 1):
+    for free in range(1, min(n, len(ys)) + 1):
         for chosen in itertools.combinations(range(n), free):
-            if free > len(ys):
-                continue
             coefficients = _solve([[row[i] for i in chosen] for row in weighted],
                                   [1.0] * len(ys))
             if coefficients is None or any(c < 0 for c in coefficients):
