@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from autotune.config import RunConfig
+from autotune.pgo import ProfileGuidedBuild
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,9 @@ def configure_brian2(
     *,
     with_output: bool = False,
     passive_wait: bool = False,
-) -> None:
-    """Set Brian2's device and prefs for ``config``.
+) -> ProfileGuidedBuild | None:
+    """Set Brian2's device and prefs for ``config``; for a profile-guided configuration, the
+    object that drives its build through the phases (:mod:`autotune.pgo`), else None.
 
     Args:
         config: the configuration to apply.
@@ -66,4 +68,12 @@ def configure_brian2(
                 **environment, "OMP_WAIT_POLICY": "PASSIVE"}
         set_device("cpp_standalone", directory=directory, build_on_run=True,
                    with_output=with_output)
+        if config.pgo:
+            from brian2 import get_device
+
+            from autotune import pgo
+
+            logger.debug("Brian2 configured for %s", config.describe())
+            return pgo.install(get_device(), Path(directory).resolve(), config.threads)
     logger.debug("Brian2 configured for %s", config.describe())
+    return None

@@ -89,6 +89,8 @@ class RunConfig:
         threads: OpenMP threads for standalone (0 = OpenMP off); always 0 for runtime.
         precision: ``"float64"`` or ``"float32"`` (Brian2's ``core.default_float_dtype``).
         flags: name of a compiler-flag preset in :data:`FLAG_PRESETS`; ``"default"`` for numpy.
+        pgo: profile-guided build (cpp_standalone only; :mod:`autotune.pgo`): an instrumented
+            first run takes a profile, later runs build with it.
     """
 
     device: str
@@ -96,6 +98,7 @@ class RunConfig:
     threads: int = 0
     precision: str = "float64"
     flags: str = "default"
+    pgo: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -126,6 +129,10 @@ class RunConfig:
             )
         if self.target == "numpy" and self.flags != "default":
             raise ConfigError("compiler-flag presets apply to compiled targets, not numpy")
+        if not isinstance(self.pgo, bool):
+            raise ConfigError(f"pgo must be true or false, got {self.pgo!r}")
+        if self.pgo and self.device != "cpp_standalone":
+            raise ConfigError("profile-guided builds (pgo) apply to cpp_standalone only")
 
     @property
     def compiled(self) -> bool:
@@ -153,6 +160,8 @@ class RunConfig:
         parts.append(self.precision)
         if self.compiled:
             parts.append(self.flags)
+        if self.pgo:
+            parts.append("pgo")
         return "-".join(parts)
 
     def describe(self) -> str:
@@ -164,17 +173,23 @@ class RunConfig:
             text = f"cpp_standalone, {omp}, {self.precision}"
         if self.compiled:
             text += f", flags={self.flags}"
+        if self.pgo:
+            text += ", profile-guided"
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict; the inverse of :meth:`from_dict`."""
-        return {
+        """Plain JSON-able dict; the inverse of :meth:`from_dict`. ``pgo`` appears only when
+        set, so every configuration stored before it existed keeps its form (and hashes)."""
+        data: dict[str, Any] = {
             "device": self.device,
             "target": self.target,
             "threads": self.threads,
             "precision": self.precision,
             "flags": self.flags,
         }
+        if self.pgo:
+            data["pgo"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
@@ -185,7 +200,7 @@ class RunConfig:
         """
         if not isinstance(data, Mapping):
             raise ConfigError(f"a run configuration must be a mapping, got {type(data).__name__}")
-        known = {"device", "target", "threads", "precision", "flags"}
+        known = {"device", "target", "threads", "precision", "flags", "pgo"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(map(str, unknown)))}")
@@ -203,10 +218,10 @@ def brian2_default_config(cython_available: bool = True) -> RunConfig:
     return RunConfig("runtime", "cython" if cython_available else "numpy")
 
 
-def standalone_config(threads: int, precision: str = "float64", flags: str = "default"
-                      ) -> RunConfig:
+def standalone_config(threads: int, precision: str = "float64", flags: str = "default",
+                      pgo: bool = False) -> RunConfig:
     """A cpp_standalone configuration with ``threads`` OpenMP threads (0 = no OpenMP)."""
-    return RunConfig("cpp_standalone", "cpp", threads, precision, flags)
+    return RunConfig("cpp_standalone", "cpp", threads, precision, flags, pgo)
 
 
 def all_configs(max_threads: int, cython_available: bool = True) -> list[RunConfig]:
@@ -217,9 +232,10 @@ def all_configs(max_threads: int, cython_available: bool = True) -> list[RunConf
             RunConfig("runtime", "cython", 0, p, f) for p in PRECISIONS for f in FLAG_PRESETS
         ]
     configs += [
-        standalone_config(t, p, f)
+        standalone_config(t, p, f, pgo)
         for t in range(0, max_threads + 1)
         for p in PRECISIONS
         for f in FLAG_PRESETS
+        for pgo in (False, True)
     ]
     return configs

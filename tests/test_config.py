@@ -24,8 +24,8 @@ def test_round_trip_through_dict(config: RunConfig) -> None:
 def test_keys_are_unique_across_the_space() -> None:
     configs = all_configs(max_threads=4)
     assert len({c.key for c in configs}) == len(configs)
-    # numpy x2 precisions, cython x2 x presets, standalone 0..4 threads x2 x presets
-    assert len(configs) == 2 + 2 * len(FLAG_PRESETS) + 5 * 2 * len(FLAG_PRESETS)
+    # numpy x2 precisions, cython x2 x presets, standalone 0..4 threads x2 x presets x pgo
+    assert len(configs) == 2 + 2 * len(FLAG_PRESETS) + 5 * 2 * len(FLAG_PRESETS) * 2
 
 
 @pytest.mark.parametrize("kwargs, message", [
