@@ -76,7 +76,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig.from_dict(spec["config"])
     build_dir = Path(spec["build_dir"]) if spec.get("build_dir") else None
     cache_dir = Path(spec["cython_cache_dir"]) if spec.get("cython_cache_dir") else None
-    configure_brian2(config, build_dir, cache_dir)
+    guided = configure_brian2(config, build_dir, cache_dir)
     workload = WorkloadSpec.from_dict(spec["workload"])
     duration = float(spec["duration"])
     cold = (
@@ -95,6 +95,8 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(e), "error_kind": "workload"}
     if cold is None:
         cold = config.target == "cython" and _count_files(cache_dir) > cache_files
+    if guided is not None and guided.rebuilt:  # a profile-guided phase change builds anew
+        cold = True
     device = brian2.get_device()
     loop = last_loop_seconds() or 0.0
     phases = {"import": t_imported - t0, "run": loop}
@@ -103,7 +105,8 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         phases["compile"] = float(timers["compile"]["make"] or 0.0)
     phases["build"] = max(0.0, (t_done - t_sim) - loop)
     model = _model_size(captured, observables, duration)
-    return {"phases": phases, "cold": bool(cold), "observables": observables, "model": model}
+    return {"phases": phases, "cold": bool(cold), "observables": observables, "model": model,
+            "pgo": guided.phase if guided is not None else None}
 
 
 def _users_fault(error: BaseException, spec: dict[str, Any]) -> bool:

@@ -7,7 +7,8 @@ over the trials so that the longest loops, timed best, weigh most (robust even w
 part is noisy), ``fixed`` from end-to-end wall
 time minus the loop and minus compilation timed apart (a repeated run compiles nothing). The
 residual of the line through those trials says how well the model fits; a cold build (first
-compilation) is kept apart as ``cold_extra`` since later runs reuse it.
+compilation) is kept apart as ``cold_extra`` since later runs reuse it; for a profile-guided
+configuration it includes the instrumented run that takes the profile before the build with it.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
     Raises:
         ValueError: when no successful warm trial is given.
     """
-    ok = [t for t in trials if t.ok and "total" in t.phases]
+    given = [t for t in trials if t.ok and "total" in t.phases]
+    ok = [t for t in given if not t.training]
     timed = [t for t in ok if _timeable(t)]
     if not any(not t.cold for t in timed):
         raise ValueError("no successful warm trial to fit a cost model from")
@@ -163,8 +165,12 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
     fixed = max(0.0, statistics.median(total - t.phases["run"] for t, total in pairs))
     residual = _rms([total - (fixed + rate * t.duration) for t, total in pairs])
     cold = [t.phases["total"] - t.phases["run"] - fixed for t in ok if t.cold]
+    training = [t.phases["total"] for t in given if t.training]
+    cold_extra = max(0.0, statistics.median(cold)) if cold else 0.0
+    if training:  # a profile-guided build's first run takes the profile before it can build
+        cold_extra += statistics.median(training)
     return CostModel(fixed, rate, residual, len(timed), len({t.duration for t in timed}),
-                     max(0.0, statistics.median(cold)) if cold else 0.0,
+                     cold_extra,
                      _run_peak(timed), relative_spread(estimates(timed, target)))
 
 
@@ -192,8 +198,9 @@ def _own_rate(trial: TrialResult, pooled: float) -> float:
 def _timeable(trial: TrialResult) -> bool:
     """Whether a trial tells what a repeated run costs: a warm one, or a cold one whose
     compilation was timed apart (cpp_standalone's ``make``) and can be taken out. A cold
-    Cython build compiles inside the run and cannot."""
-    return not trial.cold or "compile" in trial.phases
+    Cython build compiles inside the run and cannot. A profile-guided build's instrumented
+    run (:attr:`TrialResult.training`) says nothing of a run with the profile."""
+    return not trial.training and (not trial.cold or "compile" in trial.phases)
 
 
 def relative_spread(values: Sequence[float]) -> float:

@@ -149,8 +149,18 @@ class Measurer:
     def _plan(self, config: RunConfig) -> list[float]:
         durations = sorted(self.settings.durations)
         # A first Cython build compiles inside the run, which then says nothing about a repeated
-        # run: warm up first. Standalone times its `make` apart (see costmodel), so no need.
-        return [durations[0], *durations] if config.target == "cython" else durations
+        # run: warm up first. Standalone times its `make` apart (see costmodel), so no need,
+        # but a profile-guided one's first run is instrumented to take the profile.
+        warm_up = config.target == "cython" or (config.pgo and not self._trained(config))
+        return [durations[0], *durations] if warm_up else durations
+
+    def _trained(self, config: RunConfig) -> bool:
+        """Whether ``config``'s build folder holds a profile already (a repeated calibration),
+        so that its first run builds with it."""
+        from autotune.pgo import read_state
+
+        build = self._build_dir(config)
+        return build is not None and read_state(build).trained
 
     def measure(self, config: RunConfig) -> list[TrialResult]:
         """Measure ``config`` at every duration, repeating while the estimates disagree.
@@ -195,7 +205,7 @@ class Measurer:
         """
         longest = max(self.settings.durations)
         loops = [r.phases["run"] for r in self.results.get(config, [])
-                 if r.ok and r.duration == longest and "run" in r.phases]
+                 if r.ok and not r.training and r.duration == longest and "run" in r.phases]
         probe_loop = self.settings.probe_loop
         loop = statistics.median(loops) if loops else None
         if not probe_loop or loop is None or loop >= MIN_TIMED_LOOP:

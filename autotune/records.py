@@ -19,6 +19,8 @@ from autotune.workloads import WorkloadSpec
 
 #: Trial outcomes. Only ``ok`` trials carry timings a cost model may use.
 STATUSES = ("ok", "failed", "timeout", "memory", "workload_error", "interrupted")
+#: Phase of a trial that took a profile-guided build's profile: the trial's whole wall time.
+TRAINING_PHASE = "training"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class TrialResult:
     def ok(self) -> bool:
         """True when the trial produced usable measurements."""
         return self.status == "ok"
+
+    @property
+    def training(self) -> bool:
+        """True for a profile-guided configuration's instrumented run (:mod:`autotune.pgo`):
+        it took the profile, and says what that costs, not what a run of the configuration
+        costs."""
+        return TRAINING_PHASE in self.phases
 
     @property
     def total(self) -> float | None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autotune.records import TrialResult, TrialSpec
+from autotune.records import TRAINING_PHASE, TrialResult, TrialSpec
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +206,8 @@ def _collect(spec: TrialSpec, code: int, stopped: str | None, peak: int, started
     phases = {k: float(v) for k, v in report["phases"].items()}
     phases["startup"] = max(0.0, float(report["child_started"]) - started)
     phases["total"] = wall
+    if report.get("pgo") == "generate":
+        phases[TRAINING_PHASE] = wall
     peak = max(peak, int(report.get("max_rss_self", 0)), int(report.get("max_rss_children", 0)))
     return TrialResult(
         spec.config, spec.duration, "ok", phases, cold=bool(report.get("cold")), peak_rss=peak,
