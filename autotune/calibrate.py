@@ -312,7 +312,7 @@ class _Calibration:
 
     def _space(self) -> list[RunConfig]:
         return [c for c in all_configs(self.max_threads, self.cython)
-                if c.target in self.settings.targets]
+                if c.target in self.settings.targets and (self.settings.pgo or not c.pgo)]
 
     def _adopt_reference(self, info: CalibrationInfo, measurer: Measurer,
                          evaluations: dict[RunConfig, Evaluation],

@@ -51,6 +51,8 @@ class CalibrationSettings:
             calibration durations is run for once more (a rate probe); None: no probes.
         heartbeat: seconds between a running trial's heartbeats; a trial silent for three of
             them belonged to a node that died, and is measured again by another.
+        pgo: whether profile-guided standalone builds are in the search space (each costs an
+            instrumented build and run, and a second cold build, to measure).
     """
 
     target_duration: float = 10.0
@@ -70,6 +72,7 @@ class CalibrationSettings:
     confirm_max_rounds: int = 6
     probe_loop: float | None = PROBE_LOOP
     heartbeat: int = HEARTBEAT_SECONDS
+    pgo: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)
@@ -118,7 +121,7 @@ class CalibrationSettings:
                 "confirm_top": self.confirm_top, "confirm_within": self.confirm_within,
                 "confirm_rounds": self.confirm_rounds,
                 "confirm_max_rounds": self.confirm_max_rounds,
-                "probe_loop": self.probe_loop, "heartbeat": self.heartbeat}
+                "probe_loop": self.probe_loop, "heartbeat": self.heartbeat, "pgo": self.pgo}
 
     def measure_settings(self, host: HostFingerprint) -> MeasureSettings:
         """The part of these settings that :class:`Measurer` needs."""

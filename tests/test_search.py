@@ -142,10 +142,13 @@ def test_neighbours_change_one_knob_and_stay_in_the_family() -> None:
     assert around[0] == standalone_config(4, "float32", "default")
     assert around[1:3] == [standalone_config(4, "float64", "O3-unroll"),
                            standalone_config(4, "float64", "O2")]
-    assert [c.threads for c in around[3:]] == [2, 8, 3, 5]
+    assert around[3] == standalone_config(4, "float64", "default", pgo=True)
+    assert [c.threads for c in around[4:]] == [2, 8, 3, 5]
+    assert not any(c.pgo for c in around[4:])
     assert neighbours(RunConfig("runtime", "numpy"), 8) == [
         RunConfig("runtime", "numpy", precision="float32")]
-    assert [c.threads for c in neighbours(standalone_config(0), 2)[3:]] == [1]
+    assert [c.threads for c in neighbours(standalone_config(0), 2)[4:]] == [1]
+    assert standalone_config(0) in neighbours(standalone_config(0, pgo=True), 2)
     assert all(c.device == config.device for c in around)
 
 
