@@ -68,6 +68,7 @@ from autotune.values import as_seconds
 if TYPE_CHECKING:  # imported only when a script is read, or has runs to learn from
     from autotune.features import ModelFeatures
     from autotune.learned import OwnTimes
+    from autotune.pgo import ProfileGuidedBuild
     from autotune.scriptcheck import ScriptAnalysis
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class Applied:
         node_dir: this node's folder of build slots, run register and server-store copy.
         script_digest: the hash of the running script's text, under which the run is recorded.
         cold: the build folder (or the script's Cython code) is new: this run compiles all.
+        guided: the profile-guided build of a ``pgo`` configuration (its phase is known once
+            Brian2 compiled), else None.
     """
 
     config: RunConfig
@@ -108,6 +111,7 @@ class Applied:
     node_dir: Path | None = field(default=None, compare=False)
     script_digest: str | None = field(default=None, compare=False)
     cold: bool | None = field(default=None, compare=False)
+    guided: ProfileGuidedBuild | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -271,24 +275,38 @@ def apply(
         if is_cold and config.key not in cold and predicted is not None:  # a new slot: busy
             predicted += getattr(cost_for_run(profile, history, config, relations),
                                  "cold_extra", 0.0)
+        if config.pgo:
+            why += "; " + _profile_guided_note(build_dir)
     from autotune.brianprefs import configure_brian2
 
-    configure_brian2(config, build_dir, cython_cache_dir(root, host.fingerprint, config),
-                     with_output=True,
-                     passive_wait=oversubscribed(config.threads, host.usable_cpus,
-                                                 neighbours.cores, load_average()))
+    guided = configure_brian2(
+        config, build_dir, cython_cache_dir(root, host.fingerprint, config), with_output=True,
+        passive_wait=oversubscribed(config.threads, host.usable_cpus, neighbours.cores,
+                                    load_average()))
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,
                       time.perf_counter() - started,
                       cost=cost_for_run(profile, history, config, relations),
-                      store_url=url, node_dir=node, script_digest=digest, cold=is_cold)
+                      store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
+                      guided=guided)
     watch_model()
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
                  applied.seconds * 1000)
     return applied
+
+
+def _profile_guided_note(build_dir: Path) -> str:
+    """What a profile-guided configuration's build does on this run, for the log."""
+    from autotune.pgo import read_state
+
+    if read_state(build_dir).trained:
+        return ("profile-guided build: built with the profile taken on an earlier run "
+                "(taken afresh if the generated code changed)")
+    return ("profile-guided build: this run's binary is instrumented (slower) to take the "
+            "profile; the next run rebuilds with it, and later runs reuse that build")
 
 
 def _analyse(script: Path | None) -> ScriptAnalysis | None:

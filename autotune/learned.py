@@ -81,12 +81,14 @@ class OwnTimes:
 
 
 def learn(records: Iterable[RunRecord]) -> dict[str, OwnTimes]:
-    """Each configuration's times over one script's successful runs (a run that failed, or
-    that Brian2's timer did not see, teaches nothing)."""
+    """Each configuration's times over one script's successful runs (a run that failed, that
+    Brian2's timer did not see, or that took a profile-guided build's profile with an
+    instrumented binary teaches nothing of later runs)."""
     by_config: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         if (record.exit_code in (0, None) and record.simulated and record.simulated > 0
-                and record.actual_loop is not None and record.actual_build is not None):
+                and record.actual_loop is not None and record.actual_build is not None
+                and record.pgo_phase != "generate"):
             by_config[record.config_key].append(record)
     return {key: _own_times(key, runs) for key, runs in by_config.items()}
 

@@ -45,6 +45,8 @@ class RunRecord:
         cold: the build folder (or Cython cache) was new, so the build compiled everything.
         neurons: neurons in the model's groups.
         synapses: synapses in the model.
+        pgo_phase: for a profile-guided configuration, ``generate`` when this run was the
+            instrumented one that took the profile, ``use`` when it was built with it.
     """
 
     fingerprint: str
@@ -66,6 +68,7 @@ class RunRecord:
     cold: bool | None = None
     neurons: int | None = None
     synapses: int | None = None
+    pgo_phase: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (column names of ``autotune_runs``)."""
@@ -182,8 +185,14 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         actual_build=(total - float(loop)) if total is not None else None,
         peak_rss=peak_rss(), exit_code=exit_code,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        script_digest=applied.script_digest, cold=applied.cold, neurons=neurons,
-        synapses=synapses)
+        script_digest=applied.script_digest, cold=applied.cold or _rebuilt(applied),
+        neurons=neurons, synapses=synapses,
+        pgo_phase=applied.guided.phase if applied.guided is not None else None)
+
+
+def _rebuilt(applied: Applied) -> bool | None:
+    """True when a profile-guided build changed phase, so compiled everything anew."""
+    return True if applied.guided is not None and applied.guided.rebuilt else applied.cold
 
 
 def record_run(applied: Applied, script: str | None = None, exit_code: int | None = None

@@ -117,6 +117,7 @@ class RunRow(Base):
     cold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     neurons: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     synapses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pgo_phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
 
 
 class PrecisionCheckRow(Base):
