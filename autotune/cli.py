@@ -68,7 +68,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         confirm_top=args.confirm_top, confirm_within=args.confirm_within,
         confirm_rounds=args.confirm_rounds[0],
         confirm_max_rounds=args.confirm_rounds[1], probe_loop=args.probe_loop or None,
-        heartbeat=args.heartbeat)
+        heartbeat=args.heartbeat, pgo=args.pgo)
     if args.suite:
         return _calibrate_suite(args, settings)
     status, on_event = (None, None) if args.json else calibration_progress(
@@ -125,7 +125,9 @@ def _calibrate_suite(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """``show``: this host's profiles, ranked."""
+    from autotune.cache import cache_line, cache_summary, cache_usage
     from autotune.host import collect_host
+    from autotune.paths import default_cache_root
     from autotune.plots import plot_profiles
     from autotune.report import profile_renderables, profile_summary, views_renderables
     from autotune.scriptreport import (
@@ -156,7 +158,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                                    "precision": precision_rows(p, args.duration)}
                                   for p in profiles],
                      "scripts": script_rows(runs), "float32_checks": checks,
-                     "suite": suite_summary(profiles)})
+                     "suite": suite_summary(profiles),
+                     "cache": cache_summary(cache_usage(default_cache_root()))})
         return EXIT_OK
     console = _console()
     if not profiles:
@@ -171,8 +174,28 @@ def cmd_show(args: argparse.Namespace) -> int:
         if table is not None:
             console.print(table)
     console.print(suite_line(suite_summary(profiles)))
+    console.print(cache_line(cache_usage(default_cache_root())))
     for path in plots:
         console.print(f"plot written to {path}")
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """``clean``: remove the build cache (or only the profile-guided builds' profiles)."""
+    from autotune.cache import clean_cache, human_bytes
+    from autotune.paths import default_cache_root
+
+    root = default_cache_root()
+    outcome = clean_cache(root, profiles_only=args.pgo_only)
+    if args.json:
+        _print_json({"cache": str(root), "removed_bytes": outcome.removed,
+                     "in_use": [str(p) for p in outcome.in_use]})
+        return EXIT_OK
+    what = "profile-guided profiles" if args.pgo_only else "build cache"
+    console = _console()
+    console.print(f"removed {human_bytes(outcome.removed)} of {what} from {root}")
+    if outcome.in_use:
+        console.print(f"kept {len(outcome.in_use)} build folder(s) that running processes use")
     return EXIT_OK
 
 
@@ -292,7 +315,7 @@ def cmd_check_precision(args: argparse.Namespace) -> int:
 
 COMMANDS = {"fingerprint": cmd_fingerprint, "calibrate": cmd_calibrate, "show": cmd_show,
             "run": cmd_run, "export": cmd_export, "import": cmd_import, "compare": cmd_compare,
-            "check-precision": cmd_check_precision}
+            "check-precision": cmd_check_precision, "clean": cmd_clean}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=_positive_int, default=30, metavar="S",
                    help="seconds between a running trial's heartbeats; nodes sharing a "
                         "calibration measure again a trial silent for 3 of them (30)")
+    p.add_argument("--no-pgo", dest="pgo", action="store_false",
+                   help="leave profile-guided standalone builds out of the search (each costs "
+                        "an instrumented build and run and a second cold build to measure)")
     p.add_argument("--resume", action="store_true",
                    help="continue this host's interrupted calibration of the workload")
     p.add_argument("--suite", action="store_true",
@@ -175,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("script", help="the Brian2 script")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+
+    p = sub.add_parser("clean", help="remove the build cache (standalone builds, their "
+                       "profile-guided profiles, Cython caches, dry-pass features); builds in "
+                       "use by running processes are kept")
+    p.add_argument("--pgo-only", action="store_true",
+                   help="remove only the profiles of profile-guided builds (the next run of "
+                        "each takes a fresh one)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     p = sub.add_parser("check-precision",
                        help="run a script in float64 and float32 and compare its results; "
