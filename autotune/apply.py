@@ -168,6 +168,7 @@ def apply(
     same_model: bool = False,
     features: ModelFeatures | None = None,
     dry_pass: tuple[Path, Sequence[str]] | None = None,
+    pgo: bool | None = None,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
@@ -206,6 +207,9 @@ def apply(
             host has a suite, read them now with a dry pass (:mod:`autotune.drypass`: the
             script runs up to its first ``run()`` in a child process; seconds, once per text
             and arguments). ``brian2-autotune run`` gives it.
+        pgo: True asks for a profile-guided standalone build (:mod:`autotune.pgo`: the first
+            run takes the profile, later ones build with it), False forbids one; None: as the
+            profile decides.
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
@@ -256,7 +260,7 @@ def apply(
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
         thread_cap=thread_cap, why_not_standalone=why_not_standalone,
         float32_ok=same_model or (digest is not None and _float32_checked(url, digest, node)),
-        history=history, cold=cold, relations=relations)
+        history=history, cold=cold, relations=relations, pgo=pgo)
     if length_from_script:
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:

@@ -36,12 +36,16 @@ def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool 
 
 
 def check_overrides(host: HostFingerprint, device: str | None, threads: int | None,
-                    precision: str | None) -> None:
+                    precision: str | None, pgo: bool | None = None) -> None:
     """Validate user overrides against this host.
 
     Raises:
-        ConfigError: unknown device/precision, or threads outside 0..usable CPUs.
+        ConfigError: unknown device/precision, threads outside 0..usable CPUs, or a
+            profile-guided build asked of the runtime device.
     """
+    if pgo and device == "runtime":
+        raise ConfigError("--pgo applies to cpp_standalone builds; drop it or use --device "
+                          "cpp_standalone")
     if device is not None and device not in ("runtime", "cpp_standalone"):
         raise ConfigError(f"unknown device {device!r}; use runtime or cpp_standalone")
     if precision is not None and precision not in PRECISIONS:
@@ -74,6 +78,7 @@ def choose(
     history: Mapping[str, OwnTimes] | None = None,
     cold: Collection[str] = (),
     relations: Mapping[str, LoopRelation] | None = None,
+    pgo: bool | None = None,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
@@ -88,15 +93,17 @@ def choose(
     the configurations (keys) whose build would be new here: their cold build counts, spread
     over the runs the script is expected to get (:func:`mind_cold_builds`), and the prediction
     includes it. ``relations`` (a suite's, for a predicted profile) tie one configuration's
-    loop to another's, so that the script's own runs of one correct the other.
+    loop to another's, so that the script's own runs of one correct the other. ``pgo``
+    asks for a profile-guided build (True, which implies cpp_standalone) or forbids it (False).
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
             or any thread count, 0 included) where the script cannot run under it.
     """
-    check_overrides(host, device, threads, precision)
-    if not standalone_ok and (device == "cpp_standalone" or threads is not None):
-        what = "--device cpp_standalone" if device == "cpp_standalone" else "--num-threads"
+    check_overrides(host, device, threads, precision, pgo)
+    if not standalone_ok and (device == "cpp_standalone" or threads is not None or pgo):
+        what = ("--device cpp_standalone" if device == "cpp_standalone" else
+                "--num-threads" if threads is not None else "--pgo")
         raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
                           + (f" ({why_not_standalone})" if why_not_standalone else "")
                           + "; drop it or use --device runtime")
@@ -124,9 +131,9 @@ def choose(
                                           cold, profile.allowed(  # type: ignore[union-attr]
                                               duration, standalone_ok, cython_ok, thread_cap,
                                               float32_ok or precision == "float32"))
-    if device or threads is not None or precision:
+    if device or threads is not None or precision or (pgo is not None and pgo != config.pgo):
         config = _override(config, host, device, threads, precision, profile, duration,
-                           thread_cap)
+                           thread_cap, pgo)
         source, reason = "override", "set on the command line"
     predicted = None
     cost = costs.get(config.key)
@@ -247,8 +254,9 @@ def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
 
 def _override(config: RunConfig, host: HostFingerprint, device: str | None,
               threads: int | None, precision: str | None, profile: Profile | None,
-              duration: float | None, thread_cap: int | None) -> RunConfig:
-    if threads is not None and device is None:
+              duration: float | None, thread_cap: int | None, pgo: bool | None = None
+              ) -> RunConfig:
+    if (threads is not None or pgo) and device is None:
         device = "cpp_standalone"
     device = device or config.device
     precision = precision or config.precision
@@ -258,7 +266,7 @@ def _override(config: RunConfig, host: HostFingerprint, device: str | None,
                 _best_threads(profile, duration, thread_cap) if profile else fallback_config(
                     host, True, thread_cap=thread_cap).threads)
         flags = config.flags if config.device == "cpp_standalone" else "default"
-        return standalone_config(threads, precision, flags)
+        return standalone_config(threads, precision, flags, config.pgo if pgo is None else pgo)
     if config.device == "runtime":
         return RunConfig("runtime", config.target, 0, precision, config.flags)
     return RunConfig("runtime", "cython", 0, precision)

@@ -284,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     options = RunOptions(workload=args.workload, duration=args.duration, db=args.db,
                          device=args.device, threads=args.num_threads, precision=args.precision,
-                         use_profile=not args.no_profile,
+                         use_profile=not args.no_profile, pgo=args.pgo,
                          runtime_reason=os.environ.pop(_RUNTIME_RETRY_ENV, None))
     try:
         return run_script(args.script, args.args, options).report.exit_code

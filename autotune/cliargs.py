@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=int, metavar="N",
                    help="override OpenMP threads (implies cpp_standalone)")
     p.add_argument("--precision", choices=["float64", "float32"], help="override precision")
+    p.add_argument("--pgo", action=argparse.BooleanOptionalAction, default=None,
+                   help="ask for a profile-guided standalone build (the first run takes the "
+                        "profile, slower; later runs build with it), or with --no-pgo forbid "
+                        "one (default: as the profile decides)")
     p.add_argument("--no-profile", action="store_true", help="ignore stored profiles")
     p.add_argument("--workload", help="use the profile of this workload (default: newest)")
     p.add_argument("--duration", type=_duration, metavar="T",

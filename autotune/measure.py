@@ -286,7 +286,11 @@ class Measurer:
                                    self.settings.tolerance)
 
     def confirmation_trial(self, config: RunConfig) -> TrialResult:
-        """One run of ``config`` at its repeat duration for the confirmation rounds."""
+        """One run of ``config`` at its repeat duration for the confirmation rounds (a
+        profile-guided configuration without a profile here, measured on another node, takes
+        it first: the instrumented run is no round's time)."""
+        if config.pgo and not self._trained(config):
+            self._run(config, min(self.settings.durations))
         return self._run(config, self.repeat_duration(config), purpose="confirm")
 
     def announce_confirmation(self, contenders: list[RunConfig]) -> None:

@@ -172,7 +172,7 @@ class RunOptions:
     """How ``brian2-autotune run`` was asked to run a script (see :func:`run_script`).
 
     Attributes:
-        workload, duration, db, device, threads, precision, use_profile: as for
+        workload, duration, db, device, threads, precision, use_profile, pgo: as for
             :func:`autotune.apply`.
         runtime_reason: set when an earlier attempt found that standalone cannot serve the
             script (it read state before ``run()``): why.
@@ -185,6 +185,7 @@ class RunOptions:
     threads: int | None = None
     precision: str | None = None
     use_profile: bool = True
+    pgo: bool | None = None
     runtime_reason: str | None = None
 
 
@@ -221,7 +222,8 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     else:
         applied = apply(options.workload, options.duration, options.db, device=options.device,
                         threads=options.threads, precision=options.precision,
-                        use_profile=options.use_profile, owner=script_owner(script),
+                        use_profile=options.use_profile, pgo=options.pgo,
+                        owner=script_owner(script),
                         record=False, analysis=analysis, dry_pass=(Path(script), tuple(args)))
         logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"

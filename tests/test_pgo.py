@@ -163,3 +163,68 @@ def test_a_script_learns_nothing_from_its_instrumented_run() -> None:
                  _record(1.1, pgo.USE)])
     times = own["cpp_standalone-t0-float64-default-pgo"]
     assert times.runs == 2 and times.rate == pytest.approx(1.05)
+
+
+SWEEP = """
+import sys
+from brian2 import *
+base = int(sys.argv[1])
+G = NeuronGroup(50, '''v : integer
+                       drive : integer (constant)''', threshold='v >= 1000', reset='v = 0')
+G.drive = 'base + i % 7'
+G.v = 'i * 13'
+G.run_regularly('v += drive', dt=0.1*ms)
+M = SpikeMonitor(G)
+run(200*ms)
+print('result', base, M.num_spikes)
+"""
+
+
+def _run_cli(script: Path, *args: str, db: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "run", "--pgo",
+                             "--no-profile", "--db", db, str(script), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_profile_guided_runs_of_a_parallel_sweep_stay_apart_and_reuse_their_profile(
+        tmp_path: Path, db_url: str) -> None:
+    """Three runs of one script started together with --pgo each take a profile in a build
+    folder of their own and print their own answer; a later run builds with a profile."""
+    import sqlite3
+
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    drives = ("11", "13", "15")
+    plain = {d: subprocess.run([sys.executable, str(script), d], capture_output=True,
+                               text=True, check=True, timeout=300).stdout.splitlines()[-1]
+             for d in drives}
+    assert len(set(plain.values())) == 3
+    procs = {d: _run_cli(script, d, db=db_url) for d in drives}
+    for d, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr
+        assert stdout.splitlines()[-1] == plain[d], stderr
+        assert "profile-guided" in stderr and "instrumented" in stderr
+    rerun = _run_cli(script, "13", db=db_url)
+    stdout, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0 and stdout.splitlines()[-1] == plain["13"], stderr
+    assert "built with the profile" in stderr
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as connection:
+        phases = [row[0] for row in connection.execute(
+            "SELECT pgo_phase FROM autotune_runs ORDER BY id")]
+        keys = {row[0] for row in connection.execute("SELECT config_key FROM autotune_runs")}
+    assert sorted(phases[:3]) == [pgo.GENERATE] * 3 and phases[3] == pgo.USE
+    assert all(key.endswith("-pgo") for key in keys)
+
+
+def test_pgo_asked_of_the_runtime_device_is_one_clear_error(tmp_path: Path, db_url: str
+                                                            ) -> None:
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "run", "--pgo", "--device",
+                           "runtime", "--db", db_url, str(script), "11"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "--pgo applies to cpp_standalone" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
