@@ -72,10 +72,15 @@ def spec_for(host: HostFingerprint, workload: WorkloadSpec, config: RunConfig, d
 def measure_interleaved(host: HostFingerprint, workload: WorkloadSpec, series: Sequence[Series],
                         duration: float, repeats: int, cache_root: Path,
                         timeout: float = 3600) -> None:
-    """Warm every distinct configuration once, then measure A B C ... ``repeats`` times."""
+    """Warm every distinct configuration up, then measure A B C ... ``repeats`` times.
+
+    A profile-guided configuration warms up twice: its first run takes the profile, its second
+    rebuilds with it (:mod:`autotune.pgo`); what is measured is the build with the profile.
+    """
     distinct = {s.config: s for s in series}
     for config in distinct:  # warm-up: builds and caches, not counted
-        run_trial(spec_for(host, workload, config, duration, cache_root), timeout)
+        for _ in range(2 if config.pgo else 1):
+            run_trial(spec_for(host, workload, config, duration, cache_root), timeout)
     for _ in range(repeats):
         done: dict[RunConfig, TrialResult] = {}
         for s in series:

@@ -7,7 +7,13 @@ time (fresh process, start-up to exit) and peak memory of:
 2. the fixed rule "always cpp_standalone with the memory-aware thread count";
 3. the configuration ``autotune.apply(duration=L)`` chooses from a calibrated profile;
 4. the exhaustive oracle: every configuration of the space calibrated, the fastest for that run
-   length picked after the fact.
+   length picked after the fact;
+5. the oracle's fastest configuration without a profile-guided build (:mod:`autotune.pgo`):
+   where the tuner applies PGO, it must not lose to it beyond noise, and where the oracle's
+   best is a PGO build this says what PGO is worth on that model and length.
+
+Profile-guided configurations are measured with their profile (each warms up twice: the
+instrumented run, then the rebuild), as every later run of a script uses them.
 
 The speed-ups are paired: the geometric mean of round-by-round ratios (each round runs every
 alternative back to back, so drift cancels) with an 80 % interval, so that "loses by more than
@@ -151,26 +157,31 @@ def main() -> int:
             apply_ms = apply_milliseconds(tuned_db)
         for length in args.lengths:
             chosen = choose(host, tuned, duration=length)[0]  # what autotune.apply would set
-            fastest = oracle.ranked(length)[0].config
+            ranked = oracle.ranked(length)
+            fastest = ranked[0].config
+            without_pgo = next(e.config for e in ranked if not e.config.pgo)
             series = [Series("default", brian2_default_config(True)),
                       Series("fixed rule", fallback_config(host, True)),
-                      Series("tuned", chosen), Series("oracle", fastest)]
+                      Series("tuned", chosen), Series("oracle", fastest),
+                      Series("best without PGO", without_pgo)]
             print(f"[{workload.describe()}] {length:g} s: "
                   + ", ".join(f"{s.label}={s.config.key}" for s in series), file=sys.stderr)
             measure_interleaved(host, workload, series, length, args.repeats, work / "cache")
-            d, f, t, o = series
+            d, f, t, o, n = series
             speed_rows.append([workload.describe(), f"{length:g} s",
                                *(f"{s.median:.2f} ± {s.spread:.2f} s ({s.config.key})"
                                  for s in series),
-                               *(paired_ratio(other, t) for other in (d, f, o))])
+                               *(paired_ratio(other, t) for other in (d, f, o, n))])
             memory_rows.append([workload.describe(), f"{length:g} s",
                                 *(f"{s.peak_mib:.0f}" for s in series)])
     report.append(markdown_table(
         ["workload", "run length", "1 default", "2 fixed rule", "3 tuned", "4 oracle",
-         "tuned speed-up vs 1 (80 % interval)", "vs 2", "tuned speed / oracle speed"],
+         "5 oracle without PGO", "tuned speed-up vs 1 (80 % interval)", "vs 2",
+         "tuned speed / oracle speed", "vs 5"],
         speed_rows))
     report += ["", "Peak memory (MiB, process tree):", "", markdown_table(
-        ["workload", "run length", "default", "fixed rule", "tuned", "oracle"], memory_rows)]
+        ["workload", "run length", "default", "fixed rule", "tuned", "oracle",
+         "oracle without PGO"], memory_rows)]
     report += ["", "Calibration cost:", "", markdown_table(
         ["workload", "calibration", "exhaustive search", "ratio",
          "ratio without either confirmation"], cost_rows)]
