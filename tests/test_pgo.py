@@ -22,6 +22,7 @@ from autotune.measure import Measurer, MeasureSettings
 from autotune.records import TRAINING_PHASE, TrialResult
 from autotune.runrecord import RunRecord
 from autotune.workloads import resolve_workload
+from tests.test_run_scripts import SWEEP
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,19 +166,6 @@ def test_a_script_learns_nothing_from_its_instrumented_run() -> None:
     assert times.runs == 2 and times.rate == pytest.approx(1.05)
 
 
-SWEEP = """
-import sys
-from brian2 import *
-base = int(sys.argv[1])
-G = NeuronGroup(50, '''v : integer
-                       drive : integer (constant)''', threshold='v >= 1000', reset='v = 0')
-G.drive = 'base + i % 7'
-G.v = 'i * 13'
-G.run_regularly('v += drive', dt=0.1*ms)
-M = SpikeMonitor(G)
-run(200*ms)
-print('result', base, M.num_spikes)
-"""
 
 
 def _run_cli(script: Path, *args: str, db: str) -> subprocess.Popen[str]:
