@@ -216,3 +216,34 @@ def test_pgo_asked_of_the_runtime_device_is_one_clear_error(tmp_path: Path, db_u
     assert done.returncode != 0
     assert "--pgo applies to cpp_standalone" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_profile_guided_build_is_applied_to_a_script_only_where_it_pays_back() -> None:
+    """Warm, the PGO build saves 3 s of a 100 s run; its profile and rebuild cost 25 s. A
+    script's first run keeps the plain build; one that has run 20 times takes the PGO one,
+    and the prediction of that run includes its cold cost."""
+    from dataclasses import replace
+
+    from autotune.choice import choose
+    from autotune.costmodel import CostModel
+    from autotune.profile import ProfileEntry
+    from tests.helpers import make_host, make_profile
+
+    host = make_host()
+    guided = standalone_config(0, pgo=True)
+    base = make_profile(host)
+    profile = replace(base, entries=(*base.entries, ProfileEntry(
+        guided, "valid", CostModel(3.5, 0.07, 0.01, 2, 2, 25.0))))
+    assert choose(host, profile, duration=100.0)[0] == guided  # warm, it is the fastest
+    first = choose(host, profile, duration=100.0, cold={guided.key})
+    assert first[0] == standalone_config(0)
+    assert "cold build (+25.0 s) does not pay back over 1 run" in first[2]
+    plain = standalone_config(0)
+    often = learn([RunRecord("fp", None, None, plain.key, "profile", "s.py", 100.0, None, None,
+                             3.5 + 10.0, 3.5, 10.0, None, 0, "2026-11-30T00:00:00+00:00",
+                             "d", False) for _ in range(20)])
+    config, _, _, predicted = choose(host, profile, duration=100.0, cold={guided.key},
+                                     history=often)
+    assert config == guided
+    assert predicted == pytest.approx(3.5 + 0.07 * 100 + 25.0)
+    assert choose(host, profile, duration=100.0, pgo=False)[0] == plain
