@@ -84,20 +84,23 @@ def refresh(url: str, fingerprint: str, folder: Path) -> dict[str, Any]:
     from autotune.store.repository import open_store
 
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with open_store(url) as store:
-            profiles = [p.to_dict() for p in reversed(store.profiles(fingerprint))]
-            sent = _send_queue(folder, store)
-            script_runs = _by_script(store.runs(fingerprint))
-            float32_checked = _passed_checks(store.precision_checks())
-    except StoreError as e:
-        _note_error(folder, str(e))
-        raise
-    copy = {"url": display_url(url), "fingerprint": fingerprint, "profiles": profiles,
-            "script_runs": script_runs, "float32_checked": float32_checked,
-            "fetched_at": _now(), "error": None, "error_at": None}
-    _write_json(folder / "profiles.json", copy)
-    _drop_sent(folder, sent)  # only now: until the copy has them, the queue shows them
+    # One refresher at a time per node and store: two sending one queue would both send it.
+    with open(folder / "refresh.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open_store(url) as store:
+                profiles = [p.to_dict() for p in reversed(store.profiles(fingerprint))]
+                sent = _send_queue(folder, store)
+                script_runs = _by_script(store.runs(fingerprint))
+                float32_checked = _passed_checks(store.precision_checks())
+        except StoreError as e:
+            _note_error(folder, str(e))
+            raise
+        copy = {"url": display_url(url), "fingerprint": fingerprint, "profiles": profiles,
+                "script_runs": script_runs, "float32_checked": float32_checked,
+                "fetched_at": _now(), "error": None, "error_at": None}
+        _write_json(folder / "profiles.json", copy)
+        _drop_sent(folder, sent)  # only now: until the copy has them, the queue shows them
     return copy
 
 
@@ -233,7 +236,7 @@ def _send_queue(folder: Path, store: Any) -> int:
         if not line.strip():
             continue
         try:
-            store.record_run(RunRecord(**json.loads(line)))
+            store.record_run_once(RunRecord(**json.loads(line)))
         except (TypeError, ValueError) as e:  # a damaged line: drop it, keep the others
             logger.warning("dropping an unreadable queued run: %s", e)
     return len(lines)
@@ -278,12 +281,12 @@ def _main(argv: list[str]) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # another refresher is at it
-        started = time.monotonic()
-        try:
-            refresh(url, fingerprint, folder)
-        except Exception:  # noqa: BLE001 - noted in the copy; nobody is waiting for this process
-            return 1
-        logger.debug("refreshed in %.2f s", time.monotonic() - started)
+    started = time.monotonic()  # refresh takes the lock itself (another may come first)
+    try:
+        refresh(url, fingerprint, folder)
+    except Exception:  # noqa: BLE001 - noted in the copy; nobody is waiting for this process
+        return 1
+    logger.debug("refreshed in %.2f s", time.monotonic() - started)
     return 0
 
 

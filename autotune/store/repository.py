@@ -253,6 +253,25 @@ class Store:
         with self.session() as s:
             s.add(RunRow(**record.to_dict()))
 
+    def record_run_once(self, record: RunRecord) -> bool:
+        """Append a run unless the store already has it (same host, time, configuration, script
+        text and measured times); True when appended. A node's queue of runs is delivered at
+        least once: a refresher that sent a run and was cut off before taking it off the queue
+        sends it again."""
+        with self.session() as s:
+            same = select(RunRow.id).where(
+                RunRow.fingerprint == record.fingerprint,
+                RunRow.created_at == record.created_at,
+                RunRow.config_key == record.config_key,
+                RunRow.script_digest.is_(None) if record.script_digest is None
+                else RunRow.script_digest == record.script_digest,
+                RunRow.actual_total.is_(None) if record.actual_total is None
+                else RunRow.actual_total == record.actual_total).limit(1)
+            if s.scalars(same).first() is not None:
+                return False
+            s.add(RunRow(**record.to_dict()))
+            return True
+
     def runs(self, fingerprint: str | None = None) -> list[RunRecord]:
         """Recorded full runs, oldest first (of one host when ``fingerprint`` is given)."""
         with self.session() as s:
