@@ -249,12 +249,13 @@ def apply(
         prediction = _suite_prediction(url, host, node, features, digest, root, dry_pass)
         if prediction is not None:
             profile, relations = prediction
-    history = _learn(_script_runs(url, host, digest, node)) if digest and profile else {}
+    runs = _script_runs(url, host, digest, node) if digest and profile else []
+    history = _learn(runs)
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     owner = owner or (script_owner(script) if script else "interactive")
-    cold = _cold_builds(profile, history, root, host, owner)
+    cold = _cold_builds(profile, history, root, host, owner) | _retrained(runs)
     config, source, why, predicted = choose(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
@@ -415,6 +416,18 @@ def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Pa
         elif config.target == "cython" and config.key not in history:
             cold.add(config.key)
     return frozenset(cold)
+
+
+def _retrained(runs: list[RunRecord]) -> frozenset[str]:
+    """Profile-guided configurations whose profile this script took again and again: its
+    generated code changes from run to run (a swept constant written into the code, say), so
+    every run pays the instrumented run and the rebuild, as a cold build does."""
+    phases: dict[str, list[int]] = {}
+    for run in runs:
+        if run.pgo_phase in ("generate", "use"):
+            counts = phases.setdefault(run.config_key, [0, 0])
+            counts[run.pgo_phase == "use"] += 1
+    return frozenset(key for key, (taken, used) in phases.items() if taken >= 2 and taken > used)
 
 
 def _float32_checked(url: str, digest: str, node: Path) -> bool:
