@@ -68,12 +68,11 @@ def configure_brian2(
                 **environment, "OMP_WAIT_POLICY": "PASSIVE"}
         set_device("cpp_standalone", directory=directory, build_on_run=True,
                    with_output=with_output)
-        if config.pgo:
-            from brian2 import get_device
-
-            from autotune import pgo
-
-            logger.debug("Brian2 configured for %s", config.describe())
-            return pgo.install(get_device(), Path(directory).resolve(), config.threads)
     logger.debug("Brian2 configured for %s", config.describe())
-    return None
+    if not config.pgo:
+        return None
+    from brian2 import get_device
+
+    from autotune import pgo
+
+    return pgo.install(get_device(), Path(directory).resolve(), config.threads)

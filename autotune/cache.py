@@ -66,9 +66,21 @@ def cache_usage(root: Path) -> CacheUsage:
     """How much the cache under ``root`` holds (zeros when there is none)."""
     if not root.is_dir():
         return CacheUsage(root, 0, 0)
-    profiles = sum(_size(p) for p in root.rglob(PGO_DIR) if p.is_dir()
-                   and p.parent.name.startswith("slot-"))
-    return CacheUsage(root, _size(root), profiles)
+    total = profiles = 0
+    for path in root.rglob("*"):  # one walk: a large cache has many files
+        if not (path.is_file() or path.is_symlink()):
+            continue
+        size = path.lstat().st_size
+        total += size
+        if _in_profile(path.relative_to(root).parts):
+            profiles += size
+    return CacheUsage(root, total, profiles)
+
+
+def _in_profile(parts: tuple[str, ...]) -> bool:
+    """Whether a path (its parts under the cache root) lies in a build slot's profile folder."""
+    return any(part == PGO_DIR and parent.startswith("slot-")
+               for parent, part in zip(parts, parts[1:], strict=False))
 
 
 def _slots(root: Path) -> list[Path]:

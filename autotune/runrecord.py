@@ -185,13 +185,14 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         actual_build=(total - float(loop)) if total is not None else None,
         peak_rss=peak_rss(), exit_code=exit_code,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        script_digest=applied.script_digest, cold=applied.cold or _rebuilt(applied),
+        script_digest=applied.script_digest, cold=_cold(applied),
         neurons=neurons, synapses=synapses,
         pgo_phase=applied.guided.phase if applied.guided is not None else None)
 
 
-def _rebuilt(applied: Applied) -> bool | None:
-    """True when a profile-guided build changed phase, so compiled everything anew."""
+def _cold(applied: Applied) -> bool | None:
+    """Whether the run compiled everything: a new build folder, or a profile-guided build that
+    changed phase."""
     return True if applied.guided is not None and applied.guided.rebuilt else applied.cold
 
 
