@@ -16,7 +16,7 @@ from autotune.errors import ConfigError
 from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint
 from autotune.profile import Profile, ProfileEntry
-from autotune.transfer import is_prediction
+from autotune.transfer import is_prediction, robust_best, scale_error_of
 
 if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays fast)
     from autotune.learned import OwnTimes, ScriptChoice
@@ -151,12 +151,20 @@ def _profile_best(profile: Profile | None, duration: float | None, standalone_ok
     was not validated on this model)."""
     if profile is None:
         return None, False
-    best = profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
-                        max_threads=thread_cap)
+
+    def pick(float32: bool) -> ProfileEntry | None:
+        if is_prediction(profile):
+            return robust_best(profile.allowed(duration, standalone_ok, cython_ok, thread_cap,
+                                               float32),
+                               profile.target_duration if duration is None else duration,
+                               scale_error_of(profile))
+        return profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
+                            max_threads=thread_cap, float32_ok=float32)
+
+    best = pick(True)
     if float32_ok or best is None or best.config.precision != "float32":
         return best, False
-    return profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
-                        max_threads=thread_cap, float32_ok=False), True
+    return pick(False), True
 
 
 def _profile_reason(profile: Profile, duration: float | None, standalone_ok: bool,
@@ -164,8 +172,10 @@ def _profile_reason(profile: Profile, duration: float | None, standalone_ok: boo
     when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"
     if is_prediction(profile):
         model = ModelFeatures.from_dict(profile.workload["model"])
-        reason = (f"fastest predicted for this model ({model.describe()}) for {when} runs, "
-                  f"from this host's calibration of {profile.workload['name']}")
+        reason = (f"predicted for this model ({model.describe()}) for {when} runs from this "
+                  f"host's calibration of {profile.workload['name']}: least slowdown against the "
+                  f"fastest if its loop runs up to {scale_error_of(profile):.0f} times faster or "
+                  "slower than predicted (the suite's error on models it left out)")
     else:
         reason = f"fastest valid configuration in this host's profile for {when} runs"
     if not standalone_ok:

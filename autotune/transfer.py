@@ -12,6 +12,18 @@ non-negative combinations of those features, weighted for relative error:
   ``objects`` (code generated and compiled);
 * a cold build's extra seconds: a constant and ``objects``.
 
+Those fits predict the *reference* configuration (standalone without OpenMP, float64, default
+flags). Every other configuration is predicted *relative to it*: its fixed part and loop rate
+are the reference's times the geometric mean of the same ratio over the members that measured
+both. The features miss what drives most of a loop's cost (firing rates, the cost of each
+operation), so absolute loop rates predicted for a model unlike the members are off by 10-50
+times (CUBA's from COBA-HH and STDP on the development VM); fit per configuration, those errors
+differ between configurations and decide the choice (they made 2 OpenMP threads look 1.6 times
+faster than none for CUBA, which runs 2.5 times slower with them). Ratios between
+configurations vary far less from model to model, and an error in the reference's scale moves
+every configuration together; a script's first run corrects that scale
+(:func:`autotune.learned.scale_to_script`).
+
 :func:`predicted_profile` turns the fits into a :class:`~autotune.profile.Profile` for one model,
 so that choosing, learning from the script's own runs and pricing cold builds work on it as on
 a calibrated profile. Pure Python (no numpy): :func:`autotune.apply` runs it before every run.
@@ -28,7 +40,7 @@ from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError
 from autotune.features import ModelFeatures
-from autotune.profile import Profile, ProfileEntry
+from autotune.profile import PREFERENCE_MARGIN, Profile, ProfileEntry
 
 #: A prediction needs at least this many different models in the suite (sizes of one model alone
 #: cannot tell its features apart: they all grow together), and a configuration is predicted
@@ -37,6 +49,14 @@ MIN_MODELS = 2
 #: Uncertainty of a prediction for a model outside the suite, on top of the fit's own misfit
 #: and the members' measurement spread: the features miss firing rates and equation costs.
 TRANSFER_SPREAD = 0.10
+#: The configuration whose costs are fit from the features; the others are predicted relative
+#: to it (standalone without OpenMP: every member that can build measures it).
+REFERENCE = RunConfig("cpp_standalone", "cpp")
+#: How far (a factor, either way) a predicted loop rate may be from the model's true one, when
+#: the suite has too few models to tell by leaving each out (:func:`loop_scale_error`).
+DEFAULT_SCALE_ERROR = 10.0
+#: Loop scales tried between ``1/K`` and ``K`` (evenly in log) when choosing robustly.
+SCALE_STEPS = 13
 #: What a prediction's workload is called in its profile (``kind``).
 PREDICTION = "prediction"
 
@@ -162,6 +182,29 @@ def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: Mo
                      0.0, len(points), 0, cold, None, spread)
 
 
+def _geometric_mean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _half_range(ratios: Sequence[float]) -> float:
+    """How far apart the members' ratios are, as a relative half-range (0.2 = ±20 %)."""
+    return math.sqrt(max(ratios) / min(ratios)) - 1.0
+
+
+def relative_cost(pairs: Sequence[tuple[CostModel, CostModel]], reference: CostModel,
+                  cold_extra: float) -> CostModel:
+    """One configuration's cost relative to the reference configuration's predicted
+    ``reference``, from ``pairs`` of (its cost, the reference's cost) measured on the same
+    member; ``cold_extra`` is its own cold build's prediction."""
+    fixed_ratios = [max(c.fixed, 1e-3) / max(r.fixed, 1e-3) for c, r in pairs]
+    rate_ratios = [max(c.rate, 1e-6) / max(r.rate, 1e-6) for c, r in pairs]
+    spread = (reference.spread + max(c.spread for c, _ in pairs)
+              + max(_half_range(fixed_ratios), _half_range(rate_ratios)))
+    return CostModel(reference.fixed * _geometric_mean(fixed_ratios),
+                     reference.rate * _geometric_mean(rate_ratios), 0.0, len(pairs), 0,
+                     cold_extra, None, spread)
+
+
 def loop_relations(members: Sequence[Member], features: ModelFeatures
                    ) -> dict[str, LoopRelation]:
     """Each threaded standalone configuration's loop rate relative to its single-thread twin
@@ -193,18 +236,84 @@ def _single_thread(config: RunConfig) -> RunConfig:
     return RunConfig(config.device, config.target, 0, config.precision, config.flags)
 
 
+def predicted_costs(members: Sequence[Member], features: ModelFeatures
+                    ) -> dict[RunConfig, CostModel]:
+    """Each configuration valid on at least :data:`MIN_MODELS` members, its cost for a model
+    with ``features``: the reference's from the features, the others' relative to it where
+    enough members measured both (from the features alone otherwise)."""
+    points: dict[RunConfig, list[tuple[ModelFeatures, CostModel]]] = {}
+    measured: dict[RunConfig, dict[int, CostModel]] = {}
+    for index, member in enumerate(members):
+        for entry in member.profile.valid:
+            assert entry.cost is not None
+            points.setdefault(entry.config, []).append((member.features, entry.cost))
+            measured.setdefault(entry.config, {})[index] = entry.cost
+    costs = {config: predict_cost(found, features) for config, found in points.items()
+             if len(found) >= MIN_MODELS}
+    reference = costs.get(REFERENCE)
+    if reference is None:
+        return costs
+    for config in costs:
+        pairs = [(cost, measured[REFERENCE][index]) for index, cost in measured[config].items()
+                 if index in measured[REFERENCE]]
+        if config != REFERENCE and len(pairs) >= MIN_MODELS:
+            costs[config] = relative_cost(pairs, reference, costs[config].cold_extra)
+    return costs
+
+
+def loop_scale_error(members: Sequence[Member]) -> float:
+    """How far off the reference's predicted loop rate may be, as a factor: the largest error
+    when each model of the suite is predicted from the others (at least
+    :data:`DEFAULT_SCALE_ERROR`, which is also the answer when fewer than three models leave
+    too few to predict from)."""
+    errors = [DEFAULT_SCALE_ERROR]
+    for name in {m.profile.workload.get("name") for m in members}:
+        rest = [m for m in members if m.profile.workload.get("name") != name]
+        points = [(m.features, e.cost) for m in rest
+                  if (e := m.profile.entry(REFERENCE)) is not None and e.status == "valid"
+                  and e.cost is not None]
+        if len({m.profile.workload.get("name") for m in rest}) < MIN_MODELS or not points:
+            continue
+        for member in members:
+            entry = member.profile.entry(REFERENCE)
+            if member in rest or entry is None or entry.cost is None:
+                continue
+            predicted = max(predict_cost(points, member.features).rate, 1e-6)
+            actual = max(entry.cost.rate, 1e-6)
+            errors.append(max(predicted / actual, actual / predicted))
+    return max(errors)
+
+
+def robust_best(entries: Sequence[ProfileEntry], duration: float, scale_error: float
+                ) -> ProfileEntry | None:
+    """The entry of a prediction to run for ``duration``: the one whose worst slowdown
+    against the fastest is least while every loop rate is scaled together by any factor
+    from ``1/scale_error`` to ``scale_error`` (the reference's loop, which the others follow,
+    may be that far off). On a tie within :data:`~autotune.profile.PREFERENCE_MARGIN` the
+    reference wins (its cost carries no ratio of other models), then the fewest threads."""
+    priced = [e for e in entries if e.cost is not None]
+    if not priced:
+        return None
+    scales = [scale_error ** (2 * i / (SCALE_STEPS - 1) - 1) for i in range(SCALE_STEPS)]
+
+    def at(entry: ProfileEntry, scale: float) -> float:
+        return entry.cost.fixed + scale * entry.cost.rate * duration  # type: ignore[union-attr]
+
+    fastest = {scale: min(at(e, scale) for e in priced) for scale in scales}
+    worst = {e.config: max(at(e, s) / fastest[s] for s in scales) for e in priced}
+    least = min(worst.values())
+    close = [e for e in priced if worst[e.config] <= least * (1 + PREFERENCE_MARGIN)]
+    return min(close, key=lambda e: (e.config != REFERENCE, e.config.threads,
+                                     worst[e.config]))
+
+
 def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Profile | None:
     """A profile for a model with ``features``: each configuration valid on at least
     :data:`MIN_MODELS` suite models, its cost predicted (None: the suite is too small)."""
     if not suite_ready(members):
         return None
-    points: dict[RunConfig, list[tuple[ModelFeatures, CostModel]]] = {}
-    for member in members:
-        for entry in member.profile.valid:
-            assert entry.cost is not None
-            points.setdefault(entry.config, []).append((member.features, entry.cost))
-    entries = tuple(ProfileEntry(config, "valid", predict_cost(found, features))
-                    for config, found in points.items() if len(found) >= MIN_MODELS)
+    entries = tuple(ProfileEntry(config, "valid", cost)
+                    for config, cost in predicted_costs(members, features).items())
     if not entries:
         return None
     newest = max(members, key=lambda m: m.profile.created_at).profile
@@ -212,9 +321,16 @@ def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Pro
     return Profile(
         fingerprint=newest.fingerprint, host_components=dict(newest.host_components),
         workload={"name": f"the suite's models ({names})", "kind": PREDICTION, "size": None,
-                  "path": None, "signature": None, "model": features.to_dict()},
+                  "path": None, "signature": None, "model": features.to_dict(),
+                  "loop_scale_error": loop_scale_error(members)},
         target_duration=newest.target_duration, tolerance=newest.tolerance, entries=entries,
         created_at=newest.created_at)
+
+
+def scale_error_of(profile: Profile) -> float:
+    """A prediction's loop scale error (:func:`loop_scale_error`), as stored with it."""
+    value = profile.workload.get("loop_scale_error")
+    return float(value) if isinstance(value, (int, float)) and value >= 1 else DEFAULT_SCALE_ERROR
 
 
 def is_prediction(profile: Profile | None) -> bool:
