@@ -11,8 +11,14 @@ thread count; at a length where the model's own calibration predicts a candidate
 ``--prune`` times slower than its best, that candidate is left out). Ratios are paired round by
 round, with an 80 % interval.
 
+``--outside`` adds models in no suite (a built-in ``NAME:SIZE`` or a workload file), predicted
+from the whole suite as ``run`` predicts a user's script, and measured the same way against
+every candidate (one measured more than ``--prune`` times slower than the fastest at a shorter
+length is left out of the longer ones).
+
     python benchmarks/zero_shot.py --work /tmp/zero-shot            # suite, then 1, 10, 100 s
-    python benchmarks/zero_shot.py --work /tmp/zero-shot --lengths 1 10 --rounds 3
+    python benchmarks/zero_shot.py --work /tmp/zero-shot --lengths 1 10 --rounds 3 \
+        --outside benchmarks/models/brunel_hakim.py
 """
 
 from __future__ import annotations
@@ -28,14 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
 
-from autotune.calibrate import cython_available, first_configs  # noqa: E402
+from autotune.calibrate import cython_available, first_configs, read_features  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
 from autotune.config import RunConfig, brian2_default_config  # noqa: E402
 from autotune.host import HostFingerprint, collect_host  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.suite import SUITE, calibrate_suite, parse_members  # noqa: E402
 from autotune.transfer import Member, members_of, predicted_profile  # noqa: E402
-from autotune.workloads import resolve_workload  # noqa: E402
+from autotune.workloads import WorkloadSpec, resolve_workload  # noqa: E402
 
 
 def _ratio(tuned: Series, other: Series) -> str:
@@ -58,6 +64,52 @@ def _candidates(host: HostFingerprint, own: Profile, length: float, prune: float
     return [c for c in families if c in ranked and ranked[c] <= prune * best]
 
 
+def _measure_row(host: HostFingerprint, workload: WorkloadSpec, label: str, length: float,
+                 tuned: RunConfig, configs: list[RunConfig], rounds: int, cache: Path
+                 ) -> tuple[list[str], dict[RunConfig, Series]]:
+    """Measure the tuned choice, Brian2's default, the fixed rule and ``configs`` interleaved;
+    the table row and the series measured."""
+    default, rule = brian2_default_config(True), fallback_config(host, True)
+    series = [Series(c.key, c) for c in dict.fromkeys([*configs, default, rule, tuned])]
+    print(f"[{label} {length:g} s] tuned={tuned.key}; measuring "
+          + ", ".join(s.label for s in series), file=sys.stderr)
+    measure_interleaved(host, workload, series, length, rounds, cache)
+    by_config = {s.config: s for s in series}
+    oracle = min(series, key=lambda s: s.median)
+    t = by_config[tuned]
+    row = [label, f"{length:g} s", tuned.key, oracle.config.key,
+           *(f"{by_config[c].median:.2f} s" for c in (tuned, default, rule)),
+           f"{oracle.median:.2f} s", _ratio(t, oracle),
+           _ratio(t, by_config[default]), _ratio(t, by_config[rule])]
+    print(" | ".join(row), file=sys.stderr)
+    return row, by_config
+
+
+def _outside_rows(host: HostFingerprint, members: list[Member], text: str,
+                  lengths: list[float], rounds: int, prune: float, cache: Path
+                  ) -> list[list[str]]:
+    """Rows for a model in no suite: predicted from all members, measured against every
+    float64 family configuration (less those already ``prune`` times slower)."""
+    name, colon, size = text.rpartition(":") if ":" in text else (text, "", "")
+    workload = resolve_workload(name, int(size) if colon else None)
+    features = read_features(workload)
+    prediction = predicted_profile(members, features) if features else None
+    if prediction is None:
+        print(f"[{text}] no prediction (dry pass failed or suite too small)", file=sys.stderr)
+        return []
+    label = f"{workload.describe()} (outside the suite)"
+    configs = first_configs(host.max_threads, cython_available(host))
+    rows = []
+    for length in sorted(lengths):
+        tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
+        row, measured = _measure_row(host, workload, label, length, tuned, configs, rounds,
+                                     cache)
+        rows.append(row)
+        fastest = min(s.median for s in measured.values())
+        configs = [c for c in configs if measured[c].median <= prune * fastest]
+    return rows
+
+
 def _leave_out(members: list[Member], name: str) -> list[Member]:
     return [m for m in members if m.profile.workload.get("name") != name]
 
@@ -70,6 +122,11 @@ def main() -> int:
                         help="suite members (default: the built-in suite)")
     parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0, 100.0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--outside", nargs="+", default=[], metavar="MODEL",
+                        help="models in no suite (workload files or NAME:SIZE), predicted "
+                             "from the whole suite")
+    parser.add_argument("--only-outside", action="store_true",
+                        help="measure the --outside models only (no leave-one-out)")
     parser.add_argument("--prune", type=float, default=3.0,
                         help="leave out candidates the model's own calibration predicts this "
                              "many times slower than its best at that length (3)")
@@ -84,7 +141,9 @@ def main() -> int:
     suite_seconds = time.perf_counter() - started
     members = members_of(profiles)
     rows = []
-    for name in dict.fromkeys(m.profile.workload["name"] for m in members):
+    left_out_names = [] if args.only_outside else dict.fromkeys(
+        m.profile.workload["name"] for m in members)
+    for name in left_out_names:
         left_out = min((m for m in members if m.profile.workload["name"] == name),
                        key=lambda m: m.features.synapses + m.features.state_variables)
         prediction = predicted_profile(_leave_out(members, name), left_out.features)
@@ -94,7 +153,6 @@ def main() -> int:
         for length in args.lengths:
             tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
             configs = _candidates(host, left_out.profile, length, args.prune)
-            default, rule = brian2_default_config(True), fallback_config(host, True)
             own = left_out.profile.entry(tuned)
             if tuned not in configs and own is not None and own.cost is not None:
                 # a choice the model's own calibration puts beyond --prune: say so, unmeasured
@@ -105,18 +163,10 @@ def main() -> int:
                              "-", f"{best / own.cost.predict(length):.2f} (own calibration)",
                              "-", "-"])
                 continue
-            series = [Series(c.key, c) for c in dict.fromkeys([*configs, default, rule, tuned])]
-            print(f"[{workload.describe()} {length:g} s] tuned={tuned.key}; measuring "
-                  + ", ".join(s.label for s in series), file=sys.stderr)
-            measure_interleaved(host, workload, series, length, args.rounds, cache)
-            by_config = {s.config: s for s in series}
-            oracle = min(series, key=lambda s: s.median)
-            t = by_config[tuned]
-            rows.append([workload.describe(), f"{length:g} s", tuned.key, oracle.config.key,
-                         *(f"{by_config[c].median:.2f} s" for c in (tuned, default, rule)),
-                         f"{oracle.median:.2f} s", _ratio(t, oracle),
-                         _ratio(t, by_config[default]), _ratio(t, by_config[rule])])
-            print(" | ".join(rows[-1]), file=sys.stderr)
+            rows.append(_measure_row(host, workload, workload.describe(), length, tuned,
+                                     configs, args.rounds, cache)[0])
+    for text in args.outside:
+        rows += _outside_rows(host, members, text, args.lengths, args.rounds, args.prune, cache)
     report = [f"Machine: {host.components['cpu_model']}, {host.usable_cpus} usable CPUs, "
               f"{host.usable_memory / 2**30:.0f} GiB; Python {host.components['python']}, "
               f"Brian2 {host.components['brian2']}, {host.components['compiler']}; "
