@@ -14,7 +14,10 @@ interleaved round by round:
 4. ``brian2-autotune run SCRIPT``: the tuned choice, which learns from the script's own runs
    from one round to the next, as it does for a user who runs a script again.
 
-Each alternative has its own cache of builds, so each pays its own cold builds in round 1.
+Each alternative has its own cache of builds, so each pays its own cold builds in round 1:
+Brian2's default too, whose Cython cache (global, ``~/.cython``, and warm from whatever ran
+before) is pointed into the benchmark's folder by a ``brian_preferences`` file beside the
+scripts, which Brian2 reads from the current folder.
 Reported: the total wall time of all the rounds (what a user who runs the script that many
 times waits) and the tuned total's speed against the best total of 1-3; and, over the later
 (warm) rounds, the median of each and the tuned run's speed against the best of 1-3 in each
@@ -75,6 +78,14 @@ def _time(command: list[str], cwd: Path, cache: Path) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {done.stderr.strip()[-400:]}")
     return time.perf_counter() - started
+
+
+def _isolate_default_cython_cache(folder: Path, cache: Path) -> None:
+    """Make Brian2's default runs in ``folder`` compile into ``cache`` (the tuned runs set
+    their own Cython cache; standalone ones use none)."""
+    (cache / "cython").mkdir(parents=True, exist_ok=True)
+    (folder / "brian_preferences").write_text(
+        f"codegen.runtime.cython.cache_dir = {str(cache / 'cython')!r}\n")
 
 
 def _rounds(script: Path, work: Path, db: str, scratch_db: str, rounds: int
@@ -138,6 +149,7 @@ def main() -> None:
                 script = work / f"L{length:g}" / Path(name).name
                 script.parent.mkdir(exist_ok=True)
                 script.write_text(with_length(source, Path(name).name, length))
+                _isolate_default_cython_cache(script.parent, work / "cache" / "default")
                 print(f"{name} at {length:g} s", file=sys.stderr, flush=True)
                 rounds = _rounds(script, work, db, f"sqlite:///{work / 'scratch.db'}",
                                  args.rounds)
