@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from autotune.store import open_store
 from autotune.transfer import (
     DEFAULT_SCALE_ERROR,
     fit_non_negative,
+    loop_scale_error,
     members_of,
     predicted_profile,
     robust_best,
@@ -159,6 +161,23 @@ def test_robust_choice_weighs_the_worst_loop_scale() -> None:
     assert robust_best([fast_start, reference, threads], 1.0, 10.0) == reference
     assert robust_best([fast_start, reference, threads], 1.0, 1.0) == fast_start
     assert robust_best([], 1.0, 10.0) is None
+
+
+def test_the_scale_error_is_the_suites_own_leave_one_out_error() -> None:
+    """Members whose reference loops follow the features leave the floor (10); a model whose
+    loop is 30 times what the features say (one firing far more, say) is predicted that far
+    off from the others, and the error grows to match."""
+    host = make_host()
+    members = members_of(suite_profiles(host))
+    assert loop_scale_error(members) == DEFAULT_SCALE_ERROR
+
+    def busier(profile: Profile) -> Profile:
+        return replace(profile, entries=tuple(
+            replace(e, cost=replace(e.cost, rate=30 * e.cost.rate))  # type: ignore[arg-type]
+            if e.config == T0 else e for e in profile.entries))
+
+    busy = [busier(p) if p.workload["name"] == "stdp" else p for p in suite_profiles(host)]
+    assert loop_scale_error(members_of(busy)) > 25
 
 
 def test_no_prediction_without_two_different_models() -> None:
