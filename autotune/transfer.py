@@ -266,21 +266,20 @@ def loop_scale_error(members: Sequence[Member]) -> float:
     when each model of the suite is predicted from the others (at least
     :data:`DEFAULT_SCALE_ERROR`, which is also the answer when fewer than three models leave
     too few to predict from)."""
+    rates = [(m.profile.workload.get("name"), m.features, max(e.cost.rate, 1e-6))
+             for m in members if (e := m.profile.entry(REFERENCE)) is not None
+             and e.status == "valid" and e.cost is not None]
     errors = [DEFAULT_SCALE_ERROR]
-    for name in {m.profile.workload.get("name") for m in members}:
-        rest = [m for m in members if m.profile.workload.get("name") != name]
-        points = [(m.features, e.cost) for m in rest
-                  if (e := m.profile.entry(REFERENCE)) is not None and e.status == "valid"
-                  and e.cost is not None]
-        if len({m.profile.workload.get("name") for m in rest}) < MIN_MODELS or not points:
+    for left_out in {name for name, _, _ in rates}:
+        rest = [(f, rate) for name, f, rate in rates if name != left_out]
+        if len({name for name, _, _ in rates if name != left_out}) < MIN_MODELS:
             continue
-        for member in members:
-            entry = member.profile.entry(REFERENCE)
-            if member in rest or entry is None or entry.cost is None:
-                continue
-            predicted = max(predict_cost(points, member.features).rate, 1e-6)
-            actual = max(entry.cost.rate, 1e-6)
-            errors.append(max(predicted / actual, actual / predicted))
+        coefficients, _ = fit_non_negative([_rate_row(f) for f, _ in rest],
+                                           [rate for _, rate in rest])
+        for name, features, actual in rates:
+            if name == left_out:
+                predicted = max(_dot(_rate_row(features), coefficients), 1e-6)
+                errors.append(max(predicted / actual, actual / predicted))
     return max(errors)
 
 
