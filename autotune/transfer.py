@@ -298,7 +298,7 @@ def robust_best(entries: Sequence[ProfileEntry], duration: float, scale_error: f
     def at(entry: ProfileEntry, scale: float) -> float:
         return entry.cost.fixed + scale * entry.cost.rate * duration  # type: ignore[union-attr]
 
-    fastest = {scale: min(at(e, scale) for e in priced) for scale in scales}
+    fastest = {scale: max(min(at(e, scale) for e in priced), 1e-9) for scale in scales}
     worst = {e.config: max(at(e, s) / fastest[s] for s in scales) for e in priced}
     least = min(worst.values())
     close = [e for e in priced if worst[e.config] <= least * (1 + PREFERENCE_MARGIN)]

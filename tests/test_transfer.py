@@ -161,6 +161,8 @@ def test_robust_choice_weighs_the_worst_loop_scale() -> None:
     assert robust_best([fast_start, reference, threads], 1.0, 10.0) == reference
     assert robust_best([fast_start, reference, threads], 1.0, 1.0) == fast_start
     assert robust_best([], 1.0, 10.0) is None
+    free = ProfileEntry(T0, "valid", CostModel(0.0, 0.0))  # a degenerate fit: no division by 0
+    assert robust_best([free, threads], 1.0, 10.0) == free
 
 
 def test_the_scale_error_is_the_suites_own_leave_one_out_error() -> None:
