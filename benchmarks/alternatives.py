@@ -5,7 +5,9 @@ time (fresh process, start-up to exit) and peak memory of:
 
 1. Brian2's default configuration (runtime, Cython when available, float64);
 2. the fixed rule "always cpp_standalone with the memory-aware thread count";
-3. the configuration ``autotune.apply(duration=L)`` chooses from a calibrated profile;
+3. the configuration ``autotune.apply(duration=L)`` chooses from a calibrated profile of the
+   workload itself, or, with ``--suite-db``, what ``run`` chooses for a model never calibrated:
+   predicted from the suite in that store and the model's features (float64);
 4. the exhaustive oracle: every configuration of the space calibrated, the fastest for that run
    length picked after the fact;
 5. the oracle's fastest configuration without a profile-guided build (:mod:`autotune.pgo`):
@@ -27,6 +29,10 @@ stdout (and ``--out``).
     python benchmarks/alternatives.py                       # cuba 4000 at 1, 10, 100 s
     python benchmarks/alternatives.py --workloads cuba:4000 stdp:1000 --lengths 1 10 100
     python benchmarks/alternatives.py --work /tmp/bench   # keeps (and later reuses) calibrations
+    python benchmarks/alternatives.py --workloads benchmarks/models/brunel_hakim.py \
+        --suite-db sqlite:////tmp/zero-shot/suite.db --lengths 1 10   # a model in no suite
+
+Workloads are built-ins (``NAME[:SIZE]``) or workload files.
 """
 
 from __future__ import annotations
@@ -46,14 +52,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
 
-from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
+from autotune.calibrate import CalibrationSettings, calibrate, read_features  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.search import DEFAULT_TRIALS, Budget  # noqa: E402
 from autotune.store import open_store  # noqa: E402
-from autotune.workloads import resolve_workload  # noqa: E402
+from autotune.transfer import members_of, predicted_profile  # noqa: E402
+from autotune.workloads import WorkloadSpec, resolve_workload  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,18 @@ def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: in
     return profile, Cost(wall, len(every), confirm_wall, len(confirm))
 
 
+def _suite_prediction(suite_db: str, workload: WorkloadSpec) -> Profile:
+    """What ``run`` predicts for ``workload`` from the suite in ``suite_db``."""
+    with open_store(suite_db) as store:
+        members = members_of(store.profiles())
+    features = read_features(workload)
+    prediction = predicted_profile(members, features) if features is not None else None
+    if prediction is None:
+        raise SystemExit(f"{suite_db} holds no suite that predicts {workload.describe()} "
+                         "(calibrate --suite first), or its dry pass failed")
+    return prediction
+
+
 def paired_ratio(other: Series, tuned: Series) -> str:
     """How many times faster ``tuned`` ran than ``other``: the geometric mean of the ratios of
     their wall times round by round (each round ran both back to back, so drift cancels), with
@@ -117,7 +136,10 @@ def apply_milliseconds(db: str, repeats: int = 15) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=["cuba:4000"],
-                        help="NAME[:SIZE] built-ins (default cuba:4000)")
+                        help="NAME[:SIZE] built-ins or workload files (default cuba:4000)")
+    parser.add_argument("--suite-db", metavar="URL",
+                        help="the tuned choice is predicted from the suite in this store, as "
+                             "for a model never calibrated, instead of calibrated on the model")
     parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0, 100.0])
     parser.add_argument("--repeats", type=int, default=5,
                         help="interleaved rounds per run length (5)")
@@ -139,24 +161,31 @@ def main() -> int:
     speed_rows, memory_rows, cost_rows = [], [], []
     apply_ms = None
     for item in args.workloads:
-        name, _, size_text = item.partition(":")
+        name, _, size_text = (item, "", "") if item.endswith(".py") else item.partition(":")
         size = int(size_text) if size_text else None
         workload = resolve_workload(name, size)
-        tuned_db, oracle_db = (f"sqlite:///{work / f'{name}-{k}.db'}" for k in ("tuned", "all"))
-        print(f"[{workload.describe()}] calibrating (budget {args.trials})...", file=sys.stderr)
-        tuned, tuned_cost = _calibrate(name, size, tuned_db, work / "cache-tuned", args.trials,
-                                       exhaustive=False)
+        tuned_db, oracle_db = (f"sqlite:///{work / f'{workload.name}-{k}.db'}"
+                               for k in ("tuned", "all"))
+        if args.suite_db:
+            tuned, tuned_cost = _suite_prediction(args.suite_db, workload), None
+        else:
+            print(f"[{workload.describe()}] calibrating (budget {args.trials})...",
+                  file=sys.stderr)
+            tuned, tuned_cost = _calibrate(name, size, tuned_db, work / "cache-tuned",
+                                           args.trials, exhaustive=False)
         print(f"[{workload.describe()}] exhaustive search...", file=sys.stderr)
         oracle, oracle_cost = _calibrate(name, size, oracle_db, work / "cache-all", args.trials,
                                          exhaustive=True)
-        searched = ((tuned_cost.wall - tuned_cost.confirm_wall)
-                    / (oracle_cost.wall - oracle_cost.confirm_wall))
-        cost_rows.append([workload.describe(), tuned_cost.cell(), oracle_cost.cell(),
-                          f"{tuned_cost.wall / oracle_cost.wall:.2f}", f"{searched:.2f}"])
-        if apply_ms is None:
-            apply_ms = apply_milliseconds(tuned_db)
+        if tuned_cost is not None:
+            searched = ((tuned_cost.wall - tuned_cost.confirm_wall)
+                        / (oracle_cost.wall - oracle_cost.confirm_wall))
+            cost_rows.append([workload.describe(), tuned_cost.cell(), oracle_cost.cell(),
+                              f"{tuned_cost.wall / oracle_cost.wall:.2f}", f"{searched:.2f}"])
+            if apply_ms is None:
+                apply_ms = apply_milliseconds(tuned_db)
         for length in args.lengths:
-            chosen = choose(host, tuned, duration=length)[0]  # what autotune.apply would set
+            # what autotune.apply would set (a prediction: float64, float32 was not checked)
+            chosen = choose(host, tuned, duration=length, float32_ok=not args.suite_db)[0]
             ranked = oracle.ranked(length)
             fastest = ranked[0].config
             without_pgo = next(e.config for e in ranked if not e.config.pgo)
@@ -185,8 +214,9 @@ def main() -> int:
     report += ["", "Calibration cost:", "", markdown_table(
         ["workload", "calibration", "exhaustive search", "ratio",
          "ratio without either confirmation"], cost_rows)]
-    report += ["", f"`autotune.apply()` with a stored profile: {apply_ms:.1f} ms (median of 15, "
-               "Brian2 already imported)."]
+    if apply_ms is not None:
+        report += ["", f"`autotune.apply()` with a stored profile: {apply_ms:.1f} ms (median of "
+                   "15, Brian2 already imported)."]
     text = "\n".join(report)
     print(text)
     if args.out:
