@@ -18,8 +18,8 @@ are the reference's times the geometric mean of the same ratio over the members 
 both. The features miss what drives most of a loop's cost (firing rates, the cost of each
 operation), so absolute loop rates predicted for a model unlike the members are off by 10-50
 times (CUBA's from COBA-HH and STDP on the development VM); fit per configuration, those errors
-differ between configurations and decide the choice (they made 2 OpenMP threads look 1.6 times
-faster than none for CUBA, which runs 2.5 times slower with them). Ratios between
+differ between configurations and decide the choice (they made 2 OpenMP threads look 1.5 times
+faster than none for CUBA, which runs 2.6 times slower with them at 100 s). Ratios between
 configurations vary far less from model to model, and an error in the reference's scale moves
 every configuration together; a script's first run corrects that scale
 (:func:`autotune.learned.scale_to_script`).
