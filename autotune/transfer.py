@@ -170,16 +170,22 @@ def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: Mo
                                           [max(c.rate, 1e-6) for _, c in points])
     fixed_c, fixed_error = fit_non_negative([_fixed_row(f) for f, _ in points],
                                             [max(c.fixed, 1e-3) for _, c in points])
-    colds = [(f, c) for f, c in points if c.cold_extra > 0]
-    cold = 0.0
-    if colds:
-        cold_c, _ = fit_non_negative([_cold_row(f) for f, _ in colds],
-                                     [c.cold_extra for _, c in colds])
-        cold = _dot(_cold_row(features), cold_c)
     spread = (max(c.spread for _, c in points) + max(rate_error, fixed_error)
               + TRANSFER_SPREAD)
     return CostModel(_dot(_fixed_row(features), fixed_c), _dot(_rate_row(features), rate_c),
-                     0.0, len(points), 0, cold, None, spread)
+                     0.0, len(points), 0, predict_cold(points, features), None, spread)
+
+
+def predict_cold(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures
+                 ) -> float:
+    """One configuration's cold build extra seconds for a model with ``features``, fit on the
+    members that saw one (0 when none did)."""
+    colds = [(f, c) for f, c in points if c.cold_extra > 0]
+    if not colds:
+        return 0.0
+    cold_c, _ = fit_non_negative([_cold_row(f) for f, _ in colds],
+                                 [c.cold_extra for _, c in colds])
+    return _dot(_cold_row(features), cold_c)
 
 
 def _geometric_mean(values: Sequence[float]) -> float:
@@ -248,16 +254,19 @@ def predicted_costs(members: Sequence[Member], features: ModelFeatures
             assert entry.cost is not None
             points.setdefault(entry.config, []).append((member.features, entry.cost))
             measured.setdefault(entry.config, {})[index] = entry.cost
-    costs = {config: predict_cost(found, features) for config, found in points.items()
-             if len(found) >= MIN_MODELS}
-    reference = costs.get(REFERENCE)
-    if reference is None:
-        return costs
-    for config in costs:
+    found = {config: found for config, found in points.items() if len(found) >= MIN_MODELS}
+    reference = predict_cost(found[REFERENCE], features) if REFERENCE in found else None
+    costs: dict[RunConfig, CostModel] = {}
+    for config, its_points in found.items():
         pairs = [(cost, measured[REFERENCE][index]) for index, cost in measured[config].items()
-                 if index in measured[REFERENCE]]
-        if config != REFERENCE and len(pairs) >= MIN_MODELS:
-            costs[config] = relative_cost(pairs, reference, costs[config].cold_extra)
+                 if index in measured.get(REFERENCE, {})]
+        if reference is not None and config != REFERENCE and len(pairs) >= MIN_MODELS:
+            # only its cold build from the features: the rest follows the reference
+            costs[config] = relative_cost(pairs, reference, predict_cold(its_points, features))
+        elif reference is not None and config == REFERENCE:
+            costs[config] = reference
+        else:
+            costs[config] = predict_cost(its_points, features)
     return costs
 
 
