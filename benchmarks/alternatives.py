@@ -30,7 +30,7 @@ stdout (and ``--out``).
     python benchmarks/alternatives.py --workloads cuba:4000 stdp:1000 --lengths 1 10 100
     python benchmarks/alternatives.py --work /tmp/bench   # keeps (and later reuses) calibrations
     python benchmarks/alternatives.py --workloads benchmarks/models/brunel_hakim.py \
-        --suite-db sqlite:////tmp/zero-shot/suite.db --lengths 1 10   # a model in no suite
+        --suite-db sqlite:////tmp/zero-shot/suite.db --lengths 1 10 --no-pgo  # a model in no suite
 
 Workloads are built-ins (``NAME[:SIZE]``) or workload files.
 """
@@ -78,7 +78,7 @@ class Cost:
 
 
 def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: int,
-               exhaustive: bool) -> tuple[Profile, Cost]:
+               exhaustive: bool, pgo: bool = True) -> tuple[Profile, Cost]:
     """Calibrate (or, when ``db`` holds a finished calibration from an earlier run of this script
     with ``--work``, reuse it) and return the profile and its cost."""
     sidecar = Path(db.removeprefix("sqlite:///")).with_suffix(".json")
@@ -86,7 +86,7 @@ def _calibrate(workload: str, size: int | None, db: str, cache: Path, trials: in
         budget = Budget(trials=100_000 if exhaustive else trials)
         started = time.perf_counter()
         calibrate(workload, size=size, db=db, cache_root=cache,
-                  settings=CalibrationSettings(budget=budget))
+                  settings=CalibrationSettings(budget=budget, pgo=pgo))
         sidecar.write_text(json.dumps({"wall": time.perf_counter() - started}))
     with open_store(db) as store:
         profile = store.profiles()[-1]
@@ -145,6 +145,9 @@ def main() -> int:
                         help="interleaved rounds per run length (5)")
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                         help=f"tuned calibration's budget (default {DEFAULT_TRIALS}, as calibrate)")
+    parser.add_argument("--no-pgo", action="store_true",
+                        help="leave profile-guided builds out of both searches (each costs an "
+                             "instrumented build and run: the exhaustive search is ~2x faster)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--work", type=Path,
                         help="folder for stores and builds; calibrations finished there by an "
@@ -172,10 +175,11 @@ def main() -> int:
             print(f"[{workload.describe()}] calibrating (budget {args.trials})...",
                   file=sys.stderr)
             tuned, tuned_cost = _calibrate(name, size, tuned_db, work / "cache-tuned",
-                                           args.trials, exhaustive=False)
+                                           args.trials, exhaustive=False,
+                                           pgo=not args.no_pgo)
         print(f"[{workload.describe()}] exhaustive search...", file=sys.stderr)
         oracle, oracle_cost = _calibrate(name, size, oracle_db, work / "cache-all", args.trials,
-                                         exhaustive=True)
+                                         exhaustive=True, pgo=not args.no_pgo)
         if tuned_cost is not None:
             searched = ((tuned_cost.wall - tuned_cost.confirm_wall)
                         / (oracle_cost.wall - oracle_cost.confirm_wall))
