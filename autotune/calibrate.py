@@ -105,6 +105,20 @@ def confirmation_summary(confirmation: Confirmation | None, within: float) -> di
             "gaps": {c.key: gap.to_dict() for c, gap in confirmation.gaps.items()}}
 
 
+def unmeasured_pgo_note(space: list[RunConfig], measured: set[RunConfig] | dict[RunConfig, Any],
+                        budget_trials: int | None) -> str | None:
+    """A note for the profile when profile-guided builds were in the space but the budget ran
+    out before the climb reached one (it turns precision and flag presets first), so that a
+    user on a host where PGO pays knows how to have it measured; None otherwise."""
+    if not any(c.pgo for c in space) or any(c.pgo for c in measured):
+        return None
+    spent = f"the budget of {budget_trials} configurations" if budget_trials else "the budget"
+    return (f"no profile-guided (PGO) build was measured: {spent} went to the device families, "
+            "precision and flag presets first; calibrate again with a larger --trials to "
+            "measure it (a PGO build costs an instrumented build and run, then a second cold "
+            "build), or --no-pgo to leave it out")
+
+
 def build_profile(host: HostFingerprint, workload: WorkloadSpec, settings: CalibrationSettings,
                   calibration_id: int, evaluations: dict[RunConfig, Evaluation],
                   notes: list[str], confirmation: Confirmation | None, busy: bool,
@@ -279,6 +293,10 @@ class _Calibration:
             reasons = "; ".join(f"{c.key}: {(e.reason or 'failed').splitlines()[0]}"
                                 for c, e in evaluations.items())
             raise CalibrationError(f"no configuration could be measured: {reasons}")
+        pgo_note = unmeasured_pgo_note(self._space(), evaluations,
+                                       self.settings.budget.trials)
+        if pgo_note is not None:
+            self.notes.append(pgo_note)
         profile = build_profile(self.host, self.spec, self.settings, info.id, evaluations,
                                 self.notes, confirmation, busy, read_features(self.spec))
         self.store.save_profile(profile, self.host, self.spec)

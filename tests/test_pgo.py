@@ -9,12 +9,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from autotune import pgo
-from autotune.config import RunConfig, standalone_config
+from autotune.calibrate import unmeasured_pgo_note
+from autotune.config import RunConfig, all_configs, standalone_config
 from autotune.costmodel import fit_cost_model
 from autotune.errors import ConfigError
 from autotune.learned import learn
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import json, sys
+from dataclasses import replace
 from pathlib import Path
 from brian2 import NeuronGroup, SpikeMonitor, Synapses, device, ms, run, second, seed
 from autotune.brianprefs import configure_brian2
@@ -264,3 +267,14 @@ def test_a_script_whose_code_changes_every_run_counts_its_profile_as_a_cold_buil
     settled = [*sweep[:2], *(_record(1.0, pgo.USE) for _ in range(3))]
     assert _retrained(settled) == frozenset()
     assert _retrained(sweep[:1]) == frozenset()  # one profile taken is the normal start
+
+
+def test_a_calibration_that_never_reached_pgo_says_how_to_measure_it() -> None:
+    space = all_configs(2, True)
+    plain = {c for c in space if not c.pgo}
+    one_profiled = {standalone_config(0), replace(standalone_config(0), pgo=True)}
+    note = unmeasured_pgo_note(space, set(list(plain)[:8]), 8)
+    assert note is not None and "budget of 8 configurations" in note
+    assert "--trials" in note and "--no-pgo" in note
+    assert unmeasured_pgo_note(space, one_profiled, 8) is None  # measured: nothing to say
+    assert unmeasured_pgo_note(sorted(plain, key=str), set(), 8) is None  # --no-pgo: not in it
