@@ -112,6 +112,8 @@ class Scale:
 
     build: float = 1.0
     loop: float = 1.0
+    #: whether ``build`` comes from warm runs (not from cold ones less an assumed build cost)
+    build_from_warm: bool = False
 
     def apply_to(self, cost: CostModel) -> CostModel:
         """The profile's cost model scaled to this script."""
@@ -120,8 +122,12 @@ class Scale:
 
 def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]) -> Scale:
     """The median ratios of this script's own times to the profile's cost models, over the
-    configurations both measured (1.0 where none was)."""
-    builds, loops = [], []
+    configurations both measured (1.0 where none was). The set-up's ratio comes from the
+    configurations with warm runs where there are any: a configuration run only cold knows its
+    warm set-up only as its cold one less the profile's cold build, which may be another
+    model's."""
+    builds: dict[bool, list[float]] = {True: [], False: []}
+    loops = []
     for entry in entries:
         times, cost = own.get(entry.config.key), entry.cost
         if times is None or cost is None:
@@ -130,9 +136,11 @@ def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]
             loops.append(times.rate / cost.rate)
         set_up = times.warm_build(cost.cold_extra)
         if cost.fixed > 0 and set_up > 0:
-            builds.append(set_up / cost.fixed)
-    return Scale(statistics.median(builds) if builds else 1.0,
-                 statistics.median(loops) if loops else 1.0)
+            builds[times.warm_runs > 0].append(set_up / cost.fixed)
+    from_warm = bool(builds[True])
+    ratios = builds[True] or builds[False]
+    return Scale(statistics.median(ratios) if ratios else 1.0,
+                 statistics.median(loops) if loops else 1.0, from_warm)
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,13 @@ def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
     for entry in entries:
         times = own.get(entry.config.key)
         if times is not None:
-            costs[entry.config.key] = times.cost(entry.cost.cold_extra if entry.cost else 0.0)
+            cost = times.cost(entry.cost.cold_extra if entry.cost else 0.0)
+            if not times.warm_runs and scale.build_from_warm and entry.cost is not None:
+                # Only cold runs: its warm set-up is at least what the script's warm runs of
+                # other configurations make of the profile's (a cold build that took less than
+                # the profile's cold_extra would otherwise leave a warm set-up of ~0 s).
+                cost = replace(cost, fixed=max(cost.fixed, scale.apply_to(entry.cost).fixed))
+            costs[entry.config.key] = cost
         elif entry.cost is not None:
             cost = scale.apply_to(entry.cost)
             related = related_rate(entry.config.key, own, relations or {})

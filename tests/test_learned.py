@@ -201,3 +201,20 @@ def test_a_configuration_run_only_cold_is_predicted_warm_and_not_left_for_a_cold
     assert config == STANDALONE and source == "script"
     assert predicted == pytest.approx(3.5 + 0.1 * 10)
     assert "cold build (+8.0 s) does not pay back" in reason
+
+
+def test_a_build_colder_than_the_profile_says_leaves_a_warm_set_up_its_other_runs_support() -> None:
+    """Measured with Brian2's STDP example at 1 s: after its numpy runs (set-up half the
+    profile's) it took standalone, whose cold build (7.7 s) was shorter than the CUBA profile's
+    (9.45 s), so the next warm run was predicted 0.67 s and took 2.42 s (+259 %)."""
+    host = make_host()
+    profile = make_profile(host)
+    numpy = RunConfig("runtime", "numpy")
+    history = learn([*(_run(numpy, 0.75, 12.0) for _ in range(4)),  # set-up 0.5 x the profile's
+                     _run(STANDALONE, 3.5 * 0.5 + 5.0, 1.0, cold=True)])  # cold 5 s, not 8
+    config, source, _, predicted = choose(host, profile, duration=10.0, history=history)
+    assert config == STANDALONE and source == "script"
+    # warm set-up: the profile's 3.5 s at the script's 0.5, not its cold 6.75 s less 8 s (0 s)
+    assert predicted == pytest.approx(3.5 * 0.5 + 0.1 * 10)
+    only_cold = learn([_run(STANDALONE, 3.5 + 8.0, 1.0, cold=True)])  # nothing warm to go by
+    assert choose(host, profile, duration=10.0, history=only_cold)[3] == pytest.approx(3.5 + 1.0)
