@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,7 +106,7 @@ def confirmation_summary(confirmation: Confirmation | None, within: float) -> di
             "gaps": {c.key: gap.to_dict() for c, gap in confirmation.gaps.items()}}
 
 
-def unmeasured_pgo_note(space: list[RunConfig], measured: set[RunConfig] | dict[RunConfig, Any],
+def unmeasured_pgo_note(space: Collection[RunConfig], measured: Collection[RunConfig],
                         budget_trials: int | None) -> str | None:
     """A note for the profile when profile-guided builds were in the space but the budget ran
     out before the climb reached one (it turns precision and flag presets first), so that a
