@@ -19,6 +19,13 @@ length is left out of the longer ones).
     python benchmarks/zero_shot.py --work /tmp/zero-shot            # suite, then 1, 10, 100 s
     python benchmarks/zero_shot.py --work /tmp/zero-shot --lengths 1 10 --rounds 3 \
         --outside benchmarks/models/brunel_hakim.py
+    python benchmarks/zero_shot.py --work /tmp/zero-shot --choices-only \
+        --outside benchmarks/models/brunel_hakim.py   # the choices alone, nothing measured
+
+``--choices-only`` prints what each prediction chooses, with what the left-out model's own
+calibration predicts of that choice against its own best, in seconds, without measuring:
+whether a second calibration of the suite (or a change to the prediction) chooses the same as
+the one whose choices were measured.
 """
 
 from __future__ import annotations
@@ -85,18 +92,29 @@ def _measure_row(host: HostFingerprint, workload: WorkloadSpec, label: str, leng
     return row, by_config
 
 
-def _outside_rows(host: HostFingerprint, members: list[Member], text: str,
-                  lengths: list[float], rounds: int, prune: float, cache: Path
-                  ) -> list[list[str]]:
-    """Rows for a model in no suite: predicted from all members, measured against every
-    float64 family configuration (less those already ``prune`` times slower)."""
+def _outside_prediction(members: list[Member], text: str
+                        ) -> tuple[WorkloadSpec, Profile] | None:
+    """A model in no suite (``NAME:SIZE`` or a workload file) and its prediction from all
+    members (None, said on stderr, when there is none)."""
     name, colon, size = text.rpartition(":") if ":" in text else (text, "", "")
     workload = resolve_workload(name, int(size) if colon else None)
     features = read_features(workload)
     prediction = predicted_profile(members, features) if features else None
     if prediction is None:
         print(f"[{text}] no prediction (dry pass failed or suite too small)", file=sys.stderr)
+        return None
+    return workload, prediction
+
+
+def _outside_rows(host: HostFingerprint, members: list[Member], text: str,
+                  lengths: list[float], rounds: int, prune: float, cache: Path
+                  ) -> list[list[str]]:
+    """Rows for a model in no suite: predicted from all members, measured against every
+    float64 family configuration (less those already ``prune`` times slower)."""
+    found = _outside_prediction(members, text)
+    if found is None:
         return []
+    workload, prediction = found
     label = f"{workload.describe()} (outside the suite)"
     configs = first_configs(host.max_threads, cython_available(host))
     rows = []
@@ -108,6 +126,19 @@ def _outside_rows(host: HostFingerprint, members: list[Member], text: str,
         fastest = min(s.median for s in measured.values())
         configs = [c for c in configs if measured[c].median <= prune * fastest]
     return rows
+
+
+def _choice_row(label: str, length: float, tuned: RunConfig, own: Profile | None
+                ) -> list[str]:
+    """A ``--choices-only`` row: the choice, and what the model's own calibration (if any)
+    predicts of it against its own best."""
+    if own is None:
+        return [label, f"{length:g} s", tuned.key, "-", "-"]
+    best = min(own.valid, key=lambda e: e.cost.predict(length))  # type: ignore[union-attr]
+    entry = own.entry(tuned)
+    regret = ("-" if entry is None or entry.cost is None else
+              f"{entry.cost.predict(length) / best.cost.predict(length):.2f}")  # type: ignore[union-attr]
+    return [label, f"{length:g} s", tuned.key, best.config.key, regret]
 
 
 def _leave_out(members: list[Member], name: str) -> list[Member]:
@@ -130,6 +161,9 @@ def main() -> int:
     parser.add_argument("--prune", type=float, default=3.0,
                         help="leave out candidates the model's own calibration predicts this "
                              "many times slower than its best at that length (3)")
+    parser.add_argument("--choices-only", action="store_true",
+                        help="print the predicted choices (and the left-out models' own "
+                             "calibrations' view of them), measure nothing")
     args = parser.parse_args()
 
     host = collect_host()
@@ -152,6 +186,9 @@ def main() -> int:
         workload = resolve_workload(name, left_out.profile.workload["size"])
         for length in args.lengths:
             tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
+            if args.choices_only:
+                rows.append(_choice_row(workload.describe(), length, tuned, left_out.profile))
+                continue
             configs = _candidates(host, left_out.profile, length, args.prune)
             own = left_out.profile.entry(tuned)
             if tuned not in configs and own is not None and own.cost is not None:
@@ -165,6 +202,18 @@ def main() -> int:
                 continue
             rows.append(_measure_row(host, workload, workload.describe(), length, tuned,
                                      configs, args.rounds, cache)[0])
+    if args.choices_only:
+        for text in args.outside:
+            found = _outside_prediction(members, text)
+            if found is not None:
+                rows += [_choice_row(f"{found[0].describe()} (outside)", length,
+                                     choose(host, found[1], duration=length,
+                                            float32_ok=False)[0], None)
+                         for length in args.lengths]
+        print(markdown_table(["model", "run length", "tuned (predicted)",
+                              "own calibration's best", "own calibration: its time / best's"],
+                             rows))
+        return 0
     for text in args.outside:
         rows += _outside_rows(host, members, text, args.lengths, args.rounds, args.prune, cache)
     report = [f"Machine: {host.components['cpu_model']}, {host.usable_cpus} usable CPUs, "
