@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: interleaved end-to-end measurement and markdown tables.
+"""Shared pieces of the benchmarks: interleaved end-to-end measurement, markdown tables, the
+workload argument and the suite's prediction for a workload.
 
 Every alternative is measured by the same harness as calibration trials (a fresh process per run,
 wall time from spawn to exit, peak RSS of the process tree), interleaved A B C D A B C D ... so
@@ -16,10 +17,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autotune import confirm as paired  # noqa: E402
+from autotune.calibrate import read_features  # noqa: E402
 from autotune.config import RunConfig  # noqa: E402
 from autotune.host import HostFingerprint  # noqa: E402
 from autotune.paths import cython_cache_dir, standalone_build_dir  # noqa: E402
+from autotune.profile import Profile  # noqa: E402
 from autotune.records import TrialResult, TrialSpec  # noqa: E402
+from autotune.transfer import Member, predicted_profile  # noqa: E402
 from autotune.trial import run_trial  # noqa: E402
 from autotune.workloads import WorkloadSpec  # noqa: E402
 
@@ -95,3 +99,19 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def workload_argument(text: str) -> tuple[str, int | None]:
+    """A benchmark's workload argument, a workload file (``.py``) or a built-in
+    ``NAME[:SIZE]``, as (name or path, size)."""
+    if text.endswith(".py"):
+        return text, None
+    name, _, size = text.partition(":")
+    return name, int(size) if size else None
+
+
+def suite_prediction(members: Sequence[Member], workload: WorkloadSpec) -> Profile | None:
+    """What ``run`` predicts for ``workload`` from the suite's ``members`` (its features from
+    a dry pass); None when the dry pass fails or the suite is too small."""
+    features = read_features(workload)
+    return predicted_profile(members, features) if features is not None else None

@@ -50,16 +50,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
+from _harness import (  # noqa: E402
+    Series,
+    markdown_table,
+    measure_interleaved,
+    paired_gap,
+    suite_prediction,
+    workload_argument,
+)
 
-from autotune.calibrate import CalibrationSettings, calibrate, read_features  # noqa: E402
+from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
 from autotune.config import brian2_default_config  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.search import DEFAULT_TRIALS, Budget  # noqa: E402
 from autotune.store import open_store  # noqa: E402
-from autotune.transfer import members_of, predicted_profile  # noqa: E402
+from autotune.transfer import members_of  # noqa: E402
 from autotune.workloads import WorkloadSpec, resolve_workload  # noqa: E402
 
 
@@ -102,8 +109,7 @@ def _suite_prediction(suite_db: str, workload: WorkloadSpec) -> Profile:
     """What ``run`` predicts for ``workload`` from the suite in ``suite_db``."""
     with open_store(suite_db) as store:
         members = members_of(store.profiles())
-    features = read_features(workload)
-    prediction = predicted_profile(members, features) if features is not None else None
+    prediction = suite_prediction(members, workload)
     if prediction is None:
         raise SystemExit(f"{suite_db} holds no suite that predicts {workload.describe()} "
                          "(calibrate --suite first), or its dry pass failed")
@@ -164,8 +170,7 @@ def main() -> int:
     speed_rows, memory_rows, cost_rows = [], [], []
     apply_ms = None
     for item in args.workloads:
-        name, _, size_text = (item, "", "") if item.endswith(".py") else item.partition(":")
-        size = int(size_text) if size_text else None
+        name, size = workload_argument(item)
         workload = resolve_workload(name, size)
         tuned_db, oracle_db = (f"sqlite:///{work / f'{workload.name}-{k}.db'}"
                                for k in ("tuned", "all"))

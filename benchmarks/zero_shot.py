@@ -39,9 +39,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Series, markdown_table, measure_interleaved, paired_gap  # noqa: E402
+from _harness import (  # noqa: E402
+    Series,
+    markdown_table,
+    measure_interleaved,
+    paired_gap,
+    suite_prediction,
+    workload_argument,
+)
 
-from autotune.calibrate import cython_available, first_configs, read_features  # noqa: E402
+from autotune.calibrate import cython_available, first_configs  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
 from autotune.config import RunConfig, brian2_default_config  # noqa: E402
 from autotune.host import HostFingerprint, collect_host  # noqa: E402
@@ -96,10 +103,8 @@ def _outside_prediction(members: list[Member], text: str
                         ) -> tuple[WorkloadSpec, Profile] | None:
     """A model in no suite (``NAME:SIZE`` or a workload file) and its prediction from all
     members (None, said on stderr, when there is none)."""
-    name, colon, size = text.rpartition(":") if ":" in text else (text, "", "")
-    workload = resolve_workload(name, int(size) if colon else None)
-    features = read_features(workload)
-    prediction = predicted_profile(members, features) if features else None
+    workload = resolve_workload(*workload_argument(text))
+    prediction = suite_prediction(members, workload)
     if prediction is None:
         print(f"[{text}] no prediction (dry pass failed or suite too small)", file=sys.stderr)
         return None
