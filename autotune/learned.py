@@ -126,7 +126,8 @@ def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]
     configurations with warm runs where there are any: a configuration run only cold knows its
     warm set-up only as its cold one less the profile's cold build, which may be another
     model's."""
-    builds: dict[bool, list[float]] = {True: [], False: []}
+    warm_builds: list[float] = []
+    cold_builds: list[float] = []
     loops = []
     for entry in entries:
         times, cost = own.get(entry.config.key), entry.cost
@@ -136,11 +137,10 @@ def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]
             loops.append(times.rate / cost.rate)
         set_up = times.warm_build(cost.cold_extra)
         if cost.fixed > 0 and set_up > 0:
-            builds[times.warm_runs > 0].append(set_up / cost.fixed)
-    from_warm = bool(builds[True])
-    ratios = builds[True] or builds[False]
-    return Scale(statistics.median(ratios) if ratios else 1.0,
-                 statistics.median(loops) if loops else 1.0, from_warm)
+            (warm_builds if times.warm_runs else cold_builds).append(set_up / cost.fixed)
+    builds = warm_builds or cold_builds
+    return Scale(statistics.median(builds) if builds else 1.0,
+                 statistics.median(loops) if loops else 1.0, bool(warm_builds))
 
 
 @dataclass(frozen=True)
