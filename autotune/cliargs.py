@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue this host's interrupted calibration of the workload")
     p.add_argument("--suite", action="store_true",
                    help="calibrate the built-in suite (cuba, coba-hh and stdp at two sizes "
-                        "each, one configuration per family), from which scripts never "
+                        "each, synfire at one; one configuration per family), from which "
+                        "scripts never "
                         "calibrated are predicted; members already calibrated are kept")
     p.add_argument("--suite-members", nargs="+", metavar="NAME:SIZE",
                    help="with --suite: these members instead (e.g. cuba:1000 stdp:500)")

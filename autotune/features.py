@@ -20,7 +20,8 @@ from typing import Any
 from autotune.errors import ProfileError
 
 #: The names of :class:`ModelFeatures`' counts (all required in a stored document).
-COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects")
+COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects",
+          "random_normals")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class ModelFeatures:
         plastic_synapses: those also updated on postsynaptic spikes (STDP and the like).
         objects: objects that run code every step (state updaters, thresholds, resets,
             synaptic pathways, monitors, ...).
+        random_normals: normal random numbers drawn per step, summed likewise: a noise term
+            (``xi``) or ``randn()`` in the equations. One costs tens of arithmetic operations
+            (Brunel & Hakim's 2000 noisy neurons spend 0.56 of their 0.64 s per simulated second
+            in standalone drawing them), and no other count grows with it.
         seconds: what reading them cost (the dry pass's wall time), when known.
     """
 
@@ -48,6 +53,7 @@ class ModelFeatures:
     synapses: int
     plastic_synapses: int
     objects: int
+    random_normals: int = 0
     seconds: float | None = None
 
     def describe(self) -> str:
@@ -55,7 +61,10 @@ class ModelFeatures:
         text = f"{self.neurons} neurons, {self.synapses} synapses"
         if self.plastic_synapses:
             text += f" ({self.plastic_synapses} plastic)"
-        return f"{text}, {self.objects} objects"
+        text += f", {self.objects} objects"
+        if self.random_normals:
+            text += f", {self.random_normals} noise draws per step"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -123,17 +132,29 @@ def _operations(code: str) -> int:
                for node in ast.walk(tree))
 
 
-def _per_step(equations: Any) -> tuple[int, int]:
-    """(differential equations, operations per step) of one group's per-step equations."""
+@dataclass(frozen=True)
+class _PerStep:
+    """What one group's per-step equations cost for each of its neurons or synapses."""
+
+    variables: int
+    operations: int
+    normals: int
+
+
+def _per_step(equations: Any) -> _PerStep:
+    """The per-step counts of one group's equations (event-driven ones are not per step)."""
     from brian2.equations.equations import DIFFERENTIAL_EQUATION, SUBEXPRESSION
 
-    variables = operations = 0
+    variables = operations = normals = 0
     for equation in equations.ordered:
         if equation.type == DIFFERENTIAL_EQUATION:
             variables += 1
         if equation.type in (DIFFERENTIAL_EQUATION, SUBEXPRESSION) and equation.expr is not None:
             operations += _operations(equation.expr.code)
-    return variables, operations
+            normals += equation.expr.code.count("randn(")
+    # one draw per noise variable and step, however many equations share it
+    normals += len(getattr(equations, "stochastic_variables", ()))
+    return _PerStep(variables, operations, normals)
 
 
 def features_of(objects: Iterable[Any]) -> ModelFeatures:
@@ -143,26 +164,29 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
     from brian2.groups.group import CodeRunner, Group
 
     everything = _with_contained(objects)
-    neurons = state_variables = operations = synapses = plastic = 0
+    neurons = state_variables = operations = synapses = plastic = normals = 0
     for obj in everything:
         if isinstance(obj, Synapses):
             size = len(obj)
             synapses += size
-            variables, ops = _per_step(obj.equations)  # event-driven ones are apart
-            state_variables += size * variables
-            operations += size * ops
+            step = _per_step(obj.equations)
+            state_variables += size * step.variables
+            operations += size * step.operations
+            normals += size * step.normals
             if len(getattr(obj, "_pathways", ())) > 1:
                 plastic += size
         elif isinstance(obj, NeuronGroup):
             size = int(obj.N)
-            variables, ops = _per_step(obj.equations)
+            step = _per_step(obj.equations)
             neurons += size
-            state_variables += size * max(1, variables)
-            operations += size * max(1, ops)
+            state_variables += size * max(1, step.variables)
+            operations += size * max(1, step.operations)
+            normals += size * step.normals
         elif isinstance(obj, Group) and hasattr(obj, "N") and not hasattr(obj, "source"):
             neurons += int(obj.N)  # PoissonGroup, SpikeGeneratorGroup: checked every step
             state_variables += int(obj.N)
             operations += int(obj.N)
     running = sum(1 for obj in everything
                   if isinstance(obj, CodeRunner) and getattr(obj, "active", True))
-    return ModelFeatures(neurons, state_variables, operations, synapses, plastic, running)
+    return ModelFeatures(neurons, state_variables, operations, synapses, plastic, running,
+                         normals)

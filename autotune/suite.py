@@ -3,8 +3,8 @@
 One calibration tells what is fastest for its own model; the best configuration flips with the
 model (CUBA runs fastest here without OpenMP, Hodgkin-Huxley networks with 2 threads). The suite
 calibrates models that differ in what drives their cost (state variables per neuron, synapses per
-neuron, plasticity) at two sizes each, and :mod:`autotune.transfer` fits each configuration's
-costs across them, so that a user's own model is predicted from its features.
+neuron, plasticity, noise), most at two sizes, and :mod:`autotune.transfer` fits each
+configuration's costs across them, so that a user's own model is predicted from its features.
 
 Each member measures one configuration per family (Brian2's default, numpy, standalone without
 OpenMP and with the memory-aware thread count), in float64: what a prediction chooses among.
@@ -42,11 +42,13 @@ logger = logging.getLogger(__name__)
 
 #: The suite: (built-in workload, size). Chosen to spread the features a cost follows: CUBA
 #: (few state variables, 80 synapses per neuron), COBA-HH (six state variables per neuron,
-#: expensive equations), STDP (1 neuron, inputs onto plastic synapses).
+#: expensive equations), STDP (1 neuron, inputs onto plastic synapses), the synfire chain
+#: (noise drawn for every neuron each step; one size, to keep the suite near 10 minutes).
 SUITE: tuple[tuple[str, int], ...] = (
     ("cuba", 1000), ("cuba", 4000),
     ("coba-hh", 100), ("coba-hh", 400),
     ("stdp", 1000), ("stdp", 4000),
+    ("synfire", 1000),
 )
 
 

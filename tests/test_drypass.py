@@ -66,6 +66,31 @@ def test_a_built_in_workload_is_counted_as_a_script_would_be() -> None:
     assert 0 < features.synapses <= 50 * 50  # at most all-to-all at this size
 
 
+NOISY = '''
+from brian2 import *
+G = NeuronGroup(20, """dv/dt = (-v + 0.1*xi_a*sqrt(10*ms) + 0.2*xi_b*sqrt(10*ms))/(10*ms) : 1
+                       du/dt = (-u + 0.3*xi_a*sqrt(10*ms))/(10*ms) : 1""",
+                threshold='v > 1', reset='v = 0', method='euler')
+S = Synapses(G, G, "dx/dt = (-x + 0.1*xi_c*sqrt(10*ms))/(10*ms) : 1 (clock-driven)",
+             method='euler')
+S.connect(j='i')
+run(1*second)
+'''
+
+
+def test_noise_is_counted_as_one_normal_draw_per_noise_variable_and_step(
+        tmp_path: Path) -> None:
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY)
+    features = script_features(script, [], "d4", tmp_path / "cache")
+    assert features is not None
+    # xi_a drives two equations but is drawn once; the clock-driven synapses draw their own
+    assert features.random_normals == 20 * 2 + 20 * 1
+    assert "60 noise draws per step" in features.describe()
+    synfire = workload_features(resolve_workload("synfire", 10).to_dict())
+    assert synfire.random_normals == 10 and synfire.neurons == 10 + 5  # the chain, its volley
+
+
 def test_a_workload_file_that_fails_is_one_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("def simulate(duration):\n    raise RuntimeError('no model here')\n")

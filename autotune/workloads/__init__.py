@@ -34,6 +34,9 @@ BUILTINS: dict[str, tuple[str, int, str]] = {
                 "COBAHH benchmark (Brette et al. 2007): Hodgkin-Huxley neurons, conductances"),
     "stdp": ("autotune.workloads.stdp", 1000,
              "Song, Miller & Abbott (2000) STDP: Poisson inputs onto plastic synapses"),
+    "synfire": ("autotune.workloads.synfire", 1000,
+                "Diesmann et al. (1999) synfire chain: groups of noisy neurons, all-to-all "
+                "onto the next"),
 }
 DEFAULT_WORKLOAD = "cuba"
 #: Bumped when a built-in model changes, so old profiles stop matching.
