@@ -21,6 +21,7 @@ length is left out of the longer ones).
         --outside benchmarks/models/brunel_hakim.py
     python benchmarks/zero_shot.py --work /tmp/zero-shot --choices-only \
         --outside benchmarks/models/brunel_hakim.py   # the choices alone, nothing measured
+    python benchmarks/zero_shot.py --work /tmp/zero-shot --leave-out synfire  # one model
 
 ``--choices-only`` prints what each prediction chooses, with what the left-out model's own
 calibration predicts of that choice against its own best, in seconds, without measuring:
@@ -163,6 +164,8 @@ def main() -> int:
                              "from the whole suite")
     parser.add_argument("--only-outside", action="store_true",
                         help="measure the --outside models only (no leave-one-out)")
+    parser.add_argument("--leave-out", nargs="+", metavar="NAME",
+                        help="leave out only these suite models in turn (default: each)")
     parser.add_argument("--prune", type=float, default=3.0,
                         help="leave out candidates the model's own calibration predicts this "
                              "many times slower than its best at that length (3)")
@@ -180,8 +183,9 @@ def main() -> int:
     suite_seconds = time.perf_counter() - started
     members = members_of(profiles)
     rows = []
-    left_out_names = [] if args.only_outside else dict.fromkeys(
-        m.profile.workload["name"] for m in members)
+    left_out_names = [] if args.only_outside else [
+        name for name in dict.fromkeys(m.profile.workload["name"] for m in members)
+        if not args.leave_out or name in args.leave_out]
     for name in left_out_names:
         left_out = min((m for m in members if m.profile.workload["name"] == name),
                        key=lambda m: m.features.synapses + m.features.state_variables)
