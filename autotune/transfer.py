@@ -15,18 +15,14 @@ non-negative combinations of those features, weighted for relative error:
 Those fits predict the *reference* configuration (standalone without OpenMP, float64, default
 flags). Every other configuration is predicted *relative to it*: its fixed part and loop rate
 are the reference's times the geometric mean of the same ratio over the members that measured
-both. The features miss what drives much of a loop's cost (firing rates, the cost of each
-operation), so absolute loop rates predicted for a model unlike the members are off by 3-25
-times (CUBA's from the other models on the development VM); fit per configuration, those errors
+both. The features miss what drives most of a loop's cost (firing rates, the cost of each
+operation), so absolute loop rates predicted for a model unlike the members are off by 10-50
+times (CUBA's from COBA-HH and STDP on the development VM); fit per configuration, those errors
 differ between configurations and decide the choice (they made 2 OpenMP threads look 1.5 times
 faster than none for CUBA, which runs 2.6 times slower with them at 100 s). Ratios between
 configurations vary far less from model to model, and an error in the reference's scale moves
 every configuration together; a script's first run corrects that scale
-(:func:`autotune.learned.scale_to_script`). Threaded standalone configurations are the
-exception: they share the reference's fixed part, and their loop is the suite's loop relation
-applied to the reference's (:func:`loop_relations`: a share of the work plus a synchronisation
-cost per object), so that threads win where the predicted loop outweighs their overhead, which
-no constant ratio can say.
+(:func:`autotune.learned.scale_to_script`).
 
 :func:`predicted_profile` turns the fits into a :class:`~autotune.profile.Profile` for one model,
 so that choosing, learning from the script's own runs and pricing cold builds work on it as on
@@ -37,8 +33,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
@@ -271,26 +267,7 @@ def predicted_costs(members: Sequence[Member], features: ModelFeatures
             costs[config] = reference
         else:
             costs[config] = predict_cost(its_points, features)
-    return _threads_from_relations(costs, loop_relations(members, features))
-
-
-def _threads_from_relations(costs: dict[RunConfig, CostModel],
-                            relations: Mapping[str, LoopRelation]) -> dict[RunConfig, CostModel]:
-    """Threaded standalone configurations' costs from their single-thread twin's: its fixed
-    part (every standalone build pays the same import, set-up and ``make``: the members'
-    ratios scatter ±10 % around 1), and its loop through the suite's relation, which keeps
-    the threads' synchronisation per object apart from the share of the work they split. A
-    constant ratio cannot: 2 threads lose on every member with a light loop, so the ratio
-    said they lose on a model whose loop is heavy too (Brunel & Hakim's: predicted 0.75 s per
-    simulated second from the ratio, 0.40 from the relation, 0.43 measured)."""
-    tied = {}
-    for config, cost in costs.items():
-        relation = relations.get(config.key)
-        base = costs.get(_single_thread(config))
-        if relation is None or base is None or config.threads == 0:
-            continue
-        tied[config] = replace(cost, fixed=base.fixed, rate=relation.from_base(base.rate))
-    return {**costs, **tied}
+    return costs
 
 
 def loop_scale_error(members: Sequence[Member]) -> float:
