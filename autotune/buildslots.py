@@ -26,6 +26,7 @@ import logging
 import os
 import platform
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,21 @@ def try_lock(path: Path, content: str = "") -> FileLock | None:
     if content:
         lock.write(content)
     return lock
+
+
+def wait_lock(path: Path, timeout: float, poll: float = 0.05) -> FileLock | None:
+    """Lock ``path`` exclusively, waiting for its holder up to ``timeout`` seconds; None when
+    it could not be had (held all that time, or the file cannot be made)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock = try_lock(path)
+        except OSError as e:
+            logger.debug("cannot lock %s: %s", path, e)
+            return None
+        if lock is not None or time.monotonic() >= deadline:
+            return lock
+        time.sleep(poll)
 
 
 @dataclass

@@ -5,8 +5,9 @@ calibration (:mod:`autotune.transfer`) its size must be known first: the dry pas
 in a child process under the runtime device with numpy until its first ``run()``, counts the
 network there and stops before one step is simulated (:mod:`autotune._dry_child`). It costs an
 interpreter, Brian2's import and the script's own set-up (seconds), so it is paid once per script
-text and arguments: the features are cached under the cache root, written atomically, so that
-the runs of a parallel sweep share one file safely.
+text and arguments: the features are cached under the cache root, written atomically, and the
+runs of a parallel sweep started together take turns (a lock beside the cache file), so that one
+of them does the dry pass and the others read its result.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
 from autotune.features import ModelFeatures
 
@@ -61,16 +63,67 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
     cached = cached_features(cache_root, digest, args)
     if cached is not None:
         return cached
-    started = time.perf_counter()
-    document, error = _dry_run(["script", str(Path(script).resolve()), "--", *args], timeout)
-    if document is None:
-        logger.info("dry pass of %s: %s; predicting without its size", script, error)
+    path = cache_file(cache_root, digest, args)
+    waited_since = time.time()
+    turn = _one_dry_pass_at_a_time(path, timeout)
+    try:
+        cached = cached_features(cache_root, digest, args)  # made by the run we waited for
+        if cached is not None:
+            return cached
+        failed = _failure_since(path, waited_since)
+        if failed is not None:  # the run we waited for tried this very text and failed
+            logger.info("dry pass of %s: %s; predicting without its size", script, failed)
+            return None
+        started = time.perf_counter()
+        document, error = _dry_run(["script", str(Path(script).resolve()), "--", *args],
+                                   timeout)
+        if document is None:
+            logger.info("dry pass of %s: %s; predicting without its size", script, error)
+            _note_failure(path, error)
+            return None
+        features = ModelFeatures.from_dict({**document,
+                                            "seconds": time.perf_counter() - started})
+        _write_atomically(path, features)
+        logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)",
+                    script, features.describe(), features.seconds)
+        return features
+    finally:
+        if turn is not None:
+            turn.release()
+
+
+def _failure_file(path: Path) -> Path:
+    return path.with_suffix(".failed")
+
+
+def _note_failure(path: Path, error: str) -> None:
+    """Tell the runs waiting for this dry pass that it failed, and why."""
+    try:
+        _failure_file(path).write_text(error)
+    except OSError as e:
+        logger.debug("cannot note the failed dry pass in %s: %s", path.parent, e)
+
+
+def _failure_since(path: Path, since: float) -> str | None:
+    """Why the dry pass failed, if it failed after ``since`` (a failure before then, of a
+    script that may have needed a file since made, is tried again)."""
+    marker = _failure_file(path)
+    try:
+        return marker.read_text() if marker.stat().st_mtime >= since else None
+    except OSError:
         return None
-    features = ModelFeatures.from_dict({**document, "seconds": time.perf_counter() - started})
-    _write_atomically(cache_file(cache_root, digest, args), features)
-    logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)", script,
-                features.describe(), features.seconds)
-    return features
+
+
+def _one_dry_pass_at_a_time(path: Path, timeout: float) -> FileLock | None:
+    """The lock that lets one run of a sweep started all at once do the dry pass while the
+    others wait for its cache (None: no lock to be had; this run does its own)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        logger.debug("cannot make %s: %s", path.parent, e)
+        return None
+    # the holder's dry pass ends within its own timeout; a little more covers its start-up
+    return wait_lock(path.with_suffix(".lock"), timeout + 30.0)
 
 
 def workload_features(workload: dict[str, object], timeout: float = DRY_TIMEOUT

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,3 +102,62 @@ def test_a_workload_file_that_fails_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match="cannot read the features of workload broken.*"
                                             "no model here"):
         workload_features(resolve_workload(str(broken)).to_dict())
+
+
+HELD = '''
+import sys, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+with open(folder / "passes", "a") as passes:
+    passes.write("one dry pass\\n")
+deadline = time.monotonic() + 120
+while not (folder / "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+if sys.argv[2] == "fail":
+    raise ValueError("bad parameter")
+from brian2 import *
+G = NeuronGroup(4, 'dv/dt = -v/(10*ms) : 1')
+run(1*second)
+'''
+
+SWEEP_RUN = '''
+import json, sys
+from pathlib import Path
+from autotune.drypass import script_features
+folder, index, outcome = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+(folder / f"ready-{index}").touch()
+features = script_features(folder / "model.py", [str(folder), outcome], "sweep",
+                           folder / "cache")
+print(json.dumps(None if features is None else features.neurons))
+'''
+
+
+def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("outcome, answer", [("ok", 4), ("fail", None)])
+def test_a_sweep_started_together_does_one_dry_pass_and_shares_its_outcome(
+        tmp_path: Path, outcome: str, answer: int | None) -> None:
+    """Three runs of one script reach the dry pass while the first one's is still going (it
+    waits for a file the test makes once all three are there): the others wait for it and
+    read its features, or its failure, instead of each doing their own."""
+    (tmp_path / "model.py").write_text(HELD)
+    runs = [subprocess.Popen([sys.executable, "-c", SWEEP_RUN, str(tmp_path), str(index),
+                              outcome], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).parent.parent)
+            for index in range(3)]
+    try:
+        _wait_for(lambda: all((tmp_path / f"ready-{i}").exists() for i in range(3)),
+                  "the three runs to reach the dry pass")
+        _wait_for(lambda: (tmp_path / "passes").exists(), "the first dry pass to start")
+        (tmp_path / "go").touch()
+        outputs = [run.communicate(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+    assert [json.loads(out) for out, _ in outputs] == [answer] * 3, outputs
+    assert (tmp_path / "passes").read_text().count("one dry pass") == 1
