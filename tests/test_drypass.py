@@ -54,14 +54,19 @@ def test_the_dry_pass_counts_the_model_and_never_runs_the_loop(tmp_path: Path) -
 def test_a_script_that_fails_or_never_runs_gives_no_features(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     failing, idle = tmp_path / "failing.py", tmp_path / "idle.py"
-    failing.write_text("from brian2 import *\nraise ValueError('bad parameter')\nrun(1*second)\n")
+    failing.write_text(f"open({str(tmp_path / 'tries')!r}, 'a').write('x')\n"
+                       "from brian2 import *\nraise ValueError('bad parameter')\nrun(1*second)\n")
     idle.write_text("from brian2 import *\nG = NeuronGroup(3, 'v : 1')\n")
     with caplog.at_level(logging.INFO, logger="autotune.drypass"):
         assert script_features(failing, [], "d2", tmp_path / "cache") is None
         assert script_features(idle, [], "d3", tmp_path / "cache") is None
     assert "ValueError: bad parameter" in caplog.text
     assert "finished without calling run()" in caplog.text
-    assert not (tmp_path / "cache").exists()
+    for digest in ("d2", "d3"):
+        assert not cache_file(tmp_path / "cache", digest, []).exists()  # no features cached
+    # a failure from before this run started is tried again (a file it needs may exist now)
+    assert script_features(failing, [], "d2", tmp_path / "cache") is None
+    assert (tmp_path / "tries").read_text() == "xx"
 
 
 def test_a_built_in_workload_is_counted_as_a_script_would_be() -> None:
