@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", action="store_true",
                    help="calibrate the built-in suite (cuba, coba-hh and stdp at two sizes "
                         "each, synfire at one; one configuration per family), from which "
-                        "scripts never "
-                        "calibrated are predicted; members already calibrated are kept")
+                        "scripts never calibrated are predicted; members already calibrated "
+                        "are kept")
     p.add_argument("--suite-members", nargs="+", metavar="NAME:SIZE",
                    help="with --suite: these members instead (e.g. cuba:1000 stdp:500)")
     _add_db(p)
