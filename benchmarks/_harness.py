@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,6 +27,8 @@ from autotune.records import TrialResult, TrialSpec  # noqa: E402
 from autotune.transfer import Member, predicted_profile  # noqa: E402
 from autotune.trial import run_trial  # noqa: E402
 from autotune.workloads import WorkloadSpec  # noqa: E402
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,22 +79,32 @@ def spec_for(host: HostFingerprint, workload: WorkloadSpec, config: RunConfig, d
 def measure_interleaved(host: HostFingerprint, workload: WorkloadSpec, series: Sequence[Series],
                         duration: float, repeats: int, cache_root: Path,
                         timeout: float = 3600) -> None:
-    """Warm every distinct configuration up, then measure A B C ... ``repeats`` times.
+    """Warm every distinct configuration up, then measure ``repeats`` rounds of every one.
 
-    A profile-guided configuration warms up twice: its first run takes the profile, its second
-    rebuilds with it (:mod:`autotune.pgo`); what is measured is the build with the profile.
+    Each round starts one alternative later (A B C, B C A, C A B, ...), so that no alternative
+    always runs right after the same other one: on a busy host a run's neighbour (a heavy one
+    just ended, caches it left) moves its time, and a fixed order would put that into one
+    alternative's ratios every round. A profile-guided configuration warms up twice: its first
+    run takes the profile, its second rebuilds with it (:mod:`autotune.pgo`); what is measured
+    is the build with the profile.
     """
     distinct = {s.config: s for s in series}
     for config in distinct:  # warm-up: builds and caches, not counted
         for _ in range(2 if config.pgo else 1):
             run_trial(spec_for(host, workload, config, duration, cache_root), timeout)
-    for _ in range(repeats):
+    for round_index in range(repeats):
         done: dict[RunConfig, TrialResult] = {}
-        for s in series:
+        for s in rotated(series, round_index):
             if s.config not in done:  # alternatives that chose the same config share a run
                 done[s.config] = run_trial(spec_for(host, workload, s.config, duration,
                                                     cache_root), timeout)
             s.results.append(done[s.config])
+
+
+def rotated(items: Sequence[T], start: int) -> list[T]:
+    """``items`` in order from position ``start`` (modulo their number), wrapping round."""
+    offset = start % len(items) if items else 0
+    return [*items[offset:], *items[:offset]]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
