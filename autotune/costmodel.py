@@ -254,8 +254,10 @@ class LoopRelation:
     Attributes:
         base: the key of the configuration it is relative to.
         factor: multiplies the base configuration's rate.
-        per_object: seconds per simulated second per object running code each step.
-        objects: the model's objects (see :class:`autotune.features.ModelFeatures`).
+        per_object: seconds per simulated second per object running code each step (at the
+            default time step).
+        objects: the model's objects, each counted by its steps per 0.1 ms simulated
+            (:attr:`autotune.features.ModelFeatures.loop_objects`).
     """
 
     base: str

@@ -3,9 +3,11 @@
 A model's loop cost grows with the operations of the equations integrated every step, the
 synapses whose events are delivered, and the objects that each run code every step (Python's
 overhead per object dominates numpy's small models); its fixed cost with the synapses created
-and the objects whose code is generated and compiled. :class:`ModelFeatures` counts these;
-:func:`features_of` reads them from the objects of a Brian2 network, and :mod:`autotune.drypass`
-from a script or a built-in workload without running its simulation loop.
+and the objects whose code is generated and compiled. What is done every step is counted per
+0.1 ms simulated (Brian2's default time step), so that a script with a ten times finer
+``defaultclock.dt`` counts ten times the work per simulated second. :class:`ModelFeatures`
+counts these; :func:`features_of` reads them from the objects of a Brian2 network, and
+:mod:`autotune.drypass` from a script or a built-in workload without running its simulation loop.
 :mod:`autotune.transfer` fits each configuration's cost as a function of them.
 """
 
@@ -21,12 +23,18 @@ from autotune.errors import ProfileError
 
 #: The names of :class:`ModelFeatures`' counts (all required in a stored document).
 COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects",
-          "random_normals")
+          "random_normals", "object_steps")
+#: Brian2's default time step (seconds): the per-step counts are per this much simulated time.
+DEFAULT_STEP = 1e-4
 
 
 @dataclass(frozen=True)
 class ModelFeatures:
     """Sizes of a model that its run time follows.
+
+    The per-step counts (``state_variables``, ``operations``, ``random_normals``,
+    ``object_steps``) are per 0.1 ms simulated, Brian2's default time step: each object's are
+    multiplied by its steps in that time (10 for ``dt = 0.01*ms``, 0.1 for ``dt = 1*ms``).
 
     Attributes:
         neurons: neurons in its groups (Poisson and spike-generator inputs included).
@@ -44,6 +52,9 @@ class ModelFeatures:
             (``xi``) or ``randn()`` in the equations. One costs tens of arithmetic operations
             (Brunel & Hakim's 2000 noisy neurons spend 0.56 of their 0.64 s per simulated second
             in standalone drawing them), and no other count grows with it.
+        object_steps: the steps of the objects that run code every step, per 0.1 ms
+            simulated: ``objects`` at the default time step. The loop pays each object's
+            overhead once per step, while its code is generated and compiled once per object.
         seconds: what reading them cost (the dry pass's wall time), when known.
     """
 
@@ -54,7 +65,14 @@ class ModelFeatures:
     plastic_synapses: int
     objects: int
     random_normals: int = 0
+    object_steps: int | None = None
     seconds: float | None = None
+
+    @property
+    def loop_objects(self) -> int:
+        """The objects as the loop pays for them: :attr:`object_steps`, or :attr:`objects`
+        where that is not given (every object at the default time step)."""
+        return self.objects if self.object_steps is None else self.object_steps
 
     def describe(self) -> str:
         """One phrase, e.g. ``4000 neurons, 320000 synapses, 14 objects``."""
@@ -63,12 +81,15 @@ class ModelFeatures:
             text += f" ({self.plastic_synapses} plastic)"
         text += f", {self.objects} objects"
         if self.random_normals:
-            text += f", {self.random_normals} noise draws per step"
+            text += f", {self.random_normals} noise draws per 0.1 ms"
+        if self.loop_objects != self.objects:
+            text += f", {self.loop_objects} object steps per 0.1 ms (time steps other than 0.1 ms)"
         return text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {name: getattr(self, name) for name in (*COUNTS, "seconds")}
+        return {**{name: getattr(self, name) for name in (*COUNTS, "seconds")},
+                "object_steps": self.loop_objects}
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelFeatures:
@@ -157,36 +178,51 @@ def _per_step(equations: Any) -> _PerStep:
     return _PerStep(variables, operations, normals)
 
 
+def _steps_per_default_step(obj: Any) -> float:
+    """How many steps ``obj`` takes per 0.1 ms simulated (its clock's; 1 without one)."""
+    clock = getattr(obj, "clock", None)
+    dt = getattr(clock, "dt_", None)
+    try:
+        return DEFAULT_STEP / float(dt) if dt else 1.0
+    except (TypeError, ValueError):
+        return 1.0
+
+
 def features_of(objects: Iterable[Any]) -> ModelFeatures:
     """Count a network's features from its objects (needs Brian2; synapses must be connected,
-    as they are under the runtime device once ``connect`` returned)."""
+    as they are under the runtime device once ``connect`` returned). Each object's clock is
+    read as it is now, so a ``defaultclock.dt`` set before ``run()`` counts."""
     from brian2 import NeuronGroup, Synapses
     from brian2.groups.group import CodeRunner, Group
 
     everything = _with_contained(objects)
-    neurons = state_variables = operations = synapses = plastic = normals = 0
+    neurons = synapses = plastic = 0
+    state_variables = operations = normals = 0.0
     for obj in everything:
+        steps = _steps_per_default_step(obj)
         if isinstance(obj, Synapses):
             size = len(obj)
             synapses += size
             step = _per_step(obj.equations)
-            state_variables += size * step.variables
-            operations += size * step.operations
-            normals += size * step.normals
+            state_variables += steps * size * step.variables
+            operations += steps * size * step.operations
+            normals += steps * size * step.normals
             if len(getattr(obj, "_pathways", ())) > 1:
                 plastic += size
         elif isinstance(obj, NeuronGroup):
             size = int(obj.N)
             step = _per_step(obj.equations)
             neurons += size
-            state_variables += size * max(1, step.variables)
-            operations += size * max(1, step.operations)
-            normals += size * step.normals
+            state_variables += steps * size * max(1, step.variables)
+            operations += steps * size * max(1, step.operations)
+            normals += steps * size * step.normals
         elif isinstance(obj, Group) and hasattr(obj, "N") and not hasattr(obj, "source"):
             neurons += int(obj.N)  # PoissonGroup, SpikeGeneratorGroup: checked every step
-            state_variables += int(obj.N)
-            operations += int(obj.N)
-    running = sum(1 for obj in everything
-                  if isinstance(obj, CodeRunner) and getattr(obj, "active", True))
-    return ModelFeatures(neurons, state_variables, operations, synapses, plastic, running,
-                         normals)
+            state_variables += steps * int(obj.N)
+            operations += steps * int(obj.N)
+    running = [obj for obj in everything
+               if isinstance(obj, CodeRunner) and getattr(obj, "active", True)]
+    object_steps = sum(_steps_per_default_step(obj) for obj in running)
+    return ModelFeatures(neurons, round(state_variables), round(operations), synapses, plastic,
+                         len(running), round(normals),
+                         max(round(object_steps), 1) if running else 0)

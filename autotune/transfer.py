@@ -6,8 +6,9 @@ keeps. Across the suite (several models, several sizes) each configuration's cos
 non-negative combinations of those features, weighted for relative error:
 
 * loop seconds per simulated second: ``operations`` (of the equations integrated each step),
-  ``synapses``, ``objects`` (every object's code runs each step: Python's per-object overhead
-  is most of numpy's small models) and ``random_normals`` (noise drawn each step);
+  ``synapses``, ``object_steps`` (every object's code runs each step: Python's per-object
+  overhead is most of numpy's small models) and ``random_normals`` (noise drawn each step), the
+  per-step counts per 0.1 ms simulated, so that a finer time step costs what it does;
 * fixed seconds: a constant (interpreter, Brian2's import), ``synapses`` (created at set-up) and
   ``objects`` (code generated and compiled);
 * a cold build's extra seconds: a constant and ``objects``.
@@ -147,7 +148,8 @@ def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tupl
 
 
 def _rate_row(f: ModelFeatures) -> list[float]:
-    return [float(f.operations), float(f.synapses), float(f.objects), float(f.random_normals)]
+    return [float(f.operations), float(f.synapses), float(f.loop_objects),
+            float(f.random_normals)]
 
 
 def _fixed_row(f: ModelFeatures) -> list[float]:
@@ -225,7 +227,7 @@ def loop_relations(members: Sequence[Member], features: ModelFeatures
             base = _single_thread(config)
             if config.threads > 0 and base in rates:
                 pairs.setdefault(config, []).append((rates[base], float(
-                    member.features.objects), max(rate, 1e-6)))
+                    member.features.loop_objects), max(rate, 1e-6)))
     relations = {}
     for config, found in pairs.items():
         if len(found) < MIN_MODELS:
@@ -234,7 +236,7 @@ def loop_relations(members: Sequence[Member], features: ModelFeatures
                                                    [r for _, _, r in found])
         if factor > 0:
             relations[config.key] = LoopRelation(_single_thread(config).key, factor, per_object,
-                                                 features.objects)
+                                                 features.loop_objects)
     return relations
 
 

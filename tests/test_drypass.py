@@ -96,9 +96,39 @@ def test_noise_is_counted_as_one_normal_draw_per_noise_variable_and_step(
     assert features is not None
     # xi_a drives two equations but is drawn once; the clock-driven synapses draw their own
     assert features.random_normals == 20 * 2 + 20 * 1
-    assert "60 noise draws per step" in features.describe()
+    assert "60 noise draws per 0.1 ms" in features.describe()
     synfire = workload_features(resolve_workload("synfire", 10).to_dict())
     assert synfire.random_normals == 10 and synfire.neurons == 10 + 5  # the chain, its volley
+
+
+FINE_STEPS = """
+from brian2 import *
+defaultclock.dt = {dt}*ms
+G = NeuronGroup(40, 'dv/dt = (-v + 0.1*xi*sqrt(10*ms))/(10*ms) : 1', threshold='v > 1',
+                reset='v = 0', method='euler')
+S = Synapses(G, G, on_pre='v += 0.01')
+S.connect(j='i')
+M = StateMonitor(G, 'v', record=0, dt=1*ms)
+run(1*second)
+"""
+
+
+def test_the_work_of_each_step_is_counted_per_simulated_time_whatever_the_time_step(
+        tmp_path: Path) -> None:
+    counted = {}
+    for dt in ("0.1", "0.01"):
+        script = tmp_path / f"dt{dt}.py"
+        script.write_text(FINE_STEPS.format(dt=dt))
+        counted[dt] = script_features(script, [], f"dt-{dt}", tmp_path / "cache")
+    default, fine = counted["0.1"], counted["0.01"]
+    assert default is not None and fine is not None
+    assert (fine.neurons, fine.synapses, fine.objects) == (40, 40, default.objects)
+    assert default.random_normals == 40 and fine.random_normals == 10 * 40
+    assert default.operations > 40 and fine.operations == 10 * default.operations
+    # the monitor records every 1 ms whatever the default clock: a tenth of a step each time
+    assert default.object_steps == default.objects - 1  # 0.1 rounds away
+    assert fine.object_steps == 10 * (fine.objects - 1)
+    assert "object steps per 0.1 ms" in fine.describe()
 
 
 def test_a_workload_file_that_fails_is_one_clear_error(tmp_path: Path) -> None:

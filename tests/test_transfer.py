@@ -263,7 +263,7 @@ def test_a_noisy_models_loop_is_predicted_from_the_noise_it_draws() -> None:
     host = make_host()
 
     def loop(f: ModelFeatures) -> float:
-        return 3e-6 * f.operations + 0.005 * f.objects + 2.5e-4 * f.random_normals
+        return 3e-6 * f.operations + 0.005 * f.loop_objects + 2.5e-4 * f.random_normals
 
     models = {("cuba", 1000): _model(1000, 10000, 80000, 0, 6),
               ("stdp", 1000): _model(1001, 1007, 1000, 1000, 7),
@@ -275,6 +275,12 @@ def test_a_noisy_models_loop_is_predicted_from_the_noise_it_draws() -> None:
     assert profile is not None
     assert profile.entry(T0).cost.rate == pytest.approx(loop(noisy), rel=1e-6)  # type: ignore[union-attr]
     assert loop(noisy) > 7 * loop(replace(noisy, random_normals=0))
+    # the same network stepped every 0.01 ms: ten times the work per simulated second
+    fine = replace(noisy, operations=140000, random_normals=20000, object_steps=60)
+    fine_profile = predicted_profile(members, fine)
+    assert fine_profile is not None
+    assert fine_profile.entry(T0).cost.rate == pytest.approx(  # type: ignore[union-attr]
+        10 * loop(noisy), rel=1e-6)
 
 
 def test_one_measured_thread_count_corrects_the_prediction_of_the_other() -> None:
