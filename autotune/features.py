@@ -207,8 +207,9 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
             state_variables += steps * size * step.variables
             operations += steps * size * step.operations
             normals += steps * size * step.normals
-            if len(getattr(obj, "_pathways", ())) > 1:
-                plastic += size
+            if any(getattr(pathway, "prepost", "pre") == "post"
+                   for pathway in getattr(obj, "_pathways", ())):
+                plastic += size  # two presynaptic pathways (delays) are not plasticity
         elif isinstance(obj, NeuronGroup):
             size = int(obj.N)
             step = _per_step(obj.equations)

@@ -131,6 +131,27 @@ def test_the_work_of_each_step_is_counted_per_simulated_time_whatever_the_time_s
     assert "object steps per 0.1 ms" in fine.describe()
 
 
+TWO_PATHWAYS = """
+from brian2 import *
+G = NeuronGroup(6, 'dv/dt = -v/(10*ms) : 1', threshold='v > 1', reset='v = 0')
+delayed = Synapses(G, G, 'w : 1', on_pre={'up': 'v += w', 'down': 'v -= w'},
+                   delay={'up': 0*ms, 'down': 1*ms})
+delayed.connect()
+learning = Synapses(G, G, 'w : 1', on_pre='v += w', on_post='w += 0.01')
+learning.connect(j='i')
+run(1*second)
+"""
+
+
+def test_only_synapses_updated_on_postsynaptic_spikes_count_as_plastic(tmp_path: Path) -> None:
+    script = tmp_path / "pathways.py"
+    script.write_text(TWO_PATHWAYS)
+    features = script_features(script, [], "d5", tmp_path / "cache")
+    assert features is not None
+    # Izhikevich (2003) in Brian2's examples: two delayed presynaptic pathways, no learning
+    assert (features.synapses, features.plastic_synapses) == (36 + 6, 6)
+
+
 def test_a_workload_file_that_fails_is_one_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("def simulate(duration):\n    raise RuntimeError('no model here')\n")
