@@ -23,8 +23,9 @@ length is left out of the longer ones).
         --outside benchmarks/models/brunel_hakim.py   # the choices alone, nothing measured
     python benchmarks/zero_shot.py --work /tmp/zero-shot --leave-out synfire  # one model
 
-``--choices-only`` prints what each prediction chooses, with what the left-out model's own
-calibration predicts of that choice against its own best, in seconds, without measuring:
+A left-out model is measured at its smallest size in the suite (``--every-size``: each).
+``--choices-only`` prints what each prediction chooses, for every size, with what the left-out
+model's own calibration predicts of that choice against its own best, without measuring:
 whether a second calibration of the suite (or a change to the prediction) chooses the same as
 the one whose choices were measured.
 """
@@ -151,6 +152,18 @@ def _leave_out(members: list[Member], name: str) -> list[Member]:
     return [m for m in members if m.profile.workload.get("name") != name]
 
 
+def _left_out_members(members: list[Member], names: list[str], every_size: bool
+                      ) -> list[Member]:
+    """The members to predict with their model left out: each size of each named model, or
+    only its smallest (the cheapest to measure)."""
+    chosen = []
+    for name in names:
+        sizes = sorted((m for m in members if m.profile.workload["name"] == name),
+                       key=lambda m: m.features.synapses + m.features.state_variables)
+        chosen += sizes if every_size else sizes[:1]
+    return chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True,
@@ -171,7 +184,9 @@ def main() -> int:
                              "many times slower than its best at that length (3)")
     parser.add_argument("--choices-only", action="store_true",
                         help="print the predicted choices (and the left-out models' own "
-                             "calibrations' view of them), measure nothing")
+                             "calibrations' view of them) for every size, measure nothing")
+    parser.add_argument("--every-size", action="store_true",
+                        help="measure every size of a left-out model (default: its smallest)")
     args = parser.parse_args()
 
     host = collect_host()
@@ -186,9 +201,9 @@ def main() -> int:
     left_out_names = [] if args.only_outside else [
         name for name in dict.fromkeys(m.profile.workload["name"] for m in members)
         if not args.leave_out or name in args.leave_out]
-    for name in left_out_names:
-        left_out = min((m for m in members if m.profile.workload["name"] == name),
-                       key=lambda m: m.features.synapses + m.features.state_variables)
+    for left_out in _left_out_members(members, left_out_names,
+                                      args.every_size or args.choices_only):
+        name = left_out.profile.workload["name"]
         prediction = predicted_profile(_leave_out(members, name), left_out.features)
         if prediction is None:
             continue
