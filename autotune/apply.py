@@ -93,6 +93,8 @@ class Applied:
         node_dir: this node's folder of build slots, run register and server-store copy.
         script_digest: the hash of the running script's text, under which the run is recorded.
         cold: the build folder (or the script's Cython code) is new: this run compiles all.
+        dry_pass_seconds: how long this process spent on the script's dry pass (or waiting
+            for another run's): paid once per script text, so not part of the run's own time.
         guided: the profile-guided build of a ``pgo`` configuration (its phase is known once
             Brian2 compiled), else None.
     """
@@ -112,6 +114,7 @@ class Applied:
     script_digest: str | None = field(default=None, compare=False)
     cold: bool | None = field(default=None, compare=False)
     guided: ProfileGuidedBuild | None = field(default=None, compare=False)
+    dry_pass_seconds: float = field(default=0.0, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -120,7 +123,7 @@ class Applied:
                 "build_dir": str(self.build_dir) if self.build_dir else None,
                 "fingerprint": self.fingerprint, "workload": self.workload,
                 "profile_created_at": self.profile_created_at, "seconds": self.seconds,
-                "cold": self.cold}
+                "cold": self.cold, "dry_pass_seconds": self.dry_pass_seconds}
 
 
 def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: Path
@@ -245,10 +248,12 @@ def apply(
     profile, reason = _profile_for(url, host, workload, use_profile, node)
     digest = analysis.digest if analysis else None
     relations: dict[str, LoopRelation] = {}
+    dry_seconds = 0.0
     if profile is not None and workload is None and not same_model:
-        prediction = _suite_prediction(url, host, node, features, digest, root, dry_pass)
-        if prediction is not None:
-            profile, relations = prediction
+        suite = _suite_prediction(url, host, node, features, digest, root, dry_pass)
+        dry_seconds = suite.dry_pass_seconds
+        if suite.profile is not None:
+            profile, relations = suite.profile, suite.relations
     runs = _script_runs(url, host, digest, node) if digest and profile else []
     history = _learn(runs)
     registration = _register(node)
@@ -294,7 +299,7 @@ def apply(
                       time.perf_counter() - started,
                       cost=cost_for_run(profile, history, config, relations),
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
-                      guided=guided)
+                      guided=guided, dry_pass_seconds=dry_seconds)
     watch_model()
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
@@ -342,13 +347,21 @@ def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_prof
     return profile, ""
 
 
+@dataclass(frozen=True)
+class _SuitePrediction:
+    """A profile predicted for the coming model from the host's suite (None: the store holds
+    no suite of at least two models, or the model's features are unknown), the suite's loop
+    relations between its configurations, and what the dry pass cost this process."""
+
+    profile: Profile | None = None
+    relations: dict[str, LoopRelation] = field(default_factory=dict)
+    dry_pass_seconds: float = 0.0
+
+
 def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
-                      dry_pass: tuple[Path, Sequence[str]] | None
-                      ) -> tuple[Profile, dict[str, LoopRelation]] | None:
-    """A profile predicted for the coming model from the host's suite, and the suite's loop
-    relations between its configurations (None: the store holds no suite of at least two
-    models, or the model's features are unknown)."""
+                      dry_pass: tuple[Path, Sequence[str]] | None) -> _SuitePrediction:
+    """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`)."""
     from autotune.drypass import cached_features, script_features
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
@@ -356,16 +369,21 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
         features = cached_features(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
     can_read = dry_pass is not None and digest is not None
     if features is None and not can_read:
-        return None
+        return _SuitePrediction()
     members = members_of(_host_profiles(url, host, node))
     if not suite_ready(members):
-        return None
+        return _SuitePrediction()
+    dry_seconds = 0.0
     if features is None and dry_pass is not None and digest is not None:
+        started = time.perf_counter()
         features = script_features(dry_pass[0], dry_pass[1], digest, root)  # paid once, here
+        dry_seconds = time.perf_counter() - started
     if features is None:
-        return None
+        return _SuitePrediction(dry_pass_seconds=dry_seconds)
     profile = predicted_profile(members, features)
-    return (profile, loop_relations(members, features)) if profile is not None else None
+    if profile is None:
+        return _SuitePrediction(dry_pass_seconds=dry_seconds)
+    return _SuitePrediction(profile, loop_relations(members, features), dry_seconds)
 
 
 def _host_profiles(url: str, host: HostFingerprint, node: Path) -> list[Profile]:

@@ -238,9 +238,18 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     if applied is not None:
         record = record_run(applied, str(Path(script).resolve()), report.exit_code)
         if record is not None and record.total_error is not None:
-            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)",
-                        record.predicted_total, record.actual_total, 100 * record.total_error)
+            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)%s",
+                        record.predicted_total, record.actual_total, 100 * record.total_error,
+                        _dry_pass_note(applied.dry_pass_seconds))
     return ScriptRun(applied, report, record)
+
+
+def _dry_pass_note(seconds: float) -> str:
+    """What the dry pass added before the run, which its time leaves out (empty if none)."""
+    if seconds < 0.05:
+        return ""
+    return (f"; the dry pass before it took {seconds:.2f} s more (once per script text and "
+            "arguments)")
 
 
 def _execute(script: str | Path, args: list[str], applied: Applied | None,

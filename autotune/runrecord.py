@@ -34,7 +34,9 @@ class RunRecord:
         simulated: simulated seconds of the run.
         predicted_total: predicted wall seconds (whole process), if a cost model knew.
         predicted_loop: predicted seconds of the simulation loop.
-        actual_total: measured wall seconds since the process started.
+        actual_total: measured wall seconds since the process started, less the script's
+            dry pass (paid once per script text, not by its runs: see
+            :attr:`autotune.apply.Applied.dry_pass_seconds`).
         actual_build: measured seconds outside the loop in the script.
         actual_loop: measured seconds of the simulation loop.
         peak_rss: peak resident memory in bytes (process and children).
@@ -172,6 +174,8 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
     if loop is None or not simulated:
         return None
     total = _process_wall()
+    if total is not None:
+        total = max(0.0, total - applied.dry_pass_seconds)
     cost = applied.cost
     neurons, synapses = model_size()
     return RunRecord(
