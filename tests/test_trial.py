@@ -108,3 +108,11 @@ def test_no_process_and_no_file_outlives_a_killed_trial(tmp_path: Path,
     assert result.status == "timeout"
     assert after <= before
     assert list(users_tmp.iterdir()) == [] and list(trials_tmp.iterdir()) == []
+
+
+def test_the_interneuron_network_fires_under_its_inhibition() -> None:
+    result = run_trial(_spec("wang-buzsaki", 0.05, size=20), timeout=120)
+    assert result.ok, result.error
+    assert result.model["neurons"] == 20
+    # driven above rheobase, every neuron fires within 50 ms; inhibition keeps it below 200 Hz
+    assert 20 <= result.observables["spikes"] < 20 * 200 * 0.05

@@ -37,6 +37,9 @@ BUILTINS: dict[str, tuple[str, int, str]] = {
     "synfire": ("autotune.workloads.synfire", 1000,
                 "Diesmann et al. (1999) synfire chain: groups of noisy neurons, all-to-all "
                 "onto the next"),
+    "wang-buzsaki": ("autotune.workloads.wang_buzsaki", 400,
+                     "Wang & Buzsaki (1996) interneuron network: Hodgkin-Huxley-type neurons, "
+                     "inhibitory conductances"),
 }
 DEFAULT_WORKLOAD = "cuba"
 #: Bumped when a built-in model changes, so old profiles stop matching.
