@@ -23,7 +23,12 @@ from autotune.errors import ProfileError
 
 #: The names of :class:`ModelFeatures`' counts (all required in a stored document).
 COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects",
-          "random_normals", "object_steps")
+          "random_normals", "object_steps", "function_calls")
+#: Functions that cost far more than an arithmetic operation (tens of them in C++): a call of
+#: one on a state-dependent argument is counted in :attr:`ModelFeatures.function_calls`.
+COSTLY_FUNCTIONS = frozenset({
+    "exp", "exprel", "expm1", "log", "log10", "log1p", "sqrt", "sin", "cos", "tan", "sinh",
+    "cosh", "tanh", "arcsin", "arccos", "arctan"})
 #: Brian2's default time step (seconds): the per-step counts are per this much simulated time.
 DEFAULT_STEP = 1e-4
 
@@ -55,6 +60,12 @@ class ModelFeatures:
         object_steps: the steps of the objects that run code every step, per 0.1 ms
             simulated: ``objects`` at the default time step. The loop pays each object's
             overhead once per step, while its code is generated and compiled once per object.
+        function_calls: calls of costly functions (:data:`COSTLY_FUNCTIONS`: ``exp``,
+            ``exprel``, ``log``, ...) on state-dependent arguments in those equations per step,
+            summed likewise (calls on constants are computed once, outside the loop). Counted
+            as one operation each, a Hodgkin-Huxley neuron's six exponentials look like six
+            additions; without this count its loop was predicted 13 times too light from
+            models that have none.
         seconds: what reading them cost (the dry pass's wall time), when known.
     """
 
@@ -66,6 +77,7 @@ class ModelFeatures:
     objects: int
     random_normals: int = 0
     object_steps: int | None = None
+    function_calls: int = 0
     seconds: float | None = None
 
     @property
@@ -82,6 +94,8 @@ class ModelFeatures:
         text += f", {self.objects} objects"
         if self.random_normals:
             text += f", {self.random_normals} noise draws per 0.1 ms"
+        if self.function_calls:
+            text += f", {self.function_calls} costly function calls per 0.1 ms"
         if self.loop_objects != self.objects:
             text += f", {self.loop_objects} object steps per 0.1 ms (time steps other than 0.1 ms)"
         return text
@@ -153,6 +167,26 @@ def _operations(code: str) -> int:
                for node in ast.walk(tree))
 
 
+def _calls(code: str, state: frozenset[str]) -> tuple[int, int]:
+    """In one expression: the calls of costly functions whose arguments use a name of
+    ``state`` (the equations' own variables), and the calls of ``randn``."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return 0, 0
+    costly = normals = 0
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id == "randn":
+            normals += 1
+        elif node.func.id in COSTLY_FUNCTIONS and any(
+                isinstance(inner, ast.Name) and inner.id in state
+                for argument in node.args for inner in ast.walk(argument)):
+            costly += 1
+    return costly, normals
+
+
 @dataclass(frozen=True)
 class _PerStep:
     """What one group's per-step equations cost for each of its neurons or synapses."""
@@ -160,22 +194,26 @@ class _PerStep:
     variables: int
     operations: int
     normals: int
+    calls: int
 
 
 def _per_step(equations: Any) -> _PerStep:
     """The per-step counts of one group's equations (event-driven ones are not per step)."""
     from brian2.equations.equations import DIFFERENTIAL_EQUATION, SUBEXPRESSION
 
-    variables = operations = normals = 0
+    state = frozenset(equations.names) | {"t"}
+    variables = operations = normals = calls = 0
     for equation in equations.ordered:
         if equation.type == DIFFERENTIAL_EQUATION:
             variables += 1
         if equation.type in (DIFFERENTIAL_EQUATION, SUBEXPRESSION) and equation.expr is not None:
             operations += _operations(equation.expr.code)
-            normals += equation.expr.code.count("randn(")
+            costly, drawn = _calls(equation.expr.code, state)
+            calls += costly
+            normals += drawn
     # one draw per noise variable and step, however many equations share it
     normals += len(getattr(equations, "stochastic_variables", ()))
-    return _PerStep(variables, operations, normals)
+    return _PerStep(variables, operations, normals, calls)
 
 
 def _steps_per_default_step(obj: Any) -> float:
@@ -197,7 +235,7 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
 
     everything = _with_contained(objects)
     neurons = synapses = plastic = 0
-    state_variables = operations = normals = 0.0
+    state_variables = operations = normals = calls = 0.0
     for obj in everything:
         steps = _steps_per_default_step(obj)
         if isinstance(obj, Synapses):
@@ -207,6 +245,7 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
             state_variables += steps * size * step.variables
             operations += steps * size * step.operations
             normals += steps * size * step.normals
+            calls += steps * size * step.calls
             if any(getattr(pathway, "prepost", "pre") == "post"
                    for pathway in getattr(obj, "_pathways", ())):
                 plastic += size  # two presynaptic pathways (delays) are not plasticity
@@ -217,6 +256,7 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
             state_variables += steps * size * max(1, step.variables)
             operations += steps * size * max(1, step.operations)
             normals += steps * size * step.normals
+            calls += steps * size * step.calls
         elif isinstance(obj, Group) and hasattr(obj, "N") and not hasattr(obj, "source"):
             neurons += int(obj.N)  # PoissonGroup, SpikeGeneratorGroup: checked every step
             state_variables += steps * int(obj.N)
@@ -226,4 +266,4 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
     object_steps = sum(_steps_per_default_step(obj) for obj in running)
     return ModelFeatures(neurons, round(state_variables), round(operations), synapses, plastic,
                          len(running), round(normals),
-                         max(round(object_steps), 1) if running else 0)
+                         max(round(object_steps), 1) if running else 0, round(calls))

@@ -217,3 +217,32 @@ def test_a_sweep_started_together_does_one_dry_pass_and_shares_its_outcome(
             run.kill()
     assert [json.loads(out) for out, _ in outputs] == [answer] * 3, outputs
     assert (tmp_path / "passes").read_text().count("one dry pass") == 1
+
+
+COSTLY = """
+from brian2 import *
+tau = 10*ms
+G = NeuronGroup(30, '''dv/dt = (exp(-v) - v*exp(-1.0) + 0.1*randn()*sqrt(tau/ms))/tau : 1
+                       rate = log(1 + v**2)/ms : Hz''', method='euler')
+run(1*second)
+"""
+
+
+def test_costly_functions_are_counted_where_they_depend_on_the_state() -> None:
+    """exp(-v) and log(1 + v**2) run for every neuron each step; exp(-1.0) and sqrt(tau/ms)
+    are constants, computed once outside the loop; randn() is a noise draw."""
+    hodgkin_huxley = workload_features(resolve_workload("coba-hh", 10).to_dict())
+    interneurons = workload_features(resolve_workload("wang-buzsaki", 10).to_dict())
+    cuba = workload_features(resolve_workload("cuba", 10).to_dict())
+    # three exprel and three exp rate functions of the membrane potential each
+    assert hodgkin_huxley.function_calls == interneurons.function_calls == 10 * 6
+    assert cuba.function_calls == 0
+
+
+def test_a_scripts_costly_calls_and_noise_draws_are_counted(tmp_path: Path) -> None:
+    script = tmp_path / "costly.py"
+    script.write_text(COSTLY)
+    features = script_features(script, [], "d-costly", tmp_path / "cache")
+    assert features is not None
+    assert features.function_calls == 30 * 2 and features.random_normals == 30
+    assert "60 costly function calls per 0.1 ms" in features.describe()
