@@ -5,24 +5,31 @@ Each calibration of a built-in workload measures every configuration's ``fixed``
 keeps. Across the suite (several models, several sizes) each configuration's costs are fit as
 non-negative combinations of those features, weighted for relative error:
 
-* loop seconds per simulated second: ``operations`` (of the equations integrated each step),
-  ``synapses``, ``object_steps`` (every object's code runs each step: Python's per-object
-  overhead is most of numpy's small models) and ``random_normals`` (noise drawn each step), the
-  per-step counts per 0.1 ms simulated, so that a finer time step costs what it does;
+* loop seconds per simulated second: ``operations`` and ``function_calls`` (of the equations
+  integrated each step), ``random_normals`` (noise drawn each step), ``synapses``,
+  ``plastic_synapses`` and ``object_steps`` (every object's code runs each step: Python's
+  per-object overhead is most of numpy's small models), the per-step counts per 0.1 ms
+  simulated, so that a finer time step costs what it does;
 * fixed seconds: a constant (interpreter, Brian2's import), ``synapses`` (created at set-up) and
   ``objects`` (code generated and compiled);
 * a cold build's extra seconds: a constant and ``objects``.
 
 Those fits predict the *reference* configuration (standalone without OpenMP, float64, default
-flags). Every other configuration is predicted *relative to it*: its fixed part and loop rate
-are the reference's times the geometric mean of the same ratio over the members that measured
-both. The features miss what drives most of a loop's cost (firing rates, the cost of each
-operation), so absolute loop rates predicted for a model unlike the members are off by 10-50
-times (CUBA's from COBA-HH and STDP on the development VM); fit per configuration, those errors
-differ between configurations and decide the choice (they made 2 OpenMP threads look 1.5 times
-faster than none for CUBA, which runs 2.6 times slower with them at 100 s). Ratios between
-configurations vary far less from model to model, and an error in the reference's scale moves
-every configuration together; a script's first run corrects that scale
+flags). Every other configuration is predicted *relative to it*: its fixed part is the
+reference's times the geometric mean of the same ratio over the members; its loop is fit, across
+the members, from the reference's loop split by kind of work (:func:`work_split`: the
+equations' part and the events' part, by the reference fit's terms) and the object steps, as
+``a * equations + b * events + c * object steps`` (:func:`fit_loop_mix`): 2 OpenMP threads
+split the equations' work, deliver synaptic events worse than one and synchronise at every
+object's step, so whether they pay depends on the model's mix (on the development VM a
+Hodgkin-Huxley network of 400 neurons ran 0.61 of its single-thread loop with them, CUBA 2.07
+times). One average ratio over the members gave every model the same answer. The features miss
+firing rates, so an absolute loop predicted for a model unlike the members can be far off (CUBA's
+three times too heavy when it is left out of the suite), and a handful of members can credit a
+cost to the wrong kind of work: each configuration's ratio to the reference is the least
+favourable of the whole suite's and those with any one member left out
+(:func:`predicted_costs`). The reference's own error moves every configuration together, and the
+choice is made robust to it (:func:`robust_best`); a script's first run corrects that scale
 (:func:`autotune.learned.scale_to_script`).
 
 :func:`predicted_profile` turns the fits into a :class:`~autotune.profile.Profile` for one model,
@@ -35,7 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
@@ -97,11 +104,11 @@ def suite_ready(members: Sequence[Member]) -> bool:
     return len({m.profile.workload.get("name") for m in members}) >= MIN_MODELS
 
 
-def _solve(rows: list[list[float]], targets: list[float]) -> list[float] | None:
-    """Least squares by the normal equations (small, column-scaled systems); None if singular."""
-    n = len(rows[0])
-    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
-    b = [sum(r[i] * t for r, t in zip(rows, targets, strict=True)) for i in range(n)]
+def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """``a x = b`` by Gaussian elimination with partial pivoting (small, column-scaled
+    systems); None if singular."""
+    n = len(b)
+    a, b = [list(row) for row in a], list(b)
     for col in range(n):
         pivot = max(range(col, n), key=lambda k: abs(a[k][col]))
         if abs(a[pivot][col]) < 1e-12:
@@ -124,32 +131,43 @@ def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tupl
     ``y``; and that error's root mean square (0.2 = 20 %).
 
     Exhaustive over which coefficients are free (at most a handful of features), so the
-    answer is the exact optimum, with fewer free coefficients preferred on equal error.
+    answer is the exact optimum, with fewer free coefficients preferred on equal error. Each
+    subset's normal equations are read from one Gram matrix of the weighted rows (the
+    prediction fits many times before every run of a script).
     """
-    n = len(xs[0])
+    n, m = len(xs[0]), len(ys)
     scale = [max((abs(x[i]) for x in xs), default=0.0) or 1.0 for i in range(n)]
     weighted = [[x[i] / scale[i] / y for i in range(n)] for x, y in zip(xs, ys, strict=True)]
+    gram = [[sum(r[i] * r[j] for r in weighted) for j in range(n)] for i in range(n)]
+    sums = [sum(r[i] for r in weighted) for i in range(n)]
     best: tuple[float, list[float]] = (math.inf, [0.0] * n)
-    for free in range(1, min(n, len(ys)) + 1):
+    for free in range(1, min(n, m) + 1):
         for chosen in itertools.combinations(range(n), free):
-            coefficients = _solve([[row[i] for i in chosen] for row in weighted],
-                                  [1.0] * len(ys))
+            coefficients = _solve([[gram[i][j] for j in chosen] for i in chosen],
+                                  [sums[i] for i in chosen])
             if coefficients is None or any(c < 0 for c in coefficients):
                 continue
-            full = [0.0] * n
-            for i, c in zip(chosen, coefficients, strict=True):
-                full[i] = c
-            error = math.sqrt(sum((sum(r[i] * full[i] for i in range(n)) - 1.0) ** 2
-                                  for r in weighted) / len(ys))
+            error = math.sqrt(sum((sum(row[i] * c for i, c in zip(chosen, coefficients,
+                                                                  strict=True)) - 1.0) ** 2
+                                  for row in weighted) / m)
             if error < best[0] - 1e-9:
+                full = [0.0] * n
+                for i, c in zip(chosen, coefficients, strict=True):
+                    full[i] = c
                 best = (error, full)
     error, full = best
     return [c / s for c, s in zip(full, scale, strict=True)], error
 
 
+#: How many of :func:`_rate_row`'s first kinds of work are the equations' (integrated for
+#: every neuron or synapse each step, which threads split); the rest are events' and objects'
+#: (spikes delivered, plasticity, each object's overhead per step).
+EQUATION_KINDS = 3
+
+
 def _rate_row(f: ModelFeatures) -> list[float]:
-    return [float(f.operations), float(f.synapses), float(f.loop_objects),
-            float(f.random_normals)]
+    return [float(f.operations), float(f.function_calls), float(f.random_normals),
+            float(f.synapses), float(f.plastic_synapses), float(f.loop_objects)]
 
 
 def _fixed_row(f: ModelFeatures) -> list[float]:
@@ -164,12 +182,19 @@ def _dot(row: Sequence[float], coefficients: Sequence[float]) -> float:
     return sum(x * c for x, c in zip(row, coefficients, strict=True))
 
 
+def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]]
+                      ) -> tuple[list[float], float]:
+    """The loop rate's coefficients over :func:`_rate_row`, fit on ``points``, and the fit's
+    relative error."""
+    return fit_non_negative([_rate_row(f) for f, _ in points],
+                            [max(c.rate, 1e-6) for _, c in points])
+
+
 def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures
                  ) -> CostModel:
     """One configuration's cost for a model with ``features``, fit on the suite's ``points``
     (features and measured cost of each member that measured it)."""
-    rate_c, rate_error = fit_non_negative([_rate_row(f) for f, _ in points],
-                                          [max(c.rate, 1e-6) for _, c in points])
+    rate_c, rate_error = rate_coefficients(points)
     fixed_c, fixed_error = fit_non_negative([_fixed_row(f) for f, _ in points],
                                             [max(c.fixed, 1e-3) for _, c in points])
     spread = (max(c.spread for _, c in points) + max(rate_error, fixed_error)
@@ -199,18 +224,62 @@ def _half_range(ratios: Sequence[float]) -> float:
     return math.sqrt(max(ratios) / min(ratios)) - 1.0
 
 
+@dataclass(frozen=True)
+class WorkSplit:
+    """A model's reference loop split as the reference fit attributes it.
+
+    Attributes:
+        equations: seconds per simulated second integrating equations (operations, costly
+            calls, noise draws).
+        events: seconds per simulated second on synapses, plasticity and objects.
+        object_steps: the model's object steps per 0.1 ms simulated.
+    """
+
+    equations: float
+    events: float
+    object_steps: float
+
+    def row(self) -> list[float]:
+        return [self.equations, self.events, self.object_steps]
+
+
+def work_split(features: ModelFeatures, coefficients: Sequence[float], loop: float
+               ) -> WorkSplit | None:
+    """``loop`` (a reference loop rate of the model with ``features``) split in the
+    proportions of the reference fit's ``coefficients``; None when the fit gives it no loop."""
+    terms = [x * c for x, c in zip(_rate_row(features), coefficients, strict=True)]
+    total = sum(terms)
+    if total <= 0:
+        return None
+    equations = sum(terms[:EQUATION_KINDS]) / total
+    return WorkSplit(loop * equations, loop * (1 - equations), float(features.loop_objects))
+
+
+def fit_loop_mix(found: Sequence[tuple[WorkSplit, float]]) -> list[float] | None:
+    """One configuration's loop rate as ``a * equations + b * events + c * object steps``
+    (non-negative), from the members' reference splits and its measured rates: threads split
+    the equations' work, deliver events less well and synchronise at every object's step.
+    None with fewer than :data:`MIN_MODELS` members."""
+    if len(found) < MIN_MODELS:
+        return None
+    coefficients, _ = fit_non_negative([split.row() for split, _ in found],
+                                       [max(rate, 1e-6) for _, rate in found])
+    return coefficients
+
+
 def relative_cost(pairs: Sequence[tuple[CostModel, CostModel]], reference: CostModel,
-                  cold_extra: float) -> CostModel:
+                  cold_extra: float, loop_ratio: float | None = None) -> CostModel:
     """One configuration's cost relative to the reference configuration's predicted
     ``reference``, from ``pairs`` of (its cost, the reference's cost) measured on the same
-    member; ``cold_extra`` is its own cold build's prediction."""
+    member; ``cold_extra`` is its own cold build's prediction; ``loop_ratio``, its loop rate
+    over the reference's for this model (the members' geometric mean when None)."""
     fixed_ratios = [max(c.fixed, 1e-3) / max(r.fixed, 1e-3) for c, r in pairs]
     rate_ratios = [max(c.rate, 1e-6) / max(r.rate, 1e-6) for c, r in pairs]
     spread = (reference.spread + max(c.spread for c, _ in pairs)
               + max(_half_range(fixed_ratios), _half_range(rate_ratios)))
-    return CostModel(reference.fixed * _geometric_mean(fixed_ratios),
-                     reference.rate * _geometric_mean(rate_ratios), 0.0, len(pairs), 0,
-                     cold_extra, None, spread)
+    ratio = _geometric_mean(rate_ratios) if loop_ratio is None else loop_ratio
+    return CostModel(reference.fixed * _geometric_mean(fixed_ratios), reference.rate * ratio,
+                     0.0, len(pairs), 0, cold_extra, None, spread)
 
 
 def loop_relations(members: Sequence[Member], features: ModelFeatures
@@ -244,11 +313,9 @@ def _single_thread(config: RunConfig) -> RunConfig:
     return RunConfig(config.device, config.target, 0, config.precision, config.flags)
 
 
-def predicted_costs(members: Sequence[Member], features: ModelFeatures
-                    ) -> dict[RunConfig, CostModel]:
-    """Each configuration valid on at least :data:`MIN_MODELS` members, its cost for a model
-    with ``features``: the reference's from the features, the others' relative to it where
-    enough members measured both (from the features alone otherwise)."""
+def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig, CostModel]:
+    """:func:`predicted_costs` from one set of members, each configuration's loop from its
+    fitted mix (:func:`fit_loop_mix`) where enough members measured it with the reference."""
     points: dict[RunConfig, list[tuple[ModelFeatures, CostModel]]] = {}
     measured: dict[RunConfig, dict[int, CostModel]] = {}
     for index, member in enumerate(members):
@@ -257,19 +324,64 @@ def predicted_costs(members: Sequence[Member], features: ModelFeatures
             points.setdefault(entry.config, []).append((member.features, entry.cost))
             measured.setdefault(entry.config, {})[index] = entry.cost
     found = {config: found for config, found in points.items() if len(found) >= MIN_MODELS}
-    reference = predict_cost(found[REFERENCE], features) if REFERENCE in found else None
-    costs: dict[RunConfig, CostModel] = {}
+    if REFERENCE not in found:
+        return {config: predict_cost(its, features) for config, its in found.items()}
+    reference = predict_cost(found[REFERENCE], features)
+    coefficients, _ = rate_coefficients(found[REFERENCE])
+    split = work_split(features, coefficients, reference.rate)
+    costs: dict[RunConfig, CostModel] = {REFERENCE: reference}
     for config, its_points in found.items():
-        pairs = [(cost, measured[REFERENCE][index]) for index, cost in measured[config].items()
-                 if index in measured.get(REFERENCE, {})]
-        if reference is not None and config != REFERENCE and len(pairs) >= MIN_MODELS:
-            # only its cold build from the features: the rest follows the reference
-            costs[config] = relative_cost(pairs, reference, predict_cold(its_points, features))
-        elif reference is not None and config == REFERENCE:
-            costs[config] = reference
-        else:
+        if config == REFERENCE:
+            continue
+        paired = {index: (cost, measured[REFERENCE][index])
+                  for index, cost in measured[config].items() if index in measured[REFERENCE]}
+        if len(paired) < MIN_MODELS:
             costs[config] = predict_cost(its_points, features)
+            continue
+        ratio = None
+        if split is not None:
+            mix = fit_loop_mix([(member_split, cost.rate) for index, (cost, its_reference)
+                                in paired.items() if (member_split := work_split(
+                                    members[index].features, coefficients, its_reference.rate))])
+            if mix is not None and reference.rate > 0:
+                ratio = _dot(split.row(), mix) / reference.rate
+        # only its cold build from the features: the rest follows the reference
+        costs[config] = relative_cost(list(paired.values()), reference,
+                                      predict_cold(its_points, features), ratio)
     return costs
+
+
+def predicted_costs(members: Sequence[Member], features: ModelFeatures
+                    ) -> dict[RunConfig, CostModel]:
+    """Each configuration valid on at least :data:`MIN_MODELS` members, its cost for a model
+    with ``features``: the reference's from the features, the others' relative to it where
+    enough members measured both (from the features alone otherwise).
+
+    A configuration's loop relative to the reference's is the least favourable of the whole
+    suite's prediction and those with any one member left out: with a handful of members the
+    fit can credit one member's cost to the wrong kind of work (left without CUBA, the suite
+    credited the noise of the synfire chain to operations, predicted CUBA's loop three times
+    too heavy and mostly equations, and gave it 2 threads, 2.07 times slower), and a choice
+    that one member decides is not to be trusted.
+    """
+    costs = _costs(members, features)
+    reference = costs.get(REFERENCE)
+    if reference is None or reference.rate <= 0 or len(members) <= MIN_MODELS:
+        return costs
+    worst = {config: cost.rate / reference.rate for config, cost in costs.items()}
+    for left_out in range(len(members)):
+        rest = [m for index, m in enumerate(members) if index != left_out]
+        if not suite_ready(rest):
+            continue
+        others = _costs(rest, features)
+        its_reference = others.get(REFERENCE)
+        if its_reference is None or its_reference.rate <= 0:
+            continue
+        for config, cost in others.items():
+            if config in worst:
+                worst[config] = max(worst[config], cost.rate / its_reference.rate)
+    return {config: cost if config == REFERENCE else replace(
+        cost, rate=reference.rate * worst[config]) for config, cost in costs.items()}
 
 
 def loop_scale_error(members: Sequence[Member]) -> float:
