@@ -190,11 +190,12 @@ def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]]
                             [max(c.rate, 1e-6) for _, c in points])
 
 
-def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures
-                 ) -> CostModel:
+def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures,
+                 rate_fit: tuple[list[float], float] | None = None) -> CostModel:
     """One configuration's cost for a model with ``features``, fit on the suite's ``points``
-    (features and measured cost of each member that measured it)."""
-    rate_c, rate_error = rate_coefficients(points)
+    (features and measured cost of each member that measured it); ``rate_fit``, the loop's
+    :func:`rate_coefficients` when already fit."""
+    rate_c, rate_error = rate_fit or rate_coefficients(points)
     fixed_c, fixed_error = fit_non_negative([_fixed_row(f) for f, _ in points],
                                             [max(c.fixed, 1e-3) for _, c in points])
     spread = (max(c.spread for _, c in points) + max(rate_error, fixed_error)
@@ -326,8 +327,9 @@ def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig
     found = {config: found for config, found in points.items() if len(found) >= MIN_MODELS}
     if REFERENCE not in found:
         return {config: predict_cost(its, features) for config, its in found.items()}
-    reference = predict_cost(found[REFERENCE], features)
-    coefficients, _ = rate_coefficients(found[REFERENCE])
+    rate_fit = rate_coefficients(found[REFERENCE])
+    reference = predict_cost(found[REFERENCE], features, rate_fit)
+    coefficients = rate_fit[0]
     split = work_split(features, coefficients, reference.rate)
     costs: dict[RunConfig, CostModel] = {REFERENCE: reference}
     for config, its_points in found.items():
