@@ -157,25 +157,18 @@ def _with_contained(objects: Iterable[Any]) -> list[Any]:
     return list(seen.values())
 
 
-def _operations(code: str) -> int:
-    """Operations (arithmetic, comparisons, function calls) in one expression."""
+def _expression_counts(code: str, state: frozenset[str]) -> tuple[int, int, int]:
+    """In one expression, from one parse: its operations (arithmetic, comparisons, function
+    calls; 1 when it does not parse), the calls of costly functions whose arguments use a name
+    of ``state`` (the equations' own variables), and the calls of ``randn``."""
     try:
         tree = ast.parse(code, mode="eval")
     except SyntaxError:
-        return 1
-    return sum(isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare, ast.BoolOp))
-               for node in ast.walk(tree))
-
-
-def _calls(code: str, state: frozenset[str]) -> tuple[int, int]:
-    """In one expression: the calls of costly functions whose arguments use a name of
-    ``state`` (the equations' own variables), and the calls of ``randn``."""
-    try:
-        tree = ast.parse(code, mode="eval")
-    except SyntaxError:
-        return 0, 0
-    costly = normals = 0
+        return 1, 0, 0
+    operations = costly = normals = 0
     for node in ast.walk(tree):
+        operations += isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare,
+                                        ast.BoolOp))
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
         if node.func.id == "randn":
@@ -184,7 +177,7 @@ def _calls(code: str, state: frozenset[str]) -> tuple[int, int]:
                 isinstance(inner, ast.Name) and inner.id in state
                 for argument in node.args for inner in ast.walk(argument)):
             costly += 1
-    return costly, normals
+    return operations, costly, normals
 
 
 @dataclass(frozen=True)
@@ -207,8 +200,8 @@ def _per_step(equations: Any) -> _PerStep:
         if equation.type == DIFFERENTIAL_EQUATION:
             variables += 1
         if equation.type in (DIFFERENTIAL_EQUATION, SUBEXPRESSION) and equation.expr is not None:
-            operations += _operations(equation.expr.code)
-            costly, drawn = _calls(equation.expr.code, state)
+            counted, costly, drawn = _expression_counts(equation.expr.code, state)
+            operations += counted
             calls += costly
             normals += drawn
     # one draw per noise variable and step, however many equations share it

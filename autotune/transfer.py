@@ -331,6 +331,9 @@ def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig
     reference = predict_cost(found[REFERENCE], features, rate_fit)
     coefficients = rate_fit[0]
     split = work_split(features, coefficients, reference.rate)
+    member_splits = {index: found_split for index, cost in measured[REFERENCE].items()
+                     if (found_split := work_split(members[index].features, coefficients,
+                                                   cost.rate)) is not None}
     costs: dict[RunConfig, CostModel] = {REFERENCE: reference}
     for config, its_points in found.items():
         if config == REFERENCE:
@@ -342,9 +345,8 @@ def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig
             continue
         ratio = None
         if split is not None:
-            mix = fit_loop_mix([(member_split, cost.rate) for index, (cost, its_reference)
-                                in paired.items() if (member_split := work_split(
-                                    members[index].features, coefficients, its_reference.rate))])
+            mix = fit_loop_mix([(member_splits[index], cost.rate)
+                                for index, (cost, _) in paired.items() if index in member_splits])
             if mix is not None and reference.rate > 0:
                 ratio = _dot(split.row(), mix) / reference.rate
         # only its cold build from the features: the rest follows the reference
