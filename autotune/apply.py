@@ -34,7 +34,7 @@ from autotune.buildslots import (
     Neighbours,
     RunRegistration,
     acquire_build_slot,
-    load_average,
+    cpus_busy_elsewhere,
     node_dir,
     oversubscribed,
     register_run,
@@ -287,12 +287,16 @@ def apply(
                                  "cold_extra", 0.0)
         if config.pgo:
             why += "; " + _profile_guided_note(build_dir)
+    busy = cpus_busy_elsewhere() if config.threads > 1 else 0
+    passive = oversubscribed(config.threads, host.usable_cpus, neighbours.cores, busy)
+    if passive:
+        why += (f"; its {config.threads} OpenMP threads sleep while they wait, since other "
+                f"work keeps {max(busy, neighbours.cores)} of {host.usable_cpus} CPUs busy")
     from autotune.brianprefs import configure_brian2
 
     guided = configure_brian2(
         config, build_dir, cython_cache_dir(root, host.fingerprint, config), with_output=True,
-        passive_wait=oversubscribed(config.threads, host.usable_cpus, neighbours.cores,
-                                    load_average()))
+        passive_wait=passive)
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,

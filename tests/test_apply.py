@@ -291,15 +291,32 @@ def test_apply_reads_the_run_length_from_the_script(db_url: str, tmp_path: Path)
     assert long["applied"]["cold"] is True  # type: ignore[index]
 
 
-@pytest.mark.parametrize("threads, cpus, neighbours, load, expected", [
-    (0, 2, 0, 0.0, False), (1, 2, 1, 2.0, False),  # no OpenMP team to wait
-    (2, 2, 0, 0.1, False),  # a quiet host: spinning is what makes OpenMP fast
-    (2, 2, 1, 0.0, True),  # another registered run uses a core
-    (2, 2, 0, 1.2, True),  # another program keeps a core busy
-    (4, 8, 2, 3.0, False),  # 5 cores free for 4 threads
+@pytest.mark.parametrize("threads, cpus, neighbours, busy, expected", [
+    (0, 2, 0, 0, False), (1, 2, 1, 2, False),  # no OpenMP team to wait
+    (2, 2, 0, 0, False),  # a quiet host: spinning is what makes OpenMP fast
+    (2, 2, 1, 0, True),  # another registered run uses a core
+    (2, 2, 0, 1, True),  # another program keeps a core busy
+    (4, 8, 2, 3, False),  # 5 cores free for 4 threads
 ])
 def test_threads_sleep_while_waiting_only_when_they_share_cores(
-        threads: int, cpus: int, neighbours: int, load: float, expected: bool) -> None:
+        threads: int, cpus: int, neighbours: int, busy: int, expected: bool) -> None:
     from autotune.buildslots import oversubscribed
 
-    assert oversubscribed(threads, cpus, neighbours, load) is expected
+    assert oversubscribed(threads, cpus, neighbours, busy) is expected
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="Linux counts runnable tasks")
+def test_a_process_keeping_a_core_busy_counts_as_busy_elsewhere() -> None:
+    """The count is of tasks runnable now (not the load average, which remembers the runs of
+    the last minute): a process spinning beside this one is seen at every look."""
+    from autotune.buildslots import cpus_busy_elsewhere
+
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert spinner.stdout is not None and spinner.stdout.readline() == "spinning\n"
+        assert cpus_busy_elsewhere() >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
