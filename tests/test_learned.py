@@ -218,3 +218,26 @@ def test_a_build_colder_than_the_profile_says_leaves_a_warm_set_up_its_other_run
     assert predicted == pytest.approx(3.5 * 0.5 + 0.1 * 10)
     only_cold = learn([_run(STANDALONE, 3.5 + 8.0, 1.0, cold=True)])  # nothing warm to go by
     assert choose(host, profile, duration=10.0, history=only_cold)[3] == pytest.approx(3.5 + 1.0)
+
+
+def test_the_scripts_own_cold_build_prices_the_cold_build_of_a_configuration_it_has_not_run(
+        ) -> None:
+    """Measured with a Wang & Buzsaki network of 1000 neurons: its first standalone build took
+    10.7 s, the suite predicted 17.6 s for the 2-thread build, and 2 threads (5.5 s faster a
+    run) waited until the sixth run. Every standalone build compiles the same generated code."""
+    host = make_host()
+    profile = _with_o2(make_profile(host), 3.5, 0.08)  # 2 s faster at 100 s; its build: 8 s
+    runs = [_run(STANDALONE, 3.5 + 5.0, 10.0, simulated=100.0, cold=True),
+            _run(STANDALONE, 3.5, 10.0, simulated=100.0),
+            _run(STANDALONE, 3.5, 10.0, simulated=100.0)]
+    history = learn(runs)
+    assert history[STANDALONE.key].cold_extra == pytest.approx(5.0)
+    new = {O2.key, "cython-float64-default"}
+    config, source, reason, predicted = choose(host, profile, duration=100.0, history=history,
+                                               cold=new)
+    # 5 s spread over 3 runs (1.7 s) is less than the 2 s a run saves; the profile's 8 s is not
+    assert config == O2 and source == "script"
+    assert predicted == pytest.approx(3.5 + 8.0 + 5.0)
+    two_runs = learn(runs[:2])  # 5 s over 2 runs: 2.5 s, more than it saves
+    config, _, reason, _ = choose(host, profile, duration=100.0, history=two_runs, cold=new)
+    assert config == STANDALONE and "its cold build (+5.0 s) does not pay back" in reason
