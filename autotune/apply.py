@@ -53,7 +53,7 @@ from autotune.paths import (
     standalone_build_dir,
 )
 from autotune.profile import Profile
-from autotune.runrecord import RunRecord, record_run, watch_model
+from autotune.runrecord import RunRecord, random_draws_note, record_run, watch_model
 from autotune.store.lite import (
     UNSUPPORTED,
     read_float32_checked,
@@ -271,6 +271,7 @@ def apply(
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
         why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
+    why += random_draws_note(runs, config.key)
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")

@@ -11,6 +11,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,37 @@ class RunRecord:
         if not self.predicted_total or self.actual_total is None:
             return None
         return (self.actual_total - self.predicted_total) / self.predicted_total
+
+
+def random_draws(config_key: str) -> str:
+    """How a configuration (by key) draws Brian2's random numbers: seeded alike, each code
+    generation target, and in cpp_standalone each OpenMP thread count (one generator per
+    thread, seeded ``seed + i``), draws other numbers. Brian2 reproduces a seed's draws only
+    with the same target and, in standalone, the same number of threads."""
+    target, _, rest = config_key.partition("-")
+    if target != "cpp_standalone":
+        return {"numpy": "numpy", "cython": "Cython"}.get(target, target)
+    threads = rest.partition("-")[0].lstrip("t")
+    return ("cpp_standalone without OpenMP" if threads in ("", "0")
+            else f"cpp_standalone with {threads} OpenMP thread{'s' if threads != '1' else ''}")
+
+
+def random_draws_note(runs: Sequence[RunRecord], config_key: str) -> str:
+    """A note for the reason of a run whose configuration draws random numbers unlike the
+    script's previous successful run (empty when they draw alike, or there was none): its
+    results that depend on random numbers will differ from that run's, although the script
+    and its seed did not change."""
+    done = [r for r in runs if r.exit_code in (0, None)]
+    if not done:
+        return ""
+    before = random_draws(max(done, key=lambda r: r.created_at).config_key)
+    now = random_draws(config_key)
+    if before == now:
+        return ""
+    return (f"; random numbers are drawn with {now}, the script's previous run drew them with "
+            f"{before}: for the same seed Brian2 draws other numbers, so results that depend on "
+            "them will differ from that run's (pin the configuration, e.g. --num-threads, to "
+            "keep them)")
 
 
 def last_loop_seconds() -> float | None:

@@ -241,3 +241,24 @@ def test_the_scripts_own_cold_build_prices_the_cold_build_of_a_configuration_it_
     two_runs = learn(runs[:2])  # 5 s over 2 runs: 2.5 s, more than it saves
     config, _, reason, _ = choose(host, profile, duration=100.0, history=two_runs, cold=new)
     assert config == STANDALONE and "its cold build (+5.0 s) does not pay back" in reason
+
+
+def test_a_run_that_draws_random_numbers_unlike_the_scripts_previous_run_says_so() -> None:
+    """Measured with a Wang & Buzsaki network using rand() for its initial values: the same
+    seed gave 139554 spikes without OpenMP and 143122 with 2 threads (Brian2's standalone
+    draws from one generator per thread)."""
+    from autotune.runrecord import random_draws, random_draws_note
+
+    t2 = standalone_config(2)
+    numpy = RunConfig("runtime", "numpy")
+    assert random_draws(STANDALONE.key) == random_draws(O2.key)  # flags draw alike
+    assert random_draws(t2.key) == "cpp_standalone with 2 OpenMP threads"
+    assert random_draws(numpy.key) != random_draws(RunConfig("runtime", "cython").key)
+    earlier = replace(_run(t2, 1.0, 1.0), created_at="2026-11-29T00:00:00+00:00")
+    failed = replace(_run(numpy, 1.0, 1.0, exit_code=1), created_at="2026-12-01T00:00:00+00:00")
+    runs = [earlier, _run(STANDALONE, 1.0, 1.0), failed]  # the last good run: no OpenMP
+    assert random_draws_note(runs, O2.key) == ""
+    assert random_draws_note([], t2.key) == ""
+    note = random_draws_note(runs, t2.key)
+    assert "drawn with cpp_standalone with 2 OpenMP threads" in note
+    assert "previous run drew them with cpp_standalone without OpenMP" in note
