@@ -107,19 +107,26 @@ def learn(records: Iterable[RunRecord]) -> dict[str, OwnTimes]:
 
 
 def _own_times(key: str, runs: Sequence[RunRecord]) -> OwnTimes:
+    """``runs`` (successful, timed: see :func:`learn`) as one configuration's times."""
     warm = [r for r in runs if not r.cold]
     basis = warm or list(runs)
-    build = statistics.median(r.actual_build for r in basis)  # type: ignore[type-var]
-    rate = statistics.median(r.actual_loop / r.simulated for r in runs)  # type: ignore[operator]
-    typical = statistics.median(r.simulated for r in basis)  # type: ignore[type-var]
-    estimates = [r.actual_build + r.actual_loop / r.simulated * typical  # type: ignore[operator]
-                 for r in basis]
+    build = statistics.median(_seconds(r.actual_build) for r in basis)
+    rate = statistics.median(_seconds(r.actual_loop) / _seconds(r.simulated) for r in runs)
+    typical = statistics.median(_seconds(r.simulated) for r in basis)
+    estimates = [_seconds(r.actual_build) + _seconds(r.actual_loop) / _seconds(r.simulated)
+                 * typical for r in basis]
     centre = build + rate * typical
     spread = (max(estimates) - min(estimates)) / (2 * centre) if centre > 0 else 0.0
-    cold_builds = [r.actual_build for r in runs if r.cold]
-    cold_extra = (max(0.0, statistics.median(cold_builds) - build)  # type: ignore[type-var]
+    cold_builds = [_seconds(r.actual_build) for r in runs if r.cold]
+    cold_extra = (max(0.0, statistics.median(cold_builds) - build)
                   if warm and cold_builds else None)
     return OwnTimes(key, len(runs), len(warm), build, rate, spread, cold_extra)
+
+
+def _seconds(value: float | None) -> float:
+    """A time :func:`learn` made sure is there."""
+    assert value is not None
+    return value
 
 
 @dataclass(frozen=True)
