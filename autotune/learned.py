@@ -192,7 +192,7 @@ def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
         times = own.get(entry.config.key)
         cold_extra = entry.cost.cold_extra if entry.cost else 0.0
         guessed_fixed = entry.cost.fixed if entry.cost else None  # beside a guessed cold build
-        if learned_cold is not None and _compiles_like_others(entry):
+        if learned_cold is not None and _plain_standalone_build(entry.config.key):
             cold_extra, guessed_fixed = learned_cold, None
         if times is not None:
             cost = (times.cost(cold_extra, guessed_fixed) if times.cold_extra is None
@@ -220,13 +220,13 @@ def standalone_cold_build(own: Mapping[str, OwnTimes]) -> float | None:
     the suite's predicted 17.6 s, which kept 2 threads from the script until its sixth run).
     Profile-guided builds pay an instrumented run as well and are left out."""
     extras = [t.cold_extra for key, t in own.items()
-              if t.cold_extra is not None and key.startswith("cpp_standalone")
-              and not key.endswith("-pgo")]
+              if t.cold_extra is not None and _plain_standalone_build(key)]
     return statistics.median(extras) if extras else None
 
 
-def _compiles_like_others(entry: ProfileEntry) -> bool:
-    return entry.config.device == "cpp_standalone" and not entry.config.pgo
+def _plain_standalone_build(config_key: str) -> bool:
+    """Whether the configuration (by key) builds standalone without a profile-guided phase."""
+    return config_key.startswith("cpp_standalone") and not config_key.endswith("-pgo")
 
 
 def related_rate(key: str, own: Mapping[str, OwnTimes],
