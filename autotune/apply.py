@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autotune.buildslots import (
+    CpuSample,
     Neighbours,
     RunRegistration,
     acquire_build_slot,
@@ -38,6 +39,7 @@ from autotune.buildslots import (
     node_dir,
     oversubscribed,
     register_run,
+    sample_cpus,
 )
 from autotune.choice import choose, cost_for_run
 from autotune.config import RunConfig
@@ -97,6 +99,8 @@ class Applied:
             for another run's): paid once per script text, so not part of the run's own time.
         guided: the profile-guided build of a ``pgo`` configuration (its phase is known once
             Brian2 compiled), else None.
+        cpu_sample: the CPUs' work when the run started, to tell at its end how many of them
+            other work left it (:func:`autotune.buildslots.cpus_left_free`).
     """
 
     config: RunConfig
@@ -115,6 +119,7 @@ class Applied:
     cold: bool | None = field(default=None, compare=False)
     guided: ProfileGuidedBuild | None = field(default=None, compare=False)
     dry_pass_seconds: float = field(default=0.0, compare=False)
+    cpu_sample: CpuSample | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -271,7 +276,7 @@ def apply(
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
         why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
-    why += random_draws_note(runs, config.key)
+    why += random_draws_note(runs, config.key) + _crowded_note(runs)
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")
@@ -304,7 +309,8 @@ def apply(
                       time.perf_counter() - started,
                       cost=cost_for_run(profile, history, config, relations),
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
-                      guided=guided, dry_pass_seconds=dry_seconds)
+                      guided=guided, dry_pass_seconds=dry_seconds,
+                      cpu_sample=sample_cpus())
     watch_model()
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
@@ -421,6 +427,20 @@ def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:
     from autotune.learned import learn
 
     return learn(runs)
+
+
+def _crowded_note(runs: list[RunRecord]) -> str:
+    """A note for the reason when some of the script's runs shared their CPUs and so teach
+    nothing (empty when none did)."""
+    if not runs:
+        return ""
+    from autotune.learned import crowded
+
+    count = sum(1 for run in runs if crowded(run))
+    if not count:
+        return ""
+    return (f"; {count} of the script's {len(runs)} recorded runs shared their CPUs with other "
+            "work (runs started together, as in a parallel sweep) and are not learned from")
 
 
 def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Path,

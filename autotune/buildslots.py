@@ -271,3 +271,62 @@ def _rounded_load_average() -> int:
         return int(os.getloadavg()[0] + 0.5)
     except OSError:  # not available on this platform
         return 0
+
+
+#: Where Linux counts each CPU's time by kind, in clock ticks since boot.
+PROC_STAT = Path("/proc/stat")
+#: Fields of a ``cpuN`` line of :data:`PROC_STAT` that are work (user, nice, system, irq,
+#: softirq), not idle, I/O wait or time the hypervisor stole.
+_BUSY_FIELDS = (0, 1, 2, 5, 6)
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds spent so far on the CPUs this process may use: by everything, and by this
+    process with its finished children (see :func:`sample_cpus`)."""
+
+    wall: float
+    busy: float
+    own: float
+    cpus: int
+
+
+def sample_cpus() -> CpuSample | None:
+    """What the CPUs this process may run on have done so far, and how much of it was this
+    process's (None where the platform has no per-CPU count). Well under a millisecond."""
+    try:
+        allowed = os.sched_getaffinity(0)
+        ticks = os.sysconf("SC_CLK_TCK")
+        lines = PROC_STAT.read_text().splitlines()
+    except (AttributeError, OSError, ValueError):
+        return None
+    busy = 0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in allowed:
+            continue
+        fields = rest.split()
+        busy += sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields))
+    own = os.times()
+    return CpuSample(time.monotonic(), busy / ticks,
+                     own.user + own.system + own.children_user + own.children_system,
+                     len(allowed))
+
+
+#: Runs shorter than this (wall seconds) are too short for a CPU count in clock ticks to tell
+#: whether they shared the CPUs.
+MIN_SAMPLED_WALL = 1.0
+
+
+def cpus_left_free(since: CpuSample | None) -> float | None:
+    """How many of this process's CPUs other work left free, on average, since ``since``: its
+    CPUs less what other processes kept busy. None when unknown or too short to tell.
+
+    Three runs of one sweep started together on 2 CPUs each have about 0.7 of a CPU left: each
+    of their times is then that of a run sharing its CPU, not the configuration's.
+    """
+    now = sample_cpus()
+    if since is None or now is None or now.wall - since.wall < MIN_SAMPLED_WALL:
+        return None
+    others = (now.busy - since.busy) - (now.own - since.own)
+    return max(0.0, since.cpus - max(0.0, others) / (now.wall - since.wall))

@@ -210,6 +210,17 @@ class RunConfig:
         return cls(**{k: data[k] for k in known if k in data})
 
 
+def threads_in_key(key: str) -> int | None:
+    """The OpenMP threads of a cpp_standalone configuration, read from its :attr:`~RunConfig.key`
+    (``cpp_standalone-t2-float64-default``: 2); None for a runtime one or a key of no known
+    form."""
+    device, _, rest = key.partition("-")
+    threads = rest.partition("-")[0]
+    if device != "cpp_standalone" or not threads.startswith("t") or not threads[1:].isdigit():
+        return None
+    return int(threads[1:])
+
+
 def brian2_default_config(cython_available: bool = True) -> RunConfig:
     """Brian2's out-of-the-box configuration: runtime, ``auto`` target, float64.
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from autotune.config import threads_in_key
+
 if TYPE_CHECKING:  # apply imports this module
     from autotune.apply import Applied
 
@@ -50,6 +52,10 @@ class RunRecord:
         synapses: synapses in the model.
         pgo_phase: for a profile-guided configuration, ``generate`` when this run was the
             instrumented one that took the profile, ``use`` when it was built with it.
+        free_cpus: CPUs that other work left this run, on average, of those it may use
+            (:func:`autotune.buildslots.cpus_left_free`; None when unknown): a run of a
+            parallel sweep shares its CPUs, and its times are not the configuration's.
+        cpus: the CPUs it may use (None when unknown).
     """
 
     fingerprint: str
@@ -72,6 +78,8 @@ class RunRecord:
     neurons: int | None = None
     synapses: int | None = None
     pgo_phase: str | None = None
+    free_cpus: float | None = None
+    cpus: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (column names of ``autotune_runs``)."""
@@ -90,12 +98,12 @@ def random_draws(config_key: str) -> str:
     generation target, and in cpp_standalone each OpenMP thread count (one generator per
     thread, seeded ``seed + i``), draws other numbers. Brian2 reproduces a seed's draws only
     with the same target and, in standalone, the same number of threads."""
-    target, _, rest = config_key.partition("-")
+    target = config_key.partition("-")[0]
     if target != "cpp_standalone":
         return {"numpy": "numpy", "cython": "Cython"}.get(target, target)
-    threads = rest.partition("-")[0].lstrip("t")
-    return ("cpp_standalone without OpenMP" if threads in ("", "0")
-            else f"cpp_standalone with {threads} OpenMP thread{'s' if threads != '1' else ''}")
+    threads = threads_in_key(config_key)
+    return ("cpp_standalone without OpenMP" if not threads
+            else f"cpp_standalone with {threads} OpenMP thread{'s' if threads != 1 else ''}")
 
 
 def random_draws_note(runs: Sequence[RunRecord], config_key: str) -> str:
@@ -195,6 +203,8 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
 
     import numpy as np
 
+    from autotune.buildslots import cpus_left_free
+
     brian2 = sys.modules.get("brian2")
     loop = last_loop_seconds()
     if brian2 is None:
@@ -223,7 +233,9 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         script_digest=applied.script_digest, cold=_cold(applied),
         neurons=neurons, synapses=synapses,
-        pgo_phase=applied.guided.phase if applied.guided is not None else None)
+        pgo_phase=applied.guided.phase if applied.guided is not None else None,
+        free_cpus=cpus_left_free(applied.cpu_sample),
+        cpus=applied.cpu_sample.cpus if applied.cpu_sample is not None else None)
 
 
 def _cold(applied: Applied) -> bool | None:

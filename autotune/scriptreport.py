@@ -15,7 +15,7 @@ from autotune.runrecord import RunRecord
 def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """What was learned per script (by the hash of its text) from its own runs: one row per
     configuration it ran, its fastest (for its newest run's length) first."""
-    from autotune.learned import learn
+    from autotune.learned import crowded, learn
 
     by_script: dict[str, list[RunRecord]] = {}
     for run in runs:
@@ -27,9 +27,11 @@ def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         length = newest.simulated or 1.0
         learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
         for rank, times in enumerate(learned, 1):
+            shared = sum(1 for r in own_runs if r.config_key == times.config_key and crowded(r))
             rows.append({
                 "script": newest.script, "digest": digest, "rank": rank,
                 "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
+                "crowded_runs": shared,
                 "set_up_s": times.build, "rate_s_per_s": times.rate, "simulated_s": length,
                 "predicted_s": times.predict(length), "neurons": newest.neurons,
                 "synapses": newest.synapses})
@@ -45,10 +47,17 @@ def scripts_renderable(rows: Sequence[dict[str, Any]]) -> Any:
                   ["script", "configuration", "runs (warm)", "set-up", "per sim. s",
                    "predicted", "neurons", "synapses"],
                   [[_script_name(r["script"], r["digest"]) if r["rank"] == 1 else "",
-                    r["config"], f"{r['runs']} ({r['warm_runs']})", _fmt_seconds(r["set_up_s"]),
+                    r["config"], _runs_cell(r), _fmt_seconds(r["set_up_s"]),
                     _fmt(r["rate_s_per_s"], ".3g", " s"),
                     f"{_fmt_seconds(r['predicted_s'])} for {r['simulated_s']:g} s",
                     _fmt(r["neurons"], "d", ""), _fmt(r["synapses"], "d", "")] for r in rows])
+
+
+def _runs_cell(row: dict[str, Any]) -> str:
+    """``3 (2)``: runs learned from (warm ones); ``+1 crowded`` for runs that shared their CPUs
+    and were not."""
+    cell = f"{row['runs']} ({row['warm_runs']})"
+    return cell + (f" +{row['crowded_runs']} crowded" if row["crowded_runs"] else "")
 
 
 def _script_name(path: str | None, digest: str) -> str:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from autotune.buildslots import (
     acquire_build_slot,
@@ -88,3 +91,29 @@ def test_the_register_counts_live_runs_and_forgets_dead_ones(tmp_path: Path) -> 
     left = count_neighbours(node / "active")
     assert (left.runs, left.cores) == (0, 0)
     assert not list((node / "active").glob("*.run"))
+
+
+def test_the_cpu_time_of_another_process_leaves_a_run_fewer_cpus() -> None:
+    """A process spinning beside this one (not its child) takes CPU time from the CPUs this
+    one may use: what it took, per second, is missing from the CPUs left free, whatever else
+    the host is doing (other work only leaves fewer)."""
+    import psutil
+
+    from autotune.buildslots import cpus_left_free, sample_cpus
+
+    since = sample_cpus()
+    if since is None:
+        pytest.skip("no per-CPU times on this platform")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        process = psutil.Process(spinner.pid)
+        while sum(process.cpu_times()[:2]) < 1.5:  # however long the host takes to give it
+            time.sleep(0.05)
+        spun = sum(process.cpu_times()[:2])
+        free = cpus_left_free(since)
+        window = time.monotonic() - since.wall
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert free is not None
+    assert 0.0 <= free <= since.cpus - spun / window + 0.05

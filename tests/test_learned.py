@@ -266,3 +266,104 @@ def test_a_run_that_draws_random_numbers_unlike_the_scripts_previous_run_says_so
     note = random_draws_note(runs, t2.key)
     assert "drawn with cpp_standalone with 2 OpenMP threads" in note
     assert "previous run drew them with cpp_standalone without OpenMP" in note
+
+
+def test_runs_that_shared_their_cpus_are_kept_but_not_learned_from(tmp_path: Path) -> None:
+    """A parallel sweep's runs share the CPUs: one without OpenMP left 0.67 of a CPU (three runs
+    on two), one with 2 threads left 1.5, and a cold build (``make -j``, on every CPU) left
+    0.95 of two teach nothing; a single-thread run beside one busy core of two is not slowed
+    and teaches. The stored runs keep the figures (real SQLite, read as apply reads them)."""
+    from autotune.learned import crowded
+    from autotune.store.lite import read_script_runs
+    from autotune.store.lite import record_run as lite_record_run
+
+    t2 = standalone_config(2)
+    quiet = replace(_run(STANDALONE, 4.0, 10.0), free_cpus=1.98)
+    beside_one = replace(_run(STANDALONE, 4.2, 10.4), free_cpus=1.0)
+    in_sweep = replace(_run(STANDALONE, 7.0, 16.0), free_cpus=0.67)
+    t2_shared = replace(_run(t2, 4.0, 12.0), free_cpus=1.5)
+    unknown = _run(STANDALONE, 4.1, 10.2)
+    cold_shared = replace(_run(STANDALONE, 24.0, 10.1, cold=True), free_cpus=0.95, cpus=2)
+    cold_alone = replace(_run(STANDALONE, 15.0, 10.1, cold=True), free_cpus=1.97, cpus=2)
+    assert [crowded(r) for r in (quiet, beside_one, in_sweep, t2_shared, unknown, cold_shared,
+                                 cold_alone)] == [False, False, True, True, False, True, False]
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with open_store(url):
+        pass  # creates the schema
+    for record in (quiet, beside_one, in_sweep, t2_shared, unknown, cold_shared):
+        assert lite_record_run(url, record)
+    stored = read_script_runs(url, "fp", "d")
+    assert [(r.free_cpus, r.cpus) for r in stored] == [
+        (1.98, None), (1.0, None), (0.67, None), (1.5, None), (None, None), (0.95, 2)]
+    own = learn(stored)
+    assert set(own) == {STANDALONE.key}  # the 2-thread run shared its CPUs: nothing learned
+    assert own[STANDALONE.key].runs == 3
+    assert own[STANDALONE.key].rate == pytest.approx(1.02)  # not the sweep's 1.6
+    assert own[STANDALONE.key].cold_extra is None  # the only cold build shared its CPUs
+
+
+def test_a_store_of_an_older_schema_still_teaches_before_it_is_upgraded(tmp_path: Path) -> None:
+    """apply reads a script's runs with sqlite3 alone: a store made before the newest column
+    gives its runs with that value unknown, rather than nothing to learn from."""
+    from autotune.store.lite import read_script_runs
+    from autotune.store.repository import Store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with Store(url, _revision="0004").engine.begin() as connection:
+        from sqlalchemy import text
+
+        connection.execute(text(
+            "INSERT INTO autotune_runs (fingerprint, config_key, source, simulated, "
+            "actual_total, actual_build, actual_loop, exit_code, created_at, script_digest) "
+            "VALUES ('fp', :key, 'profile', 10.0, 14.0, 4.0, 10.0, 0, '2026-11-30', 'd')"),
+            {"key": STANDALONE.key})
+    (run,) = read_script_runs(url, "fp", "d")
+    assert run.free_cpus is None and run.actual_loop == 10.0
+    assert learn([run])[STANDALONE.key].rate == pytest.approx(1.0)
+
+
+SPINS_AFTER_ITS_RUN = TINY.replace("print('done')", """import time
+started = time.perf_counter()
+while time.perf_counter() - started < 1.5:  # the run lasts long enough to sample its CPUs
+    pass
+print('done')""")
+
+
+def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
+        db_url: str, tmp_path: Path) -> None:
+    """A real run with twice as many spinning processes as CPUs beside it gets well under one
+    CPU: it is recorded with what it was left, the next run does not learn from it, and says
+    why."""
+    import os
+    import subprocess
+    import sys
+
+    from autotune.host import collect_host
+
+    host = collect_host()
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(host))
+    script = tmp_path / "swept.py"
+    script.write_text(SPINS_AFTER_ITS_RUN)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(2 * (cpus or 1))]
+    try:
+        crowded_run = run_cli("run", "--db", db_url, str(script))
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert crowded_run.returncode == 0, crowded_run.stderr
+    with open_store(db_url) as store:
+        (first,) = store.runs()
+    if first.free_cpus is None:
+        pytest.skip("no per-CPU times on this platform")
+    assert first.free_cpus < 0.9  # a fair share of the CPUs is under half of one
+    after = run_cli("run", "--db", db_url, str(script))
+    assert after.returncode == 0, after.stderr
+    with open_store(db_url) as store:
+        second = store.runs()[-1]
+    assert second.source == "profile"  # not "script": the only run shared its CPUs
+    said = " ".join(after.stderr.split())  # the log wraps long lines
+    assert "1 of the script's 1 recorded runs shared their CPUs" in said

@@ -138,16 +138,17 @@ def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
     with _open(url, "autotune_runs") as connection:
         if connection is None:
             return []
-        try:
-            rows = connection.execute(
-                f"SELECT {', '.join(_RUN_COLUMNS)} FROM autotune_runs WHERE fingerprint = ? "
-                "AND script_digest = ? ORDER BY id DESC LIMIT ?",
-                (fingerprint, digest, SCRIPT_HISTORY)).fetchall()
-        except sqlite3.OperationalError as e:
-            if _older_schema(e):  # nothing learned yet
-                return []
-            raise
-    return [RunRecord(**dict(zip(_RUN_COLUMNS, row, strict=True))) for row in reversed(rows)]
+        # A store of an older schema lacks the newest columns until the repository upgrades
+        # it (the run's record does): their values are unknown, not a reason to learn nothing.
+        present = {row[1] for row in connection.execute("PRAGMA table_info(autotune_runs)")}
+        if "script_digest" not in present:  # older than learning per script
+            return []
+        columns = [c for c in _RUN_COLUMNS if c in present]
+        rows = connection.execute(
+            f"SELECT {', '.join(columns)} FROM autotune_runs WHERE fingerprint = ? "
+            "AND script_digest = ? ORDER BY id DESC LIMIT ?",
+            (fingerprint, digest, SCRIPT_HISTORY)).fetchall()
+    return [RunRecord(**dict(zip(columns, row, strict=True))) for row in reversed(rows)]
 
 
 def read_float32_checked(url: str, digest: str) -> Any:

@@ -118,6 +118,8 @@ class RunRow(Base):
     neurons: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     synapses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pgo_phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    free_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class PrecisionCheckRow(Base):
