@@ -228,10 +228,12 @@ def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
         if times is not None:
             cost = (times.cost(cold_extra, guessed_fixed) if times.cold_extra is None
                     else times.cost(times.cold_extra))
-            if not times.warm_runs and scale.build_from_warm and entry.cost is not None:
-                # Only cold runs: its warm set-up is at least what the script's warm runs of
-                # other configurations make of the profile's (a cold build that took less than
-                # the profile's cold_extra would otherwise leave a warm set-up of ~0 s).
+            if (not times.warm_runs and scale.build_from_warm and entry.cost is not None
+                    and guessed_fixed is not None):
+                # Only cold runs, less a cold build the profile guessed: its warm set-up is at
+                # least what the script's warm runs of other configurations make of the
+                # profile's (a cold build that took less than the guess would otherwise leave
+                # a warm set-up of ~0 s). The script's own cold build needs no such floor.
                 cost = replace(cost, fixed=max(cost.fixed, scale.apply_to(entry.cost).fixed))
             costs[entry.config.key] = cost
         elif entry.cost is not None:

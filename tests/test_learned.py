@@ -247,6 +247,22 @@ def test_the_scripts_own_cold_build_prices_the_cold_build_of_a_configuration_it_
     assert config == STANDALONE and "its cold build (+5.0 s) does not pay back" in reason
 
 
+def test_a_configuration_run_only_cold_takes_its_warm_set_up_from_the_scripts_own_build(
+        ) -> None:
+    """The script measured its own standalone cold build (5 s): a configuration it ran only
+    cold keeps that run's set-up less 5 s, not the profile's set-up scaled (the profile's
+    O2 set-up is 5.0 s against 3.5 s without flags, more than a flag preset changes)."""
+    from autotune.learned import script_costs
+
+    profile = _with_o2(make_profile(make_host()), 5.0, 0.08)
+    runs = [_run(STANDALONE, 4.2 + 5.0, 10.0, simulated=100.0, cold=True),
+            _run(STANDALONE, 4.2, 10.0, simulated=100.0),
+            _run(O2, 4.3 + 5.0, 8.0, simulated=100.0, cold=True)]
+    costs = script_costs(profile.entries, profile.valid, learn(runs))
+    assert costs[O2.key].fixed == pytest.approx(4.3)  # not 5.0 x 1.2 = 6.0
+    assert costs[O2.key].cold_extra == pytest.approx(5.0)
+
+
 def test_a_run_that_draws_random_numbers_unlike_the_scripts_previous_run_says_so() -> None:
     """Measured with a Wang & Buzsaki network using rand() for its initial values: the same
     seed gave 139554 spikes without OpenMP and 143122 with 2 threads (Brian2's standalone
