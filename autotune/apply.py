@@ -42,10 +42,10 @@ from autotune.buildslots import (
     sample_cpus,
 )
 from autotune.choice import choose, cost_for_run
-from autotune.config import RunConfig
+from autotune.config import RunConfig, brian2_default_config
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError, StoreError
-from autotune.host import HostFingerprint, changed_components, collect_host
+from autotune.host import HostFingerprint, changed_components, collect_host, cython_available
 from autotune.paths import (
     COMPILER_CACHE,
     cython_cache_dir,
@@ -276,7 +276,8 @@ def apply(
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
         why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
-    why += random_draws_note(runs, config.key) + _crowded_note(runs)
+    plain = brian2_default_config(cython_available(host)).key if digest else None
+    why += random_draws_note(runs, config.key, plain) + _crowded_note(runs)
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")

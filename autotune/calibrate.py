@@ -28,7 +28,7 @@ from autotune.confirm import Confirmation, confirm_finalists, share_fixed_parts
 from autotune.drypass import workload_features
 from autotune.errors import BadInput, CalibrationError, StoreError, WorkloadError
 from autotune.features import ModelFeatures
-from autotune.host import HostFingerprint, collect_host, collect_load
+from autotune.host import HostFingerprint, collect_host, collect_load, cython_available
 from autotune.measure import Measurer, ProgressCallback
 from autotune.paths import default_cache_root
 from autotune.profile import Profile, ProfileEntry
@@ -39,14 +39,6 @@ from autotune.store import CalibrationInfo, Store, open_store
 from autotune.workloads import WorkloadSpec, resolve_workload
 
 logger = logging.getLogger(__name__)
-
-
-def cython_available(host: HostFingerprint) -> bool:
-    """Whether the Cython target can work here: Cython importable and a C++ compiler found."""
-    import importlib.util
-
-    return host.components.get("compiler", "none") != "none" and bool(
-        importlib.util.find_spec("Cython"))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,14 @@ def changed_components(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [key for key in CHECKED_COMPONENTS if old.get(key) != new.get(key)]
 
 
+def cython_available(host: HostFingerprint) -> bool:
+    """Whether the Cython target can work here: Cython importable and a C++ compiler found."""
+    import importlib.util
+
+    return host.components.get("compiler", "none") != "none" and bool(
+        importlib.util.find_spec("Cython"))
+
+
 def memory_aware_threads(usable_cpus: int, usable_memory: int) -> int:
     """The seed's thread rule: all usable CPUs, but at least 2 GiB of memory per thread."""
     return max(1, min(usable_cpus, usable_memory // MEMORY_PER_THREAD))

@@ -106,16 +106,23 @@ def random_draws(config_key: str) -> str:
             else f"cpp_standalone with {threads} OpenMP thread{'s' if threads != 1 else ''}")
 
 
-def random_draws_note(runs: Sequence[RunRecord], config_key: str) -> str:
+def random_draws_note(runs: Sequence[RunRecord], config_key: str,
+                      plain_key: str | None = None) -> str:
     """A note for the reason of a run whose configuration draws random numbers unlike the
-    script's previous successful run (empty when they draw alike, or there was none): its
-    results that depend on random numbers will differ from that run's, although the script
-    and its seed did not change."""
+    script's previous successful run, or, before its first one, unlike ``plain_key`` (Brian2's
+    default: what ``python script.py`` uses); empty when they draw alike. Its results that
+    depend on random numbers will differ from that run's, although the script and its seed
+    did not change."""
     done = [r for r in runs if r.exit_code in (0, None)]
-    if not done:
-        return ""
-    before = random_draws(max(done, key=lambda r: r.created_at).config_key)
     now = random_draws(config_key)
+    if not done:
+        if plain_key is None or random_draws(plain_key) == now:
+            return ""
+        return (f"; random numbers are drawn with {now}, a plain run of the script (python, "
+                f"Brian2's default) draws them with {random_draws(plain_key)}: for the same "
+                "seed Brian2 draws other numbers, so results that depend on them will differ "
+                "from a plain run's")
+    before = random_draws(max(done, key=lambda r: r.created_at).config_key)
     if before == now:
         return ""
     return (f"; random numbers are drawn with {now}, the script's previous run drew them with "

@@ -279,6 +279,11 @@ def test_a_run_that_draws_random_numbers_unlike_the_scripts_previous_run_says_so
     runs = [earlier, _run(STANDALONE, 1.0, 1.0), failed]  # the last good run: no OpenMP
     assert random_draws_note(runs, O2.key) == ""
     assert random_draws_note([], t2.key) == ""
+    plain = RunConfig("runtime", "cython").key  # what `python script.py` uses
+    assert random_draws_note([], plain, plain) == ""
+    first = random_draws_note([], t2.key, plain)
+    assert "a plain run of the script (python, Brian2's default) draws them with Cython" in first
+    assert "previous run" in random_draws_note(runs, t2.key, plain)  # a run of it, not plain
     note = random_draws_note(runs, t2.key)
     assert "drawn with cpp_standalone with 2 OpenMP threads" in note
     assert "previous run drew them with cpp_standalone without OpenMP" in note
@@ -354,7 +359,7 @@ def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
     import subprocess
     import sys
 
-    from autotune.host import collect_host
+    from autotune.host import collect_host, cython_available
 
     host = collect_host()
     with open_store(db_url) as store:
@@ -371,6 +376,8 @@ def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
             spinner.kill()
             spinner.wait()
     assert crowded_run.returncode == 0, crowded_run.stderr
+    if cython_available(host):  # numpy draws unlike a plain run's Cython
+        assert "a plain run of the script" in " ".join(crowded_run.stderr.split())
     with open_store(db_url) as store:
         (first,) = store.runs()
     if first.free_cpus is None:
