@@ -433,11 +433,7 @@ def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:
 def _crowded_note(runs: list[RunRecord]) -> str:
     """A note for the reason when some of the script's runs shared their CPUs and so teach
     nothing (empty when none did)."""
-    if not runs:
-        return ""
-    from autotune.learned import crowded
-
-    count = sum(1 for run in runs if crowded(run))
+    count = sum(1 for run in runs if run.crowded)
     if not count:
         return ""
     return (f"; {count} of the script's {len(runs)} recorded runs shared their CPUs with other "

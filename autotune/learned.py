@@ -18,7 +18,7 @@ the same script learns from them (:func:`choose_from_runs`):
 
 A run that shared its CPUs with other work (the runs of a parallel sweep started together) is
 recorded, with how many CPUs it was left, but not learned from: its times are not its
-configuration's (:func:`crowded`).
+configuration's (:attr:`~autotune.runrecord.RunRecord.crowded`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from autotune.config import threads_in_key
 from autotune.costmodel import CostModel, LoopRelation
 
 if TYPE_CHECKING:
@@ -40,9 +39,6 @@ if TYPE_CHECKING:
 EXPLORE_WITHIN = 0.05
 #: Never try a configuration predicted slower than the fastest tried one by more than this.
 MAX_EXPLORE_LOSS = 0.10
-#: A run whose CPUs other work kept busy for more than this fraction of what its configuration
-#: needs (see :func:`crowded`) is not learned from.
-CROWDING = 0.10
 
 
 @dataclass(frozen=True)
@@ -104,37 +100,15 @@ class OwnTimes:
 def learn(records: Iterable[RunRecord]) -> dict[str, OwnTimes]:
     """Each configuration's times over one script's successful runs (a run that failed, that
     Brian2's timer did not see, that took a profile-guided build's profile with an
-    instrumented binary, or that shared its CPUs (:func:`crowded`) teaches nothing of later
-    runs)."""
+    instrumented binary, or that shared its CPUs (:attr:`RunRecord.crowded`) teaches nothing
+    of later runs)."""
     by_config: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         if (record.exit_code in (0, None) and record.simulated and record.simulated > 0
                 and record.actual_loop is not None and record.actual_build is not None
-                and record.pgo_phase != "generate" and not crowded(record)):
+                and record.pgo_phase != "generate" and not record.crowded):
             by_config[record.config_key].append(record)
     return {key: _own_times(key, runs) for key, runs in by_config.items()}
-
-
-def cpus_needed(record: RunRecord) -> int:
-    """CPUs a run keeps busy: its OpenMP threads, else one; all it may use for a cold
-    standalone build (Brian2 runs ``make -j``)."""
-    threads = threads_in_key(record.config_key)
-    if threads is not None and record.cold and record.cpus:
-        return record.cpus
-    return max(1, threads or 1)
-
-
-def crowded(record: RunRecord) -> bool:
-    """Whether other work took more than :data:`CROWDING` of the CPUs the run needed, on
-    average (a run of a parallel sweep): its times are then those of a run sharing its CPUs,
-    which would mislead the choice for a run that does not (unknown: not crowded).
-
-    Measured on 2 CPUs, three runs of one sweep started together: the warm one was left 0.29
-    of a CPU, the two that built their own folders 0.95 (their builds took 23.9 s against
-    15.0 s alone)."""
-    if record.free_cpus is None:
-        return False
-    return record.free_cpus < (1 - CROWDING) * cpus_needed(record)
 
 
 def _own_times(key: str, runs: Sequence[RunRecord]) -> OwnTimes:

@@ -22,14 +22,16 @@ RECALIBRATE_MIN_RUNS = 2
 
 def prediction_quality(profile: Profile, runs: Sequence[RunRecord],
                        threshold: float = RECALIBRATE_THRESHOLD) -> dict[str, Any]:
-    """How well the profile predicted the real runs made with it.
+    """How well the profile predicted the real runs made with it (those that had their CPUs
+    to themselves).
 
     Returns the number of runs, the median signed and absolute relative errors of the total wall
     time, and ``recalibrate`` with a reason when the median absolute error exceeds ``threshold``
     over at least :data:`RECALIBRATE_MIN_RUNS` runs.
     """
     mine = [r for r in runs if r.workload_signature == profile.workload.get("signature")
-            and r.profile_created_at == profile.created_at and r.total_error is not None]
+            and r.profile_created_at == profile.created_at and r.total_error is not None
+            and not r.crowded]  # a run sharing its CPUs is slow for reasons of its own
     errors = [r.total_error for r in mine if r.total_error is not None]
     if not errors:
         return {"runs": 0, "median_error": None, "median_abs_error": None,

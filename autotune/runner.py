@@ -238,10 +238,19 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     if applied is not None:
         record = record_run(applied, str(Path(script).resolve()), report.exit_code)
         if record is not None and record.total_error is not None:
-            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)%s",
+            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)%s%s",
                         record.predicted_total, record.actual_total, 100 * record.total_error,
-                        _dry_pass_note(applied.dry_pass_seconds))
+                        _dry_pass_note(applied.dry_pass_seconds), _crowded_note(record))
     return ScriptRun(applied, report, record)
+
+
+def _crowded_note(record: RunRecord) -> str:
+    """What shared the run's CPUs, when other work did (empty otherwise)."""
+    if not record.crowded or record.free_cpus is None:
+        return ""
+    return (f"; other work left it {record.free_cpus:.2f} of the {record.cpus_needed} CPU"
+            f"{'s' if record.cpus_needed != 1 else ''} it needed, so its times are not "
+            "learned from (predictions are for CPUs of its own)")
 
 
 def _dry_pass_note(seconds: float) -> str:

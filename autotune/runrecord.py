@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # apply imports this module
 
 logger = logging.getLogger(__name__)
 
+#: A run whose CPUs other work kept busy for more than this fraction of what it needed is
+#: crowded (see :attr:`RunRecord.crowded`).
+CROWDING = 0.10
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -84,6 +88,29 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (column names of ``autotune_runs``)."""
         return asdict(self)
+
+    @property
+    def cpus_needed(self) -> int:
+        """CPUs the run kept busy: its OpenMP threads, else one; every CPU it may use for a
+        cold standalone build (Brian2 runs ``make -j``)."""
+        threads = threads_in_key(self.config_key)
+        if threads is not None and self.cold and self.cpus:
+            return self.cpus
+        return max(1, threads or 1)
+
+    @property
+    def crowded(self) -> bool:
+        """Whether other work took more than :data:`CROWDING` of the CPUs the run needed, on
+        average (a run of a parallel sweep): its times are then those of a run sharing its
+        CPUs, which would mislead a choice, or a prediction's check, for a run that does not
+        (unknown: not crowded).
+
+        Measured on 2 CPUs, three runs of one sweep started together: the warm one was left
+        0.29 of a CPU, the two that built their own folders 0.95 (their builds took 23.9 s
+        against 15.0 s alone)."""
+        if self.free_cpus is None:
+            return False
+        return self.free_cpus < (1 - CROWDING) * self.cpus_needed
 
     @property
     def total_error(self) -> float | None:

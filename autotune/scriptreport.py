@@ -15,7 +15,7 @@ from autotune.runrecord import RunRecord
 def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """What was learned per script (by the hash of its text) from its own runs: one row per
     configuration it ran, its fastest (for its newest run's length) first."""
-    from autotune.learned import crowded, learn
+    from autotune.learned import learn
 
     by_script: dict[str, list[RunRecord]] = {}
     for run in runs:
@@ -27,7 +27,7 @@ def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         length = newest.simulated or 1.0
         learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
         for rank, times in enumerate(learned, 1):
-            shared = sum(1 for r in own_runs if r.config_key == times.config_key and crowded(r))
+            shared = sum(1 for r in own_runs if r.config_key == times.config_key and r.crowded)
             rows.append({
                 "script": newest.script, "digest": digest, "rank": rank,
                 "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,

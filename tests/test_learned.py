@@ -294,7 +294,6 @@ def test_runs_that_shared_their_cpus_are_kept_but_not_learned_from(tmp_path: Pat
     on two), one with 2 threads left 1.5, and a cold build (``make -j``, on every CPU) left
     0.95 of two teach nothing; a single-thread run beside one busy core of two is not slowed
     and teaches. The stored runs keep the figures (real SQLite, read as apply reads them)."""
-    from autotune.learned import crowded
     from autotune.store.lite import read_script_runs
     from autotune.store.lite import record_run as lite_record_run
 
@@ -306,7 +305,7 @@ def test_runs_that_shared_their_cpus_are_kept_but_not_learned_from(tmp_path: Pat
     unknown = _run(STANDALONE, 4.1, 10.2)
     cold_shared = replace(_run(STANDALONE, 24.0, 10.1, cold=True), free_cpus=0.95, cpus=2)
     cold_alone = replace(_run(STANDALONE, 15.0, 10.1, cold=True), free_cpus=1.97, cpus=2)
-    assert [crowded(r) for r in (quiet, beside_one, in_sweep, t2_shared, unknown, cold_shared,
+    assert [r.crowded for r in (quiet, beside_one, in_sweep, t2_shared, unknown, cold_shared,
                                  cold_alone)] == [False, False, True, True, False, True, False]
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     with open_store(url):
@@ -383,6 +382,7 @@ def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
     if first.free_cpus is None:
         pytest.skip("no per-CPU times on this platform")
     assert first.free_cpus < 0.9  # a fair share of the CPUs is under half of one
+    assert "so its times are not learned from" in " ".join(crowded_run.stderr.split())
     after = run_cli("run", "--db", db_url, str(script))
     assert after.returncode == 0, after.stderr
     with open_store(db_url) as store:
@@ -390,3 +390,22 @@ def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
     assert second.source == "profile"  # not "script": the only run shared its CPUs
     said = " ".join(after.stderr.split())  # the log wraps long lines
     assert "1 of the script's 1 recorded runs shared their CPUs" in said
+
+
+def test_runs_that_shared_their_cpus_do_not_count_against_the_profiles_predictions() -> None:
+    """Three crowded runs 60 % slower than predicted, two alone 5 % slower: `show` does not
+    ask for a recalibration because a sweep shared its CPUs."""
+    from autotune.report import prediction_quality
+
+    profile = make_profile(make_host())
+
+    def made_with_profile(actual: float, free_cpus: float) -> RunRecord:
+        return replace(_run(STANDALONE, 4.0, actual - 4.0), predicted_total=10.0,
+                       workload_signature=profile.workload["signature"],
+                       profile_created_at=profile.created_at, free_cpus=free_cpus)
+
+    runs = [made_with_profile(10.5, 1.97), made_with_profile(10.5, 1.99),
+            *(made_with_profile(16.0, 0.6) for _ in range(3))]
+    quality = prediction_quality(profile, runs)
+    assert quality["runs"] == 2 and not quality["recalibrate"]
+    assert quality["median_error"] == pytest.approx(0.05)
