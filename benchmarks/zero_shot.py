@@ -50,10 +50,10 @@ from _harness import (  # noqa: E402
     workload_argument,
 )
 
-from autotune.calibrate import cython_available, first_configs  # noqa: E402
+from autotune.calibrate import first_configs  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
 from autotune.config import RunConfig, brian2_default_config  # noqa: E402
-from autotune.host import HostFingerprint, collect_host  # noqa: E402
+from autotune.host import HostFingerprint, collect_host, cython_available  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.suite import SUITE, calibrate_suite, parse_members  # noqa: E402
 from autotune.transfer import Member, members_of, predicted_profile  # noqa: E402
