@@ -16,7 +16,7 @@ from autotune.errors import ConfigError
 from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint
 from autotune.profile import Profile, ProfileEntry
-from autotune.transfer import is_prediction, robust_best, scale_error_of
+from autotune.transfer import is_prediction, robust_best, scale_error_of, scenarios_of
 
 if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays fast)
     from autotune.learned import OwnTimes, ScriptChoice
@@ -157,7 +157,7 @@ def _profile_best(profile: Profile | None, duration: float | None, standalone_ok
             return robust_best(profile.allowed(duration, standalone_ok, cython_ok, thread_cap,
                                                float32),
                                profile.target_duration if duration is None else duration,
-                               scale_error_of(profile))
+                               scale_error_of(profile), scenarios_of(profile))
         return profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
                             max_threads=thread_cap, float32_ok=float32)
 
