@@ -451,8 +451,9 @@ def robust_best(entries: Sequence[ProfileEntry], duration: float, scale_error: f
         return None
     scales = [scale_error ** (2 * i / (SCALE_STEPS - 1) - 1) for i in range(SCALE_STEPS)]
     reference = next((e.cost for e in priced if e.config == REFERENCE), None)
-    worlds: list[Mapping[str, float] | None] = (
-        _pessimistic_worlds(scenarios) if scenarios and reference is not None else [None])
+    worlds: list[Mapping[str, float] | None] = [None]  # each entry's own rate
+    if scenarios and reference is not None:
+        worlds = list(_pessimistic_worlds(scenarios))
 
     def at(entry: ProfileEntry, world: Mapping[str, float] | None, scale: float) -> float:
         cost = entry.cost
