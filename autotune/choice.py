@@ -130,7 +130,8 @@ def choose(
                                           if duration is None else duration, config, reason,
                                           cold, profile.allowed(  # type: ignore[union-attr]
                                               duration, standalone_ok, cython_ok, thread_cap,
-                                              float32_ok or precision == "float32"))
+                                              float32_ok or precision == "float32"),
+                                          exploring=learned is not None and learned.trying)
     if device or threads is not None or precision or (pgo is not None and pgo != config.pgo):
         config = _override(config, host, device, threads, precision, profile, duration,
                            thread_cap, pgo)
@@ -214,16 +215,23 @@ def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None
 
 def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTimes] | None,
                      duration: float, chosen: RunConfig, reason: str,
-                     cold: Collection[str], allowed: Sequence[ProfileEntry]
-                     ) -> tuple[RunConfig, str]:
+                     cold: Collection[str], allowed: Sequence[ProfileEntry],
+                     exploring: bool = False) -> tuple[RunConfig, str]:
     """Keep ``chosen``, unless its build would be cold here and another allowed configuration
     costs less once each one's cold build is counted: spread over the runs the script is
     expected to get, taken as the runs it has had (at least one: a first run pays it all).
+
+    A configuration the script's own runs would try (``exploring``: untried, predicted within
+    noise of the fastest it ran, or faster) is tried anyway once its cold build and predicted
+    loss are within :data:`~autotune.learned.MAX_EXPLORE_LOSS` of the time the script's runs
+    have taken (:func:`exploration_paid`).
 
     The choice and the reason are returned; a choice that pays no cold build is kept.
     """
     if chosen.key not in cold:
         return chosen, reason
+    if exploring and (paid := exploration_paid(costs, history, duration, chosen)) is not None:
+        return chosen, f"{reason}; {paid}"
     expected_runs = max(1, sum(t.runs for t in (history or {}).values()))
 
     def effective(config: RunConfig) -> float | None:
@@ -246,6 +254,35 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
                     f"{'s' if expected_runs != 1 else ''} of this script, so {config.key} "
                     f"({cheapest:.2f} s with {'its' if config.key in cold else 'no'} cold "
                     "build counted)")
+
+
+def exploration_paid(costs: Mapping[str, CostModel], history: Mapping[str, OwnTimes] | None,
+                     duration: float, chosen: RunConfig) -> str | None:
+    """Why trying ``chosen``, untried and cold, is worth its build now (None when it is not).
+
+    The rent-or-buy rule of :func:`mind_cold_builds` weighs a build against the saving the
+    prediction promises, and a prediction from other models can be far off: a script of Wang &
+    Buzsaki's network, left out of the suite, had 2 threads predicted 2 % faster than none
+    (0.7 s a run, so the 9.8 s build would pay back after 14 runs), and its 100-s runs took 36 %
+    less time with them. Trying bounds what is lost instead: the build and the predicted loss,
+    at most ``MAX_EXPLORE_LOSS`` of the time the script's runs have taken so far, whatever the
+    prediction promises. Each configuration is tried once; its own times decide after that.
+    """
+    if not history:
+        return None
+    from autotune.learned import MAX_EXPLORE_LOSS
+
+    cost = costs.get(chosen.key)
+    tried = [c.predict(duration) for key, c in costs.items() if key in history]
+    if cost is None or not tried:
+        return None
+    spent = sum(t.seconds for t in history.values())
+    price = cost.cold_extra + max(0.0, cost.predict(duration) - min(tried))
+    if price > MAX_EXPLORE_LOSS * spent:
+        return None
+    return (f"its cold build here (+{cost.cold_extra:.1f} s) is paid to try it: with its "
+            f"predicted loss, {price:.1f} s, within {100 * MAX_EXPLORE_LOSS:.0f} % of the "
+            f"{spent:.0f} s this script's runs have taken")
 
 
 def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,

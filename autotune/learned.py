@@ -56,6 +56,8 @@ class OwnTimes:
             how much they disagree (0 with one run).
         cold_extra: what a cold build added to the script's set-up: the median over its cold
             runs less ``build`` (None until it has both cold and warm runs).
+        seconds: wall seconds its runs took in all (what trying another configuration is
+            weighed against: :data:`MAX_EXPLORE_LOSS`).
     """
 
     config_key: str
@@ -65,6 +67,7 @@ class OwnTimes:
     rate: float
     spread: float = 0.0
     cold_extra: float | None = None
+    seconds: float = 0.0
 
     def predict(self, duration: float) -> float:
         """Wall seconds of a warm run of this script for ``duration`` simulated seconds."""
@@ -125,7 +128,8 @@ def _own_times(key: str, runs: Sequence[RunRecord]) -> OwnTimes:
     cold_builds = [_seconds(r.actual_build) for r in runs if r.cold]
     cold_extra = (max(0.0, statistics.median(cold_builds) - build)
                   if warm and cold_builds else None)
-    return OwnTimes(key, len(runs), len(warm), build, rate, spread, cold_extra)
+    seconds = sum(_seconds(r.actual_build) + _seconds(r.actual_loop) for r in runs)
+    return OwnTimes(key, len(runs), len(warm), build, rate, spread, cold_extra, seconds)
 
 
 def _seconds(value: float | None) -> float:
