@@ -251,8 +251,9 @@ def test_an_untried_configuration_predicted_faster_pays_its_build_once_the_scrip
         ) -> None:
     """Measured with a Wang & Buzsaki network of 300 neurons left out of the suite: 2 threads
     were predicted 2 % faster than none (0.7 s a run), so their 9.8 s build would have paid
-    back after 14 runs, and they ran 36 % faster. Trying is bounded by what it may lose
-    instead: the build and the predicted loss within 10 % of the script's time so far."""
+    back after 14 runs, and its 100-s runs took 36 % less time with them. Trying is bounded
+    by what it may lose instead: the build and the predicted loss within 10 % of the script's
+    time so far."""
     host = make_host()
     profile = _with_o2(make_profile(host), 3.5, 0.098)  # 0.2 s faster a 100-s run
     runs = [_run(STANDALONE, 3.5 + 5.0, 10.0, simulated=100.0, cold=True),
