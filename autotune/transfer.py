@@ -41,7 +41,7 @@ a calibrated profile. Pure Python (no numpy): :func:`autotune.apply` runs it bef
 
 from __future__ import annotations
 
-import itertools
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -50,7 +50,10 @@ from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError
 from autotune.features import ModelFeatures
+from autotune.fit import Fit, fit_held_out, fit_non_negative
 from autotune.profile import PREFERENCE_MARGIN, Profile, ProfileEntry
+
+logger = logging.getLogger(__name__)
 
 #: A prediction needs at least this many different models in the suite (sizes of one model alone
 #: cannot tell its features apart: they all grow together), and a configuration is predicted
@@ -108,61 +111,6 @@ def suite_ready(members: Sequence[Member]) -> bool:
     return len({m.profile.workload.get("name") for m in members}) >= MIN_MODELS
 
 
-def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
-    """``a x = b`` by Gaussian elimination with partial pivoting (small, column-scaled
-    systems); None if singular."""
-    n = len(b)
-    a, b = [list(row) for row in a], list(b)
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda k: abs(a[k][col]))
-        if abs(a[pivot][col]) < 1e-12:
-            return None
-        a[col], a[pivot], b[col], b[pivot] = a[pivot], a[col], b[pivot], b[col]
-        for k in range(col + 1, n):
-            factor = a[k][col] / a[col][col]
-            a[k] = [x - factor * y for x, y in zip(a[k], a[col], strict=True)]
-            b[k] -= factor * b[col]
-    solution = [0.0] * n
-    for col in reversed(range(n)):
-        rest = sum(a[col][k] * solution[k] for k in range(col + 1, n))
-        solution[col] = (b[col] - rest) / a[col][col]
-    return solution
-
-
-def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tuple[list[float],
-                                                                                   float]:
-    """Non-negative coefficients ``c`` minimising the relative error of ``x · c`` against
-    ``y``; and that error's root mean square (0.2 = 20 %).
-
-    Exhaustive over which coefficients are free (at most a handful of features), so the
-    answer is the exact optimum, with fewer free coefficients preferred on equal error. Each
-    subset's normal equations are read from one Gram matrix of the weighted rows (the
-    prediction fits many times before every run of a script).
-    """
-    n, m = len(xs[0]), len(ys)
-    scale = [max((abs(x[i]) for x in xs), default=0.0) or 1.0 for i in range(n)]
-    weighted = [[x[i] / scale[i] / y for i in range(n)] for x, y in zip(xs, ys, strict=True)]
-    gram = [[sum(r[i] * r[j] for r in weighted) for j in range(n)] for i in range(n)]
-    sums = [sum(r[i] for r in weighted) for i in range(n)]
-    best: tuple[float, list[float]] = (math.inf, [0.0] * n)
-    for free in range(1, min(n, m) + 1):
-        for chosen in itertools.combinations(range(n), free):
-            coefficients = _solve([[gram[i][j] for j in chosen] for i in chosen],
-                                  [sums[i] for i in chosen])
-            if coefficients is None or any(c < 0 for c in coefficients):
-                continue
-            error = math.sqrt(sum((sum(row[i] * c for i, c in zip(chosen, coefficients,
-                                                                  strict=True)) - 1.0) ** 2
-                                  for row in weighted) / m)
-            if error < best[0] - 1e-9:
-                full = [0.0] * n
-                for i, c in zip(chosen, coefficients, strict=True):
-                    full[i] = c
-                best = (error, full)
-    error, full = best
-    return [c / s for c, s in zip(full, scale, strict=True)], error
-
-
 #: How many of :func:`_rate_row`'s first kinds of work are the equations' (integrated for
 #: every neuron or synapse each step, which threads split); the rest are events' and objects'
 #: (spikes delivered, plasticity, each object's overhead per step).
@@ -186,25 +134,32 @@ def _dot(row: Sequence[float], coefficients: Sequence[float]) -> float:
     return sum(x * c for x, c in zip(row, coefficients, strict=True))
 
 
-def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]]
-                      ) -> tuple[list[float], float]:
-    """The loop rate's coefficients over :func:`_rate_row`, fit on ``points``, and the fit's
-    relative error."""
-    return fit_non_negative([_rate_row(f) for f, _ in points],
-                            [max(c.rate, 1e-6) for _, c in points])
+def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]],
+                      models: Sequence[str] | None = None,
+                      allowed: Sequence[int] | None = None) -> Fit:
+    """The loop rate's fit over :func:`_rate_row` on ``points``. With ``models`` (each
+    point's model), the kinds of work it may use are chosen by predicting each model from the
+    others (:func:`autotune.fit.fit_held_out`); with ``allowed``, they are those."""
+    xs = [_rate_row(f) for f, _ in points]
+    ys = [max(c.rate, 1e-6) for _, c in points]
+    if models is None:
+        coefficients, error = fit_non_negative(xs, ys, allowed)
+        return Fit(tuple(coefficients), error, tuple(allowed or range(len(xs[0]))))
+    return fit_held_out(xs, ys, models, allowed)
 
 
 def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures,
-                 rate_fit: tuple[list[float], float] | None = None) -> CostModel:
+                 rate_fit: Fit | None = None) -> CostModel:
     """One configuration's cost for a model with ``features``, fit on the suite's ``points``
     (features and measured cost of each member that measured it); ``rate_fit``, the loop's
     :func:`rate_coefficients` when already fit."""
-    rate_c, rate_error = rate_fit or rate_coefficients(points)
+    rate_fit = rate_fit or rate_coefficients(points)
     fixed_c, fixed_error = fit_non_negative([_fixed_row(f) for f, _ in points],
                                             [max(c.fixed, 1e-3) for _, c in points])
-    spread = (max(c.spread for _, c in points) + max(rate_error, fixed_error)
+    spread = (max(c.spread for _, c in points) + max(rate_fit.error, fixed_error)
               + TRANSFER_SPREAD)
-    return CostModel(_dot(_fixed_row(features), fixed_c), _dot(_rate_row(features), rate_c),
+    return CostModel(_dot(_fixed_row(features), fixed_c),
+                     _dot(_rate_row(features), rate_fit.coefficients),
                      0.0, len(points), 0, predict_cold(points, features), None, spread)
 
 
@@ -318,11 +273,26 @@ def _single_thread(config: RunConfig) -> RunConfig:
     return RunConfig(config.device, config.target, 0, config.precision, config.flags)
 
 
-def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig, CostModel]:
+def reference_kinds(members: Sequence[Member]) -> tuple[int, ...] | None:
+    """The kinds of work (indices of :func:`_rate_row`) the reference's loop fit may use,
+    chosen by predicting each model of the suite from the others
+    (:func:`autotune.fit.fit_held_out`); None when fewer than :data:`MIN_MODELS` members
+    measured the reference."""
+    points = [(m.features, e.cost, str(m.profile.workload.get("name"))) for m in members
+              for e in m.profile.valid if e.config == REFERENCE and e.cost is not None]
+    if len(points) < MIN_MODELS:
+        return None
+    return rate_coefficients([(f, c) for f, c, _ in points], [name for *_, name in points]
+                             ).allowed
+
+
+def _costs(members: Sequence[Member], features: ModelFeatures,
+           kinds: Sequence[int] | None = None) -> dict[RunConfig, CostModel]:
     """Each configuration's cost for a model with ``features`` as one set of members predicts
-    it: the reference's from the features, the others' relative to it where enough members
-    measured both (each loop from its fitted mix, :func:`fit_loop_mix`), from the features
-    alone otherwise."""
+    it: the reference's from the features (the kinds of work its fit may use: ``kinds``, or
+    :func:`reference_kinds` of these members when None), the others' relative to it where
+    enough members measured both (each loop from its fitted mix, :func:`fit_loop_mix`), from
+    the features alone otherwise."""
     points: dict[RunConfig, list[tuple[ModelFeatures, CostModel]]] = {}
     measured: dict[RunConfig, dict[int, CostModel]] = {}
     for index, member in enumerate(members):
@@ -333,9 +303,10 @@ def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig
     found = {config: found for config, found in points.items() if len(found) >= MIN_MODELS}
     if REFERENCE not in found:
         return {config: predict_cost(its, features) for config, its in found.items()}
-    rate_fit = rate_coefficients(found[REFERENCE])
+    kinds = reference_kinds(members) if kinds is None else kinds
+    rate_fit = rate_coefficients(found[REFERENCE], allowed=kinds)
     reference = predict_cost(found[REFERENCE], features, rate_fit)
-    coefficients = rate_fit[0]
+    coefficients = rate_fit.coefficients
     split = work_split(features, coefficients, reference.rate)
     member_splits = {index: found_split for index, cost in measured[REFERENCE].items()
                      if (found_split := work_split(members[index].features, coefficients,
@@ -362,21 +333,24 @@ def _costs(members: Sequence[Member], features: ModelFeatures) -> dict[RunConfig
 
 
 def loop_ratio_scenarios(members: Sequence[Member], features: ModelFeatures,
-                         costs: dict[RunConfig, CostModel] | None = None
-                         ) -> list[dict[RunConfig, float]]:
+                         costs: dict[RunConfig, CostModel] | None = None,
+                         kinds: Sequence[int] | None = None) -> list[dict[RunConfig, float]]:
     """Each configuration's loop rate over the reference's for a model with ``features``: as
     the whole suite's fit gives them (``costs``, :func:`_costs` of all members, when already
-    computed), then as each fit with one member left out does. Each is one consistent account
-    of the model's work, for every configuration at once (empty when the reference cannot be
-    predicted, or the suite has too few members to leave one out)."""
-    costs = _costs(members, features) if costs is None else costs
+    computed), then as each fit with one member left out does, on the same kinds of work
+    (``kinds``: :func:`reference_kinds` of all members when None). Each is one consistent
+    account of the model's work, for every configuration at once (empty when the reference
+    cannot be predicted, or the suite has too few members to leave one out)."""
+    kinds = reference_kinds(members) if kinds is None else kinds
+    costs = _costs(members, features, kinds) if costs is None else costs
     whole = _loop_ratios(costs)
     if whole is None or len(members) <= MIN_MODELS:
         return []
     scenarios = [whole]
     for left_out in range(len(members)):
         rest = [m for index, m in enumerate(members) if index != left_out]
-        if suite_ready(rest) and (ratios := _loop_ratios(_costs(rest, features))) is not None:
+        if suite_ready(rest) and (ratios := _loop_ratios(_costs(rest, features, kinds))
+                                  ) is not None:
             scenarios.append(ratios)
     return scenarios
 
@@ -406,11 +380,12 @@ def bounded_costs(costs: dict[RunConfig, CostModel],
         for config, cost in costs.items()}
 
 
-def loop_scale_error(members: Sequence[Member]) -> float:
+def loop_scale_error(members: Sequence[Member], kinds: Sequence[int] | None = None) -> float:
     """How far off the reference's predicted loop rate may be, as a factor: the largest error
-    when each model of the suite is predicted from the others (at least
-    :data:`DEFAULT_SCALE_ERROR`, which is also the answer when fewer than three models leave
-    too few to predict from)."""
+    when each model of the suite is predicted from the others, on the kinds of work ``kinds``
+    (:func:`reference_kinds` when None; at least :data:`DEFAULT_SCALE_ERROR`, which is also
+    the answer when fewer than three models leave too few to predict from)."""
+    kinds = reference_kinds(members) if kinds is None else kinds
     rates = [(m.profile.workload.get("name"), m.features, max(e.cost.rate, 1e-6))
              for m in members if (e := m.profile.entry(REFERENCE)) is not None
              and e.status == "valid" and e.cost is not None]
@@ -420,7 +395,7 @@ def loop_scale_error(members: Sequence[Member]) -> float:
         if len({name for name, _, _ in rates if name != left_out}) < MIN_MODELS:
             continue
         coefficients, _ = fit_non_negative([_rate_row(f) for f, _ in rest],
-                                           [rate for _, rate in rest])
+                                           [rate for _, rate in rest], kinds)
         for name, features, actual in rates:
             if name == left_out:
                 predicted = max(_dot(_rate_row(features), coefficients), 1e-6)
@@ -491,8 +466,13 @@ def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Pro
     :data:`MIN_MODELS` suite models, its cost predicted (None: the suite is too small)."""
     if not suite_ready(members):
         return None
-    costs = _costs(members, features)
-    scenarios = loop_ratio_scenarios(members, features, costs)
+    kinds = reference_kinds(members)
+    costs = _costs(members, features, kinds)
+    if REFERENCE in costs and costs[REFERENCE].rate <= 0:
+        logger.warning("the suite's fit gives this model (%s) no loop time, so it cannot rank "
+                       "configurations for it: calibrate the model itself", features.describe())
+        return None
+    scenarios = loop_ratio_scenarios(members, features, costs, kinds)
     entries = tuple(ProfileEntry(config, "valid", cost)
                     for config, cost in bounded_costs(costs, scenarios).items())
     if not entries:
@@ -503,7 +483,7 @@ def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Pro
         fingerprint=newest.fingerprint, host_components=dict(newest.host_components),
         workload={"name": f"the suite's models ({names})", "kind": PREDICTION, "size": None,
                   "path": None, "signature": None, "model": features.to_dict(),
-                  "loop_scale_error": loop_scale_error(members),
+                  "loop_scale_error": loop_scale_error(members, kinds),
                   LOOP_RATIOS: [{c.key: ratio for c, ratio in scenario.items()}
                                 for scenario in scenarios]},
         target_duration=newest.target_duration, tolerance=newest.tolerance, entries=entries,
