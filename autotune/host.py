@@ -427,7 +427,54 @@ def collect_load(exclude_pids: tuple[int, ...] = (), sample_seconds: float = 0.3
         "load5": round(load5, 2),
         "other_cpu": round(busy_cpus, 2),
         "usable_cpus": cpus,
-        "busy": bool(busy_cpus > max(0.5, cpus / 4)),
+        "busy": is_busy(busy_cpus, cpus),
         "governor": collect_governor(),
         "turbo": collect_turbo(),
     }
+
+
+def is_busy(other_cpus: float, cpus: int) -> bool:
+    """Whether other processes' average use of ``other_cpus`` CPUs makes a host of ``cpus``
+    usable CPUs busy: more than a quarter of them, and at least half a CPU."""
+    return other_cpus > max(0.5, cpus / 4)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Every other process's CPU seconds so far (user and system), by pid with its start time
+    (a pid reused by a new process is not the same process), and when they were read."""
+
+    taken: float
+    wall: float
+    seconds: dict[int, tuple[float, float]]
+
+
+def other_cpu_snapshot() -> CpuSnapshot:
+    """The CPU time used so far by every process but this one (taken between trials, when
+    this one has no trial running)."""
+    import psutil
+
+    seconds = {}
+    for proc in psutil.process_iter(["pid", "create_time", "cpu_times"]):
+        info = proc.info
+        times = info.get("cpu_times")
+        if info["pid"] == os.getpid() or times is None or info.get("create_time") is None:
+            continue
+        seconds[info["pid"]] = (float(info["create_time"]), times.user + times.system)
+    return CpuSnapshot(time.monotonic(), time.time(), seconds)
+
+
+def other_cpus_since(before: CpuSnapshot) -> float:
+    """How many CPUs, on average, processes other than this one used since ``before``, the
+    trial run in between excluded (it has ended): what the trial had to share the machine
+    with. A process that started and ended in between is not seen (a burst of short
+    compiles escapes it)."""
+    after = other_cpu_snapshot()
+    used = 0.0
+    for pid, (created, seconds) in after.seconds.items():
+        earlier = before.seconds.get(pid)
+        if earlier and earlier[0] == created:
+            used += seconds - earlier[1]
+        elif created >= before.wall - 0.1:  # started since (an older one missed is not known)
+            used += seconds
+    return max(used, 0.0) / max(after.taken - before.taken, 1e-3)

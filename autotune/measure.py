@@ -33,7 +33,13 @@ from autotune.costmodel import (
     relative_spread,
 )
 from autotune.errors import WorkloadError
-from autotune.host import HostFingerprint, collect_load
+from autotune.host import (
+    HostFingerprint,
+    collect_load,
+    is_busy,
+    other_cpu_snapshot,
+    other_cpus_since,
+)
 from autotune.paths import cython_cache_dir, standalone_build_dir
 from autotune.records import Evaluation, TrialResult, TrialSpec
 from autotune.trial import run_trial
@@ -46,6 +52,9 @@ logger = logging.getLogger(__name__)
 #: losing configuration need not be measured at longer durations (see
 #: :meth:`Measurer._already_losing`): many times :data:`MIN_TIMED_LOOP`.
 LONG_LOOP = 8 * MIN_TIMED_LOOP
+#: Attempts at a trial while other processes keep the host busy during it: one more catches a
+#: passing disturbance (a user's short command); a lasting one would disturb any number.
+DISTURBED_ATTEMPTS = 2
 
 #: Called with (event, data): ``trial`` before each trial, ``busy`` when the host is loaded,
 #: ``confirm`` (contenders) before the confirmation rounds.
@@ -132,11 +141,38 @@ class Measurer:
 
     def _run(self, config: RunConfig, duration: float, purpose: str = "search") -> TrialResult:
         self._notify("trial", config=config, duration=duration, purpose=purpose)
-        result = run_trial(self._spec(config, duration), self.settings.trial_timeout,
-                           self.settings.memory_limit)
+        result = self._undisturbed_trial(config, duration)
         self.record(result, purpose)
         self.results.setdefault(config, []).append(result)
         return result
+
+    def _undisturbed_trial(self, config: RunConfig, duration: float) -> TrialResult:
+        """One trial of ``config``, measured again when other processes kept the host busy
+        during it (:func:`~autotune.host.is_busy`), up to :data:`DISTURBED_ATTEMPTS` attempts
+        in all; if every attempt was disturbed, the quickest (sharing only slows a run).
+
+        A short test run beside the calibration made CUBA 4000's 2-thread loop 16 times its
+        single-thread one (1.4 times on a quiet host): OpenMP threads that spin at every
+        step's barrier lose their core to any other process, and the load sampled before
+        each configuration was quiet."""
+        attempts: list[TrialResult] = []
+        for attempt in range(DISTURBED_ATTEMPTS):
+            before = other_cpu_snapshot()
+            result = run_trial(self._spec(config, duration), self.settings.trial_timeout,
+                               self.settings.memory_limit)
+            others = other_cpus_since(before)
+            if not result.ok or not is_busy(others, self.host.usable_cpus):
+                return result
+            attempts.append(result)
+            load = {"other_cpu": round(others, 2), "usable_cpus": self.host.usable_cpus,
+                    "busy": True, "during": f"{config.key} at {duration:g} s"}
+            self.loads.append(load)
+            self._notify("busy", load=load)
+            logger.warning("other processes used %.1f of %d CPUs during %s at %g s simulated%s",
+                           others, self.host.usable_cpus, config.key, duration,
+                           "; measuring it again" if attempt + 1 < DISTURBED_ATTEMPTS else
+                           "; keeping its quickest attempt")
+        return min(attempts, key=lambda r: r.phases.get("total", math.inf))
 
     def check_load(self) -> dict[str, Any]:
         """Sample the host's load between trials; report it when busy."""

@@ -193,6 +193,33 @@ def test_a_calibration_records_its_confirmation(store_url: str, cache_root: Path
     assert stored.confirmation == record and stored.confirmed == profile.confirmed
 
 
+def test_a_trial_disturbed_by_other_processes_is_measured_again(cache_root: Path) -> None:
+    """A short test run beside a calibration made CUBA 4000's 2-thread loop 16 times its
+    single-thread one, and the load sampled before the configuration was quiet. Processes
+    that keep the CPUs busy during a trial make it run again; the measurement keeps one
+    result, and the load it saw."""
+    from autotune.host import collect_host
+    from autotune.measure import DISTURBED_ATTEMPTS
+
+    recorded: list[tuple[TrialResult, str]] = []
+    settings = MeasureSettings((0.01,), 10.0, 0.05, 1.0, 0, 120.0, probe_loop=None)
+    host = collect_host()
+    measurer = Measurer(host, resolve_workload("cuba", 30), settings, cache_root,
+                        lambda r, p: recorded.append((r, p)))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(host.usable_cpus)]
+    try:
+        results = measurer.measure(NUMPY)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert len(results) == len(recorded) == 1 and results[0].ok
+    disturbed = [load for load in measurer.loads if "during" in load]
+    assert len(disturbed) == DISTURBED_ATTEMPTS
+    assert all(load["busy"] and load["other_cpu"] > 0.5 for load in disturbed)
+
+
 def test_a_loaded_host_is_reported_as_busy(db_url: str, cache_root: Path) -> None:
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
