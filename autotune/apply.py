@@ -374,7 +374,7 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
                       dry_pass: tuple[Path, Sequence[str]] | None) -> _SuitePrediction:
     """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`)."""
-    from autotune.drypass import cached_features, script_features
+    from autotune.drypass import cached_features, model_cache_dir, script_features
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
     if features is None and digest is not None:  # a cache file: cheaper than the suite
@@ -392,7 +392,7 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
         dry_seconds = time.perf_counter() - started
     if features is None:
         return _SuitePrediction(dry_pass_seconds=dry_seconds)
-    profile = predicted_profile(members, features)
+    profile = predicted_profile(members, features, model_cache_dir(root))
     if profile is None:
         return _SuitePrediction(dry_pass_seconds=dry_seconds)
     return _SuitePrediction(profile, loop_relations(members, features), dry_seconds)

@@ -26,6 +26,7 @@ from pathlib import Path
 from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
 from autotune.features import ModelFeatures
+from autotune.paths import write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +36,16 @@ DRY_TIMEOUT = 300.0
 _NO_RUN_EXIT = 3
 
 
+def model_cache_dir(cache_root: Path) -> Path:
+    """Where what is known of scripts' models before they run is cached: their features, and
+    their predictions from the suite (:func:`autotune.transfer.predicted_profile`)."""
+    return cache_root / "models"
+
+
 def cache_file(cache_root: Path, digest: str, args: Sequence[str]) -> Path:
     """Where the features of a script's text ``digest`` run with ``args`` are cached."""
     key = hashlib.sha256(json.dumps([digest, list(args)]).encode()).hexdigest()[:24]
-    return cache_root / "models" / f"{key}.json"
+    return model_cache_dir(cache_root) / f"{key}.json"
 
 
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
@@ -83,7 +90,7 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
             return None
         features = ModelFeatures.from_dict({**document,
                                             "seconds": time.perf_counter() - started})
-        _write_atomically(path, features)
+        write_json_atomically(path, features.to_dict())
         logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)",
                     script, features.describe(), features.seconds)
         return features
@@ -160,13 +167,3 @@ def _dry_run(arguments: list[str], timeout: float) -> tuple[dict[str, object] | 
         return json.loads(out.read_text()), ""
 
 
-def _write_atomically(path: Path, features: ModelFeatures) -> None:
-    """Write the cache so that a reader never sees half a file (runs of a sweep race here)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
-                                         delete=False) as handle:
-            json.dump(features.to_dict(), handle)
-        os.replace(handle.name, path)
-    except OSError as e:
-        logger.debug("cannot cache the model's features in %s: %s", path, e)

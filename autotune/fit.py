@@ -11,9 +11,10 @@ models, each with a kind of work no other has (the Hodgkin-Huxley network's expo
 synfire chain's noise, STDP's plastic synapses), the fit with the least error on them can
 price only those kinds and give a model that has none of them no loop at all: left without
 CUBA, the sixth suite predicted CUBA's loop as 0 seconds, and numpy was chosen for it, 11 times
-slower than its best at 100 s. :func:`fit_held_out` therefore chooses the features by
-predicting each model from the others (:data:`HELD_OUT_FLOOR`), as the fit will have to
-predict a model it has never seen.
+slower than its best at 100 s. :func:`fit_held_out` therefore first predicts each model from
+the others, as the fit will have to predict a model it has never seen, and takes the least
+error on all models only among the choices of features that do that well
+(:data:`HELD_OUT_MARGIN`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ HELD_OUT_FLOOR = 1e-3
 #: How much worse (root mean square of the log ratio: 0.69 is a factor 2) than the best
 #: choice's a choice of features may predict the held-out models and still be taken for its
 #: smaller error on all of them. Choosing on held-out error alone mispredicts more often
-#: (random suites like the built-in one: median error 2.6 times against 1.6, with activity
-#: the features miss of up to 1.5 times either way); least error alone predicts a fifth of the
-#: left-out models more than 20 times off, many at 0 (``benchmarks/feature_choice.py``).
+#: (200 random suites like the built-in one, activity the features miss of up to 1.5 times
+#: either way: median error 2.7 times against 1.6); least error alone predicts 18 % of the
+#: left-out models more than 20 times off, most at 0, against 1 % (``benchmarks/
+#: feature_choice.py``).
 HELD_OUT_MARGIN = math.log(2)
 #: How much less error a fit with more free coefficients must have to be preferred.
 _TIE = 1e-9

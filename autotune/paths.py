@@ -11,11 +11,17 @@ itself).
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from autotune.buildslots import node_dir
 from autotune.config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENV_VAR = "BRIAN2_AUTOTUNE_CACHE"
 #: File under the cache root remembering the C++ compiler's version (see host.collect_compiler).
@@ -73,3 +79,18 @@ def main_script() -> Path | None:
     main = sys.modules.get("__main__")
     filename = getattr(main, "__file__", None)
     return Path(filename) if filename else None
+
+
+def write_json_atomically(path: Path, document: Any) -> bool:
+    """Write ``document`` as JSON so that a reader never sees half a file (the runs of a
+    sweep race on the cache); False, with the reason logged, where it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
+                                         delete=False) as handle:
+            json.dump(document, handle)
+        os.replace(handle.name, path)
+    except OSError as e:
+        logger.debug("cannot write the cache file %s: %s", path, e)
+        return False
+    return True

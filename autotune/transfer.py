@@ -14,6 +14,11 @@ non-negative combinations of those features, weighted for relative error:
   ``objects`` (code generated and compiled);
 * a cold build's extra seconds: a constant and ``objects``.
 
+Which kinds of work the loop's fit may use is chosen by predicting each model of the suite from
+the others (:func:`reference_kinds`, :func:`autotune.fit.fit_held_out`): the fit with the least
+error on the members priced only the kinds one member each had, and gave a CUBA network left
+out no loop at all. A model the chosen fit still gives no loop gets no prediction.
+
 Those fits predict the *reference* configuration (standalone without OpenMP, float64, default
 flags). Every other configuration is predicted *relative to it*: its fixed part is the
 reference's times the geometric mean of the same ratio over the members; its loop is fit, across
@@ -41,16 +46,23 @@ a calibrated profile. Pure Python (no numpy): :func:`autotune.apply` runs it bef
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
+from autotune import fit as fit_module
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError
 from autotune.features import ModelFeatures
 from autotune.fit import Fit, fit_held_out, fit_non_negative
+from autotune.paths import write_json_atomically
 from autotune.profile import PREFERENCE_MARGIN, Profile, ProfileEntry
 
 logger = logging.getLogger(__name__)
@@ -461,11 +473,61 @@ def _pessimistic_worlds(scenarios: Sequence[Mapping[str, float]]) -> list[Mappin
                      for s in scenarios[1:])]
 
 
-def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Profile | None:
+@dataclass(frozen=True)
+class _Prediction:
+    """What :func:`predicted_profile` computes for one model: each configuration's entry, the
+    loop scale error and the loop ratio scenarios (by configuration key)."""
+
+    entries: tuple[ProfileEntry, ...]
+    scale_error: float
+    scenarios: list[dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entries": [e.to_dict() for e in self.entries],
+                "scale_error": self.scale_error, "scenarios": self.scenarios}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> _Prediction:
+        scale_error = float(data["scale_error"])
+        if not math.isfinite(scale_error) or scale_error < 1:
+            raise ValueError(f"scale error {scale_error!r}")
+        scenarios = [{str(k): float(r) for k, r in scenario.items()}
+                     for scenario in data["scenarios"]]
+        return cls(tuple(ProfileEntry.from_dict(e) for e in data["entries"]), scale_error,
+                   scenarios)
+
+
+def predicted_profile(members: Sequence[Member], features: ModelFeatures,
+                      cache_dir: Path | None = None) -> Profile | None:
     """A profile for a model with ``features``: each configuration valid on at least
-    :data:`MIN_MODELS` suite models, its cost predicted (None: the suite is too small)."""
+    :data:`MIN_MODELS` suite models, its cost predicted (None: the suite is too small).
+
+    With ``cache_dir``, a prediction made before from the same members' profiles for the same
+    features, by the same code, is read from there, and a new one is kept there: it took 35 ms
+    with eight members, and :func:`autotune.apply` runs before every run of a script."""
     if not suite_ready(members):
         return None
+    path = None if cache_dir is None else cache_dir / f"prediction-{_key(members, features)}.json"
+    prediction = _read_prediction(path) if path is not None else None
+    if prediction is None:
+        prediction = _predict(members, features)
+        if prediction is None:
+            return None
+        if path is not None:
+            write_json_atomically(path, prediction.to_dict())
+    newest = max(members, key=lambda m: m.profile.created_at).profile
+    names = ", ".join(m.name for m in members)
+    return Profile(
+        fingerprint=newest.fingerprint, host_components=dict(newest.host_components),
+        workload={"name": f"the suite's models ({names})", "kind": PREDICTION, "size": None,
+                  "path": None, "signature": None, "model": features.to_dict(),
+                  "loop_scale_error": prediction.scale_error,
+                  LOOP_RATIOS: prediction.scenarios},
+        target_duration=newest.target_duration, tolerance=newest.tolerance,
+        entries=prediction.entries, created_at=newest.created_at)
+
+
+def _predict(members: Sequence[Member], features: ModelFeatures) -> _Prediction | None:
     kinds = reference_kinds(members)
     costs = _costs(members, features, kinds)
     if REFERENCE in costs and costs[REFERENCE].rate <= 0:
@@ -477,17 +539,39 @@ def predicted_profile(members: Sequence[Member], features: ModelFeatures) -> Pro
                     for config, cost in bounded_costs(costs, scenarios).items())
     if not entries:
         return None
-    newest = max(members, key=lambda m: m.profile.created_at).profile
-    names = ", ".join(m.name for m in members)
-    return Profile(
-        fingerprint=newest.fingerprint, host_components=dict(newest.host_components),
-        workload={"name": f"the suite's models ({names})", "kind": PREDICTION, "size": None,
-                  "path": None, "signature": None, "model": features.to_dict(),
-                  "loop_scale_error": loop_scale_error(members, kinds),
-                  LOOP_RATIOS: [{c.key: ratio for c, ratio in scenario.items()}
-                                for scenario in scenarios]},
-        target_duration=newest.target_duration, tolerance=newest.tolerance, entries=entries,
-        created_at=newest.created_at)
+    return _Prediction(entries, loop_scale_error(members, kinds),
+                       [{c.key: ratio for c, ratio in scenario.items()}
+                        for scenario in scenarios])
+
+
+@functools.cache
+def _code_digest() -> str:
+    """The prediction's code (this module and the fit's): a cached prediction made by other
+    code is not used."""
+    digest = hashlib.sha256()
+    for module in (__file__, fit_module.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()
+
+
+def _key(members: Sequence[Member], features: ModelFeatures) -> str:
+    """What a prediction depends on, hashed: the code, the members' profiles and the
+    features (what reading them cost aside)."""
+    document = {"code": _code_digest(),
+                "features": {k: v for k, v in features.to_dict().items() if k != "seconds"},
+                "members": [m.profile.to_dict() for m in members]}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:32]
+
+
+def _read_prediction(path: Path) -> _Prediction | None:
+    try:
+        return _Prediction.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ProfileError) as e:
+        logger.debug("ignoring the unreadable cached prediction %s: %s", path, e)
+        return None
 
 
 def scale_error_of(profile: Profile) -> float:

@@ -231,6 +231,33 @@ def test_the_scale_error_is_the_suites_own_leave_one_out_error() -> None:
     assert loop_scale_error(members_of(busy)) > 25
 
 
+def test_a_prediction_is_kept_for_the_same_members_and_model(tmp_path: Path) -> None:
+    """apply runs before every run of a script; the prediction took 35 ms of it with eight
+    members (apply's target is 50 ms). It is read back for the same members' profiles and
+    features, made again when a member changes, and an unreadable file is made again."""
+    host = make_host()
+    members = members_of(suite_profiles(host))
+    script = _model(2000, 20000, 160000, 0, 6)
+    fresh = predicted_profile(members, script)
+    assert predicted_profile(members, script, tmp_path) == fresh
+    (kept,) = tmp_path.iterdir()
+    assert predicted_profile(members, script, tmp_path) == fresh  # read back
+    kept.write_text("{not json")
+    assert predicted_profile(members, script, tmp_path) == fresh
+    assert json.loads(kept.read_text())["scale_error"] >= DEFAULT_SCALE_ERROR
+
+    def slower(profile: Profile) -> Profile:
+        return replace(profile, entries=tuple(
+            replace(e, cost=replace(e.cost, rate=3 * e.cost.rate))  # type: ignore[arg-type]
+            if e.config == T0 else e for e in profile.entries))
+
+    recalibrated = members_of([slower(p) if p.workload["name"] == "stdp" else p
+                               for p in suite_profiles(host)])
+    changed = predicted_profile(recalibrated, script, tmp_path)
+    assert changed == predicted_profile(recalibrated, script) != fresh
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_no_prediction_without_two_different_models() -> None:
     host = make_host()
     cuba = [_member(host, "cuba", 1000, SUITE[("cuba", 1000)]),
