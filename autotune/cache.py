@@ -101,7 +101,7 @@ def clean_cache(root: Path, profiles_only: bool = False) -> CleanOutcome:
 
     Slots in use are kept and listed; each other slot is removed while this process holds its
     lock, so no run can start in it meanwhile. Without ``profiles_only`` the Cython caches and
-    the dry pass's features go too.
+    the dry pass's features and the suite's predictions go too.
     """
     outcome = CleanOutcome()
     if not root.is_dir():

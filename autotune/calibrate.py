@@ -194,9 +194,11 @@ class _Calibration:
     def _notify(self, event: str, data: dict[str, Any]) -> None:
         if event == "busy" and not any("busy" in n for n in self.notes):
             load = data["load"]
+            during = (f" during the trial of {load['during']}, which was measured again"
+                      if "during" in load else "")
             self.notes.append(f"host was busy during calibration: other processes used "
-                              f"{load['other_cpu']} CPUs of {load['usable_cpus']}; timings may "
-                              "be off")
+                              f"{load['other_cpu']} CPUs of {load['usable_cpus']}{during}; "
+                              "timings may be off")
             logger.warning(self.notes[-1])
         if self.progress is not None:
             self.progress(event, data)

@@ -56,6 +56,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from autotune import costmodel as costmodel_module
+from autotune import features as features_module
 from autotune import fit as fit_module
 from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
@@ -546,10 +548,11 @@ def _predict(members: Sequence[Member], features: ModelFeatures) -> _Prediction 
 
 @functools.cache
 def _code_digest() -> str:
-    """The prediction's code (this module and the fit's): a cached prediction made by other
-    code is not used."""
+    """The prediction's code (this module, the fit's, the cost model's and the features'): a
+    cached prediction made by other code is not used."""
     digest = hashlib.sha256()
-    for module in (__file__, fit_module.__file__):
+    for module in (__file__, fit_module.__file__, costmodel_module.__file__,
+                   features_module.__file__):
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()
 
