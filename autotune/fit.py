@@ -67,8 +67,18 @@ def fit_non_negative(xs: Sequence[Sequence[float]], ys: Sequence[float],
     """Non-negative coefficients ``c`` minimising the relative error of ``x · c`` against
     ``y``, using only the features ``allowed`` (all when None); and that error's root mean
     square. Fewer free coefficients are preferred on equal error."""
-    fit = _fit(xs, ys, _mask(allowed, len(xs[0])))
+    fit = fit_allowed(xs, ys, allowed)
     return list(fit.coefficients), fit.error
+
+
+def fit_allowed(xs: Sequence[Sequence[float]], ys: Sequence[float],
+                allowed: Sequence[int] | None = None) -> Fit:
+    """:func:`fit_non_negative` as a :class:`Fit`."""
+    n = len(xs[0])
+    mask = _mask(allowed, n)
+    scale = _column_scale(xs, n)
+    rows = _weighted(xs, ys, scale)
+    return _as_fit(_subset_fits(rows, n, mask)[mask], scale, mask, len(rows))
 
 
 def fit_held_out(xs: Sequence[Sequence[float]], ys: Sequence[float],
@@ -80,9 +90,9 @@ def fit_held_out(xs: Sequence[Sequence[float]], ys: Sequence[float],
     the same), the one with the least error on all the points (fewer features on a tie). With
     fewer than :data:`HELD_OUT_MODELS` groups, or with ``allowed`` given, it fits the features
     ``allowed`` (all when None) as they stand."""
-    n = len(xs[0])
     if allowed is not None or len(set(groups)) < HELD_OUT_MODELS:
-        return _fit(xs, ys, _mask(allowed, n))
+        return fit_allowed(xs, ys, allowed)
+    n = len(xs[0])
     scale = _column_scale(xs, n)
     rows = _weighted(xs, ys, scale)
     scores = _held_out_scores(rows, groups, n)
@@ -90,7 +100,7 @@ def fit_held_out(xs: Sequence[Sequence[float]], ys: Sequence[float],
     everything = _subset_fits(rows, n, (1 << n) - 1)
     chosen = min((mask for mask, score in scores.items() if score <= acceptable),
                  key=lambda mask: (everything[mask].squared_error, mask.bit_count(), mask))
-    return _fit(xs, ys, chosen, scale)
+    return _as_fit(everything[chosen], scale, chosen, len(rows))
 
 
 def _held_out_scores(rows: Sequence[Sequence[float]], groups: Sequence[Hashable], n: int
@@ -108,16 +118,13 @@ def _held_out_scores(rows: Sequence[Sequence[float]], groups: Sequence[Hashable]
     return {mask: math.sqrt(total) for mask, total in squares.items()}
 
 
-def _fit(xs: Sequence[Sequence[float]], ys: Sequence[float], allowed: int,
-         scale: list[float] | None = None) -> Fit:
-    n = len(xs[0])
-    scale = scale or _column_scale(xs, n)
-    rows = _weighted(xs, ys, scale)
-    subset = _subset_fits(rows, n, allowed)[allowed]
-    full = [0.0] * n
+def _as_fit(subset: _Subset, scale: Sequence[float], allowed: int, points: int) -> Fit:
+    """``subset`` (a fit of the column-scaled rows of ``points`` points) in the features' own
+    units."""
+    full = [0.0] * len(scale)
     for i, c in zip(subset.free, subset.coefficients, strict=True):
         full[i] = c / scale[i]
-    return Fit(tuple(full), math.sqrt(subset.squared_error / len(rows)), _bits(allowed))
+    return Fit(tuple(full), math.sqrt(subset.squared_error / points), _bits(allowed))
 
 
 def _mask(allowed: Sequence[int] | None, n: int) -> int:

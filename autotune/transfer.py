@@ -63,7 +63,7 @@ from autotune.config import RunConfig
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError
 from autotune.features import ModelFeatures
-from autotune.fit import Fit, fit_held_out, fit_non_negative
+from autotune.fit import Fit, fit_allowed, fit_held_out, fit_non_negative
 from autotune.paths import write_json_atomically
 from autotune.profile import PREFERENCE_MARGIN, Profile, ProfileEntry
 
@@ -156,10 +156,8 @@ def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]],
     others (:func:`autotune.fit.fit_held_out`); with ``allowed``, they are those."""
     xs = [_rate_row(f) for f, _ in points]
     ys = [max(c.rate, 1e-6) for _, c in points]
-    if models is None:
-        coefficients, error = fit_non_negative(xs, ys, allowed)
-        return Fit(tuple(coefficients), error, tuple(allowed or range(len(xs[0]))))
-    return fit_held_out(xs, ys, models, allowed)
+    return fit_allowed(xs, ys, allowed) if models is None else fit_held_out(xs, ys, models,
+                                                                            allowed)
 
 
 def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures,
