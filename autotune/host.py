@@ -389,39 +389,21 @@ def collect_host(compiler_cache: Path | None = None) -> HostFingerprint:
     return HostFingerprint(components, info)
 
 
-def collect_load(exclude_pids: tuple[int, ...] = (), sample_seconds: float = 0.3
-                 ) -> dict[str, Any]:
+def collect_load(sample_seconds: float = 0.3) -> dict[str, Any]:
     """How busy the machine is now: load averages and other processes' CPU use.
 
     ``busy`` is True when other processes used more than a quarter of the usable CPUs (and at
-    least half a CPU) over a short sample; the load average is recorded as information only,
-    since it still counts our own earlier trials.
+    least half a CPU) over a short sample (:func:`other_cpus_since`); the load average is
+    recorded as information only, since it still counts our own earlier trials.
     """
-    import psutil
-
-    own = {os.getpid(), *exclude_pids}
     try:
         load1, load5, _ = os.getloadavg()
     except OSError:
         load1 = load5 = 0.0
-    procs = []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.info["pid"] in own:
-            continue
-        try:
-            proc.cpu_percent(None)
-            procs.append(proc)
-        except psutil.Error:
-            continue
+    before = other_cpu_snapshot()
     time.sleep(sample_seconds)
-    others = 0.0
-    for proc in procs:
-        try:
-            others += proc.cpu_percent(None)
-        except psutil.Error:
-            continue
+    busy_cpus = other_cpus_since(before)
     cpus = usable_cpus(collect_affinity_cpus(), collect_cgroup_cpu_limit())
-    busy_cpus = others / 100.0
     return {
         "load1": round(load1, 2),
         "load5": round(load5, 2),

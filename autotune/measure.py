@@ -152,9 +152,9 @@ class Measurer:
         in all; if every attempt was disturbed, the quickest (sharing only slows a run).
 
         A short test run beside the calibration made CUBA 4000's 2-thread loop 16 times its
-        single-thread one (1.4 times on a quiet host): OpenMP threads that spin at every
-        step's barrier lose their core to any other process, and the load sampled before
-        each configuration was quiet."""
+        single-thread one (1.1-3.2 times with nothing else running): OpenMP threads that spin
+        at every step's barrier lose their core to any other process, and the load sampled
+        before each configuration was quiet."""
         attempts: list[TrialResult] = []
         for attempt in range(DISTURBED_ATTEMPTS):
             before = other_cpu_snapshot()

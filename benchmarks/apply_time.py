@@ -7,9 +7,9 @@ imports Brian2 (as every user script does; ~1 s, not counted) times ``import aut
 autotune.apply(duration=10*second)``, in a fresh process each repeat. That covers reading and
 analysing the script, the host fingerprint, the profile read, the build-slot lock, the node's
 register of runs and setting Brian2's prefs. The first repeat also fills the compiler-version
-cache (and, with ``--suite``, the prediction's); the median is over the rest. Target: under 50 ms. With ``--with-runs`` the store also
-holds five earlier runs of the script, so that apply learns from them (the usual case once a
-script has run). With ``--postgresql`` the store is a
+cache (and, with ``--suite``, the prediction's); the median is over the rest. Target: under
+50 ms. With ``--with-runs`` the store also holds five earlier runs of the script, so that apply
+learns from them (the usual case once a script has run). With ``--postgresql`` the store is a
 throw-away PostgreSQL server (as in the tests): apply then reads the node's copy of the profile
 (the first repeat fetches it from the server). With ``--suite URL`` the store also gets the
 calibrated suite held at URL (``calibrate --suite``, this host's) and the script's features are
