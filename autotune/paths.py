@@ -81,15 +81,33 @@ def main_script() -> Path | None:
     return Path(filename) if filename else None
 
 
-def write_json_atomically(path: Path, document: Any) -> bool:
-    """Write ``document`` as JSON so that a reader never sees half a file (the runs of a
-    sweep race on the cache); False, with the reason logged, where it cannot be written."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
-                                         delete=False) as handle:
+def replace_json(path: Path, document: Any) -> None:
+    """Write ``document`` as JSON so that a reader never sees half a file: into a temporary
+    file beside ``path``, then renamed over it (the folder is made where missing).
+
+    Raises:
+        OSError: it cannot be written (the temporary file is removed).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        try:
             json.dump(document, handle)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+    try:
         os.replace(handle.name, path)
+    except OSError:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomically(path: Path, document: Any) -> bool:
+    """:func:`replace_json` for caches, which may go unwritten (the runs of a sweep race on
+    the cache): False, with the reason logged, where it cannot be written."""
+    try:
+        replace_json(path, document)
     except OSError as e:
         logger.debug("cannot write the cache file %s: %s", path, e)
         return False

@@ -29,10 +29,11 @@ import logging
 import os
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from autotune.paths import replace_json
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +78,8 @@ def read_state(build_dir: Path) -> PgoState:
 
 
 def _write_state(build_dir: Path, state: PgoState) -> None:
-    folder = pgo_dir(build_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".state-")
-    with os.fdopen(handle, "w") as out:
-        json.dump({"digest": state.digest, "built": state.built, "trained": state.trained}, out)
-    os.replace(temporary, folder / _STATE)
+    replace_json(pgo_dir(build_dir) / _STATE,
+                 {"digest": state.digest, "built": state.built, "trained": state.trained})
 
 
 def code_digest(build_dir: Path) -> str:

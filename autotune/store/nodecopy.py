@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from autotune.paths import replace_json
 from autotune.store.location import display_url
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def refresh(url: str, fingerprint: str, folder: Path) -> dict[str, Any]:
         copy = {"url": display_url(url), "fingerprint": fingerprint, "profiles": profiles,
                 "script_runs": script_runs, "float32_checked": float32_checked,
                 "fetched_at": _now(), "error": None, "error_at": None}
-        _write_json(folder / "profiles.json", copy)
+        replace_json(folder / "profiles.json", copy)
         _drop_sent(folder, sent)  # only now: until the copy has them, the queue shows them
     return copy
 
@@ -257,14 +258,8 @@ def _drop_sent(folder: Path, sent: int) -> None:
 def _note_error(folder: Path, error: str) -> None:
     copy = read_copy(folder)
     if copy is not None:
-        _write_json(folder / "profiles.json", {**copy, "error": error.splitlines()[0][:300],
+        replace_json(folder / "profiles.json", {**copy, "error": error.splitlines()[0][:300],
                                                "error_at": copy.get("error_at") or _now()})
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(document))
-    os.replace(partial, path)
 
 
 def _now() -> str:
