@@ -16,14 +16,14 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autotune.errors import ProfileError
 
 #: The names of :class:`ModelFeatures`' counts (all required in a stored document).
 COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects",
-          "random_normals", "object_steps", "function_calls")
+          "random_normals", "object_steps", "function_calls", "random_uniforms")
 #: Functions that cost far more than an arithmetic operation (tens of them in C++): a call of
 #: one on a state-dependent argument is counted in :attr:`ModelFeatures.function_calls`.
 COSTLY_FUNCTIONS = frozenset({
@@ -66,6 +66,12 @@ class ModelFeatures:
             as one operation each, a Hodgkin-Huxley neuron's six exponentials look like six
             additions; without this count its loop was predicted 13 times too light from
             models that have none.
+        random_uniforms: uniform random numbers drawn per step, summed likewise: a
+            ``PoissonGroup``'s threshold (one per input and step), a ``PoissonInput``'s
+            binomial draw for each target (one, or a normal draw where Brian2 approximates it
+            by a normal), ``rand()`` in the equations. One costs about a fifth of a normal
+            draw; STDP's 4000 Poisson inputs spend about 0.1 s per simulated second drawing
+            them in standalone, half its loop, and no other count grows with them.
         seconds: what reading them cost (the dry pass's wall time), when known.
     """
 
@@ -78,6 +84,7 @@ class ModelFeatures:
     random_normals: int = 0
     object_steps: int | None = None
     function_calls: int = 0
+    random_uniforms: int = 0
     seconds: float | None = None
 
     @property
@@ -94,6 +101,8 @@ class ModelFeatures:
         text += f", {self.objects} objects"
         if self.random_normals:
             text += f", {self.random_normals} noise draws per 0.1 ms"
+        if self.random_uniforms:
+            text += f", {self.random_uniforms} uniform draws per 0.1 ms"
         if self.function_calls:
             text += f", {self.function_calls} costly function calls per 0.1 ms"
         if self.loop_objects != self.objects:
@@ -157,29 +166,6 @@ def _with_contained(objects: Iterable[Any]) -> list[Any]:
     return list(seen.values())
 
 
-def _expression_counts(code: str, state: frozenset[str]) -> tuple[int, int, int]:
-    """In one expression, from one parse: its operations (arithmetic, comparisons, function
-    calls; 1 when it does not parse), the calls of costly functions whose arguments use a name
-    of ``state`` (the equations' own variables), and the calls of ``randn``."""
-    try:
-        tree = ast.parse(code, mode="eval")
-    except SyntaxError:
-        return 1, 0, 0
-    operations = costly = normals = 0
-    for node in ast.walk(tree):
-        operations += isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare,
-                                        ast.BoolOp))
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-            continue
-        if node.func.id == "randn":
-            normals += 1
-        elif node.func.id in COSTLY_FUNCTIONS and any(
-                isinstance(inner, ast.Name) and inner.id in state
-                for argument in node.args for inner in ast.walk(argument)):
-            costly += 1
-    return operations, costly, normals
-
-
 @dataclass(frozen=True)
 class _PerStep:
     """What one group's per-step equations cost for each of its neurons or synapses."""
@@ -188,6 +174,32 @@ class _PerStep:
     operations: int
     normals: int
     calls: int
+    uniforms: int = 0
+
+
+def _expression_counts(code: str, state: frozenset[str]) -> _PerStep:
+    """In one expression, from one parse: its operations (arithmetic, comparisons, function
+    calls; 1 when it does not parse), the calls of costly functions whose arguments use a name
+    of ``state`` (the equations' own variables), and the calls of ``randn`` and ``rand``."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return _PerStep(0, 1, 0, 0, 0)
+    operations = costly = normals = uniforms = 0
+    for node in ast.walk(tree):
+        operations += isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare,
+                                        ast.BoolOp))
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id == "randn":
+            normals += 1
+        elif node.func.id == "rand":
+            uniforms += 1
+        elif node.func.id in COSTLY_FUNCTIONS and any(
+                isinstance(inner, ast.Name) and inner.id in state
+                for argument in node.args for inner in ast.walk(argument)):
+            costly += 1
+    return _PerStep(0, operations, normals, costly, uniforms)
 
 
 def _per_step(equations: Any) -> _PerStep:
@@ -195,18 +207,19 @@ def _per_step(equations: Any) -> _PerStep:
     from brian2.equations.equations import DIFFERENTIAL_EQUATION, SUBEXPRESSION
 
     state = frozenset(equations.names) | {"t"}
-    variables = operations = normals = calls = 0
+    variables = operations = normals = calls = uniforms = 0
     for equation in equations.ordered:
         if equation.type == DIFFERENTIAL_EQUATION:
             variables += 1
         if equation.type in (DIFFERENTIAL_EQUATION, SUBEXPRESSION) and equation.expr is not None:
-            counted, costly, drawn = _expression_counts(equation.expr.code, state)
-            operations += counted
-            calls += costly
-            normals += drawn
+            counted = _expression_counts(equation.expr.code, state)
+            operations += counted.operations
+            calls += counted.calls
+            normals += counted.normals
+            uniforms += counted.uniforms
     # one draw per noise variable and step, however many equations share it
     normals += len(getattr(equations, "stochastic_variables", ()))
-    return _PerStep(variables, operations, normals, calls)
+    return _PerStep(variables, operations, normals, calls, uniforms)
 
 
 def _steps_per_default_step(obj: Any) -> float:
@@ -219,44 +232,65 @@ def _steps_per_default_step(obj: Any) -> float:
         return 1.0
 
 
+def _poisson_input_draws(obj: Any) -> tuple[float, float]:
+    """A ``PoissonInput``'s (normal, uniform) draws per step: one binomial draw per target
+    neuron, which Brian2 approximates by a normal draw where ``N p`` and ``N (1 - p)`` both
+    exceed 5, and otherwise draws by inversion from a uniform one."""
+    try:
+        targets = float(len(obj.group))
+        inputs = float(obj.N)
+        p = float(obj.rate * obj.group.clock.dt)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0, 0.0
+    return (targets, 0.0) if inputs * p > 5 and inputs * (1 - p) > 5 else (0.0, targets)
+
+
 def features_of(objects: Iterable[Any]) -> ModelFeatures:
     """Count a network's features from its objects (needs Brian2; synapses must be connected,
     as they are under the runtime device once ``connect`` returned). Each object's clock is
     read as it is now, so a ``defaultclock.dt`` set before ``run()`` counts."""
-    from brian2 import NeuronGroup, Synapses
+    from brian2 import NeuronGroup, PoissonGroup, PoissonInput, Synapses
     from brian2.groups.group import CodeRunner, Group
 
     everything = _with_contained(objects)
     neurons = synapses = plastic = 0
-    state_variables = operations = normals = calls = 0.0
+    state_variables = operations = normals = calls = uniforms = 0.0
     for obj in everything:
         steps = _steps_per_default_step(obj)
-        if isinstance(obj, Synapses):
-            size = len(obj)
-            synapses += size
+        if isinstance(obj, (Synapses, NeuronGroup)):
+            size = len(obj) if isinstance(obj, Synapses) else int(obj.N)
             step = _per_step(obj.equations)
+            if isinstance(obj, Synapses):
+                synapses += size
+                if any(getattr(pathway, "prepost", "pre") == "post"
+                       for pathway in getattr(obj, "_pathways", ())):
+                    plastic += size  # two presynaptic pathways (delays) are not plasticity
+            else:
+                neurons += size
+                # every neuron's threshold is checked each step
+                step = replace(step, variables=max(1, step.variables),
+                               operations=max(1, step.operations))
             state_variables += steps * size * step.variables
             operations += steps * size * step.operations
             normals += steps * size * step.normals
             calls += steps * size * step.calls
-            if any(getattr(pathway, "prepost", "pre") == "post"
-                   for pathway in getattr(obj, "_pathways", ())):
-                plastic += size  # two presynaptic pathways (delays) are not plasticity
-        elif isinstance(obj, NeuronGroup):
-            size = int(obj.N)
-            step = _per_step(obj.equations)
-            neurons += size
-            state_variables += steps * size * max(1, step.variables)
-            operations += steps * size * max(1, step.operations)
-            normals += steps * size * step.normals
-            calls += steps * size * step.calls
+            uniforms += steps * size * step.uniforms
+        elif isinstance(obj, PoissonInput):
+            drawn_normals, drawn_uniforms = _poisson_input_draws(obj)
+            normals += steps * drawn_normals
+            uniforms += steps * drawn_uniforms
         elif isinstance(obj, Group) and hasattr(obj, "N") and not hasattr(obj, "source"):
-            neurons += int(obj.N)  # PoissonGroup, SpikeGeneratorGroup: checked every step
+            # PoissonGroup, SpikeGeneratorGroup: checked every step; a PoissonGroup's
+            # threshold draws one uniform number per input
+            neurons += int(obj.N)
             state_variables += steps * int(obj.N)
             operations += steps * int(obj.N)
+            if isinstance(obj, PoissonGroup):
+                uniforms += steps * int(obj.N)
     running = [obj for obj in everything
                if isinstance(obj, CodeRunner) and getattr(obj, "active", True)]
     object_steps = sum(_steps_per_default_step(obj) for obj in running)
     return ModelFeatures(neurons, round(state_variables), round(operations), synapses, plastic,
                          len(running), round(normals),
-                         max(round(object_steps), 1) if running else 0, round(calls))
+                         max(round(object_steps), 1) if running else 0, round(calls),
+                         round(uniforms))

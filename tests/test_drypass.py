@@ -101,6 +101,37 @@ def test_noise_is_counted_as_one_normal_draw_per_noise_variable_and_step(
     assert synfire.random_normals == 10 and synfire.neurons == 10 + 5  # the chain, its volley
 
 
+POISSON = """
+from brian2 import *
+P = PoissonGroup(50, 15*Hz)
+G = NeuronGroup(20, 'dv/dt = (-v + 0.1*rand())/(10*ms) : 1', threshold='v > 1', reset='v = 0',
+                method='euler')
+H = NeuronGroup(30, 'dv/dt = -v/(10*ms) : 1', threshold='v > 1', reset='v = 0')
+sparse = PoissonInput(G, 'v', N=10, rate=1*Hz, weight=0.1)
+dense = PoissonInput(H, 'v', N=100000, rate=10*Hz, weight=0.001)
+S = Synapses(P, G, on_pre='v += 0.1')
+S.connect(j='i % 20')
+run(1*second)
+"""
+
+
+def test_poisson_inputs_and_rand_are_counted_as_the_draws_brian2_makes(tmp_path: Path) -> None:
+    """STDP's loop was predicted at 0.08 of its own while its 4000 Poisson inputs' draws went
+    uncounted. A PoissonGroup draws a uniform number per input and step; a PoissonInput one
+    binomial per target, by inversion from a uniform draw where it is sparse (10 inputs at
+    1 Hz: 0.001 spikes a step) and by a normal draw where Brian2 approximates it (100000 at
+    10 Hz: 100 a step)."""
+    script = tmp_path / "poisson.py"
+    script.write_text(POISSON)
+    features = script_features(script, [], "d-poisson", tmp_path / "cache")
+    assert features is not None
+    assert features.random_uniforms == 50 + 20 + 20  # the group, rand() in G, sparse
+    assert features.random_normals == 30  # dense, approximated for each of H's neurons
+    assert "90 uniform draws per 0.1 ms" in features.describe()
+    stdp = workload_features(resolve_workload("stdp", 40).to_dict())
+    assert (stdp.random_uniforms, stdp.random_normals) == (40, 0)
+
+
 FINE_STEPS = """
 from brian2 import *
 defaultclock.dt = {dt}*ms
