@@ -6,8 +6,10 @@ keeps. Across the suite (several models, several sizes) each configuration's cos
 non-negative combinations of those features, weighted for relative error:
 
 * loop seconds per simulated second: ``operations`` and ``function_calls`` (of the equations
-  integrated each step), ``random_normals`` (noise drawn each step), ``synapses``,
-  ``plastic_synapses`` and ``object_steps`` (every object's code runs each step: Python's
+  integrated each step), ``random_normals`` and ``random_uniforms`` (random numbers drawn each
+  step, noise and Poisson inputs: one kind of work, a uniform draw at
+  :data:`UNIFORM_DRAW_COST` of a normal one), ``synapses``, ``plastic_synapses`` and
+  ``object_steps`` (every object's code runs each step: Python's
   per-object overhead is most of numpy's small models), the per-step counts per 0.1 ms
   simulated, so that a finer time step costs what it does;
 * fixed seconds: a constant (interpreter, Brian2's import), ``synapses`` (created at set-up) and
@@ -131,9 +133,28 @@ def suite_ready(members: Sequence[Member]) -> bool:
 EQUATION_KINDS = 3
 
 
+#: What one uniform random draw costs, in normal draws: 2.6 ns against 13 ns per draw in
+#: standalone without OpenMP (4000 neurons drawing ``rand()`` or ``xi`` each step, 5 s
+#: simulated, on the development VM), 0.23 in numpy's ``rand`` against ``randn``. Both kinds
+#: are one kind of work in the loop's fit, so that a model whose Poisson inputs draw uniform
+#: numbers (STDP's) is predicted from one whose noise draws normal ones (the synfire chain's),
+#: where a kind of work of its own would be priced by no other member.
+UNIFORM_DRAW_COST = 0.2
+
+
+def _random_draws(f: ModelFeatures) -> float:
+    """The random numbers drawn per step, in normal draws' worth."""
+    return float(f.random_normals) + UNIFORM_DRAW_COST * float(f.random_uniforms)
+
+
 def _rate_row(f: ModelFeatures) -> list[float]:
-    return [float(f.operations), float(f.function_calls), float(f.random_normals),
+    return [float(f.operations), float(f.function_calls), _random_draws(f),
             float(f.synapses), float(f.plastic_synapses), float(f.loop_objects)]
+
+
+#: The kinds of work of :func:`_rate_row` every model has (its equations' operations, its
+#: objects' steps): the loop's fit must price one of them.
+GENERAL_KINDS = (0, 5)
 
 
 def _fixed_row(f: ModelFeatures) -> list[float]:
@@ -153,11 +174,13 @@ def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]],
                       allowed: Sequence[int] | None = None) -> Fit:
     """The loop rate's fit over :func:`_rate_row` on ``points``. With ``models`` (each
     point's model), the kinds of work it may use are chosen by predicting each model from the
-    others (:func:`autotune.fit.fit_held_out`); with ``allowed``, they are those."""
+    others (:func:`autotune.fit.fit_held_out`), among those that price a kind of work every
+    model has (:data:`GENERAL_KINDS`); with ``allowed``, they are those."""
     xs = [_rate_row(f) for f, _ in points]
     ys = [max(c.rate, 1e-6) for _, c in points]
-    return fit_allowed(xs, ys, allowed) if models is None else fit_held_out(xs, ys, models,
-                                                                            allowed)
+    if models is None:
+        return fit_allowed(xs, ys, allowed)
+    return fit_held_out(xs, ys, models, allowed, general=GENERAL_KINDS)
 
 
 def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures,

@@ -6,10 +6,11 @@ A suite like the built-in one (the members' real features, as the dry pass reads
 random costs per kind of work (each 0.3-3 times a typical one) and, per model, an activity
 factor the features miss (firing and input rates: up to ``--activity`` times either way, evenly
 in log), plus 5 % noise per member. Each model is then left out in turn, the features are chosen
-on the others and its reference loop is predicted, as for a script never calibrated. Three ways
+on the others and its reference loop is predicted, as for a script never calibrated. Four ways
 are compared: least error on the members (what ``autotune.transfer`` did up to this benchmark),
-held-out error alone (``margin`` 0) and the rule it uses now
-(:data:`autotune.fit.HELD_OUT_MARGIN`). With ``--db``, a store holding a calibrated suite is
+held-out error alone (``margin`` 0), held-out within :data:`autotune.fit.HELD_OUT_MARGIN` then
+least error, and the same among the fits that price a kind of work every model has (the rule
+it uses now: :data:`autotune.transfer.GENERAL_KINDS`). With ``--db``, a store holding a calibrated suite is
 replayed instead (its members' measured reference loops, each model left out once).
 Pure arithmetic: seconds, and nothing is simulated.
 """
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autotune.features import ModelFeatures  # noqa: E402
 from autotune.fit import HELD_OUT_MARGIN, fit_held_out, fit_non_negative  # noqa: E402
-from autotune.transfer import REFERENCE, _rate_row  # noqa: E402
+from autotune.transfer import GENERAL_KINDS, REFERENCE, _rate_row  # noqa: E402
 from benchmarks._harness import markdown_table  # noqa: E402
 
 #: The built-in suite's members as the dry pass read them on the development VM.
@@ -36,7 +37,7 @@ SUITE = {
     ("wang-buzsaki", 1000): ModelFeatures(1000, 4000, 88000, 60458, 0, 4, 0, 4, 6000),
     ("wang-buzsaki", 300): ModelFeatures(300, 1200, 26400, 18280, 0, 4, 0, 4, 1800),
     ("synfire", 1000): ModelFeatures(1085, 3085, 20085, 98500, 0, 7, 1000, 7, 0),
-    ("stdp", 4000): ModelFeatures(4001, 4002, 4007, 4000, 4000, 7, 0, 7, 0),
+    ("stdp", 4000): ModelFeatures(4001, 4002, 4007, 4000, 4000, 7, 0, 7, 0, 4000),
     ("coba-hh", 400): ModelFeatures(400, 2400, 42000, 31898, 0, 5, 0, 5, 2400),
     ("coba-hh", 100): ModelFeatures(100, 600, 10500, 8048, 0, 5, 0, 5, 600),
     ("cuba", 4000): ModelFeatures(4000, 12000, 40000, 320105, 0, 6, 0, 6, 0),
@@ -54,8 +55,11 @@ CHOOSERS: dict[str, Chooser] = {
     "least error on the members": lambda xs, ys, groups: fit_non_negative(xs, ys)[0],
     "held-out error alone": lambda xs, ys, groups: fit_held_out(
         xs, ys, groups, margin=0.0).coefficients,
-    f"held-out within {HELD_OUT_MARGIN:.2f}, then least error (used)":
+    f"held-out within {HELD_OUT_MARGIN:.2f}, then least error":
         lambda xs, ys, groups: fit_held_out(xs, ys, groups).coefficients,
+    "the same among fits pricing operations or object steps (used)":
+        lambda xs, ys, groups: fit_held_out(xs, ys, groups,
+                                            general=GENERAL_KINDS).coefficients,
 }
 
 
