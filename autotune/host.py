@@ -424,11 +424,16 @@ def is_busy(other_cpus: float, cpus: int) -> bool:
 @dataclass(frozen=True)
 class CpuSnapshot:
     """Every other process's CPU seconds so far (user and system), by pid with its start time
-    (a pid reused by a new process is not the same process), and when they were read."""
+    (a pid reused by a new process is not the same process), and when they were read; with
+    the host's CPU seconds so far, all processes together (the kernel's count: processes that
+    start and end in between are in it), and this process's own, its ended children's
+    included (they are its trials)."""
 
     taken: float
     wall: float
     seconds: dict[int, tuple[float, float]]
+    host: float = 0.0
+    own: float = 0.0
 
 
 def other_cpu_snapshot() -> CpuSnapshot:
@@ -443,20 +448,33 @@ def other_cpu_snapshot() -> CpuSnapshot:
         if info["pid"] == os.getpid() or times is None or info.get("create_time") is None:
             continue
         seconds[info["pid"]] = (float(info["create_time"]), times.user + times.system)
-    return CpuSnapshot(time.monotonic(), time.time(), seconds)
+    host = psutil.cpu_times()
+    own = psutil.Process().cpu_times()
+    return CpuSnapshot(time.monotonic(), time.time(), seconds,
+                       host=host.user + host.system + getattr(host, "nice", 0.0)
+                       + getattr(host, "irq", 0.0) + getattr(host, "softirq", 0.0),
+                       own=own.user + own.system + own.children_user + own.children_system)
 
 
 def other_cpus_since(before: CpuSnapshot) -> float:
     """How many CPUs, on average, processes other than this one used since ``before``, the
-    trial run in between excluded (it has ended): what the trial had to share the machine
-    with. A process that started and ended in between is not seen (a burst of short
-    compiles escapes it)."""
-    after = other_cpu_snapshot()
-    used = 0.0
+    trial run in between excluded (it has ended, and its CPU time is this process's
+    children's): what the trial had to share the machine with. The larger of two counts: the
+    host's CPU time less this process's and its children's, which sees processes that started
+    and ended in between (the dry pass of a short test run beside a calibration made CUBA
+    1000's 2-thread loop 137 times its single-thread one and escaped the other count), and
+    the other processes' own, where the host's count is not kept."""
+    return others_between(before, other_cpu_snapshot())
+
+
+def others_between(before: CpuSnapshot, after: CpuSnapshot) -> float:
+    """:func:`other_cpus_since` between two snapshots."""
+    by_process = 0.0
     for pid, (created, seconds) in after.seconds.items():
         earlier = before.seconds.get(pid)
         if earlier and earlier[0] == created:
-            used += seconds - earlier[1]
+            by_process += seconds - earlier[1]
         elif created >= before.wall - 0.1:  # started since (an older one missed is not known)
-            used += seconds
-    return max(used, 0.0) / max(after.taken - before.taken, 1e-3)
+            by_process += seconds
+    by_host = (after.host - before.host) - (after.own - before.own)
+    return max(by_process, by_host, 0.0) / max(after.taken - before.taken, 1e-3)
