@@ -10,8 +10,9 @@ on the others and its reference loop is predicted, as for a script never calibra
 are compared: least error on the members (what ``autotune.transfer`` did up to this benchmark),
 held-out error alone (``margin`` 0), held-out within :data:`autotune.fit.HELD_OUT_MARGIN` then
 least error, and the same among the fits that price a kind of work every model has (the rule
-it uses now: :data:`autotune.transfer.GENERAL_KINDS`). With ``--db``, a store holding a calibrated suite is
-replayed instead (its members' measured reference loops, each model left out once).
+it uses now: :data:`autotune.transfer.GENERAL_KINDS`). With ``--db``, a store holding a
+calibrated suite is replayed instead (its members' measured reference loops, each model left
+out once).
 Pure arithmetic: seconds, and nothing is simulated.
 """
 
