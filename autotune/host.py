@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autotune.buildslots import CpuSample, sample_cpus
+
 GIB = 1024**3
 #: The seed's rule: never give a standalone OpenMP thread less than this much memory.
 MEMORY_PER_THREAD = 2 * GIB
@@ -425,15 +427,14 @@ def is_busy(other_cpus: float, cpus: int) -> bool:
 class CpuSnapshot:
     """Every other process's CPU seconds so far (user and system), by pid with its start time
     (a pid reused by a new process is not the same process), and when they were read; with
-    the host's CPU seconds so far, all processes together (the kernel's count: processes that
-    start and end in between are in it), and this process's own, its ended children's
-    included (they are its trials)."""
+    the CPUs' own count of their work so far (:func:`~autotune.buildslots.sample_cpus`:
+    processes that start and end in between are in it, and this process's ended children,
+    its trials, are told apart)."""
 
     taken: float
     wall: float
     seconds: dict[int, tuple[float, float]]
-    host: float = 0.0
-    own: float = 0.0
+    cpus: CpuSample | None = None
 
 
 def other_cpu_snapshot() -> CpuSnapshot:
@@ -448,19 +449,15 @@ def other_cpu_snapshot() -> CpuSnapshot:
         if info["pid"] == os.getpid() or times is None or info.get("create_time") is None:
             continue
         seconds[info["pid"]] = (float(info["create_time"]), times.user + times.system)
-    host = psutil.cpu_times()
-    own = psutil.Process().cpu_times()
-    return CpuSnapshot(time.monotonic(), time.time(), seconds,
-                       host=host.user + host.system + getattr(host, "nice", 0.0)
-                       + getattr(host, "irq", 0.0) + getattr(host, "softirq", 0.0),
-                       own=own.user + own.system + own.children_user + own.children_system)
+    return CpuSnapshot(time.monotonic(), time.time(), seconds, sample_cpus())
 
 
 def other_cpus_since(before: CpuSnapshot) -> float:
     """How many CPUs, on average, processes other than this one used since ``before``, the
     trial run in between excluded (it has ended, and its CPU time is this process's
     children's): what the trial had to share the machine with. The larger of two counts: the
-    host's CPU time less this process's and its children's, which sees processes that started
+    busy time of the CPUs this process may use less this process's and its children's (as a
+    run's :func:`~autotune.buildslots.cpus_left_free` counts it), which sees processes that started
     and ended in between (the dry pass of a short test run beside a calibration made CUBA
     1000's 2-thread loop 137 times its single-thread one and escaped the other count), and
     the other processes' own, where the host's count is not kept."""
@@ -476,5 +473,8 @@ def others_between(before: CpuSnapshot, after: CpuSnapshot) -> float:
             by_process += seconds - earlier[1]
         elif created >= before.wall - 0.1:  # started since (an older one missed is not known)
             by_process += seconds
-    by_host = (after.host - before.host) - (after.own - before.own)
+    by_host = 0.0
+    if before.cpus is not None and after.cpus is not None:
+        by_host = ((after.cpus.busy - before.cpus.busy)
+                   - (after.cpus.own - before.cpus.own))
     return max(by_process, by_host, 0.0) / max(after.taken - before.taken, 1e-3)

@@ -211,4 +211,5 @@ def test_processes_that_start_and_end_between_two_snapshots_are_counted() -> Non
     assert own.returncode == 0
     after = other_cpu_snapshot()
     # what our own child used is ours: the rest is what other processes used meanwhile
-    assert (after.own - before.own) >= 0.45
+    assert before.cpus is not None and after.cpus is not None
+    assert (after.cpus.own - before.cpus.own) >= 0.45
