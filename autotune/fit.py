@@ -103,7 +103,7 @@ def fit_held_out(xs: Sequence[Sequence[float]], ys: Sequence[float],
     n = len(xs[0])
     scale = _column_scale(xs, n)
     rows = _weighted(xs, ys, scale)
-    general_mask = _mask(general, n) if general else 0
+    general_mask = _mask(general, n)
     scores = _held_out_scores(rows, groups, n, general_mask)
     everything = _subset_fits(rows, n, (1 << n) - 1, general_mask)
     pricing_general = {mask: score for mask, score in scores.items()

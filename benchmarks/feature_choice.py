@@ -33,7 +33,8 @@ from autotune.fit import HELD_OUT_MARGIN, fit_held_out, fit_non_negative  # noqa
 from autotune.transfer import GENERAL_KINDS, REFERENCE, _rate_row  # noqa: E402
 from benchmarks._harness import markdown_table  # noqa: E402
 
-#: The built-in suite's members as the dry pass read them on the development VM.
+#: The built-in suite's members as the dry pass read them on the development VM (the tests of
+#: ``autotune.transfer`` fit them too).
 SUITE = {
     ("wang-buzsaki", 1000): ModelFeatures(1000, 4000, 88000, 60458, 0, 4, 0, 4, 6000),
     ("wang-buzsaki", 300): ModelFeatures(300, 1200, 26400, 18280, 0, 4, 0, 4, 1800),

@@ -36,6 +36,7 @@ from autotune.transfer import (
     scenarios_of,
 )
 from autotune.workloads import resolve_workload
+from benchmarks.feature_choice import SUITE as SUITE_FEATURES
 from tests.conftest import REPO, run_cli
 from tests.helpers import make_host
 from tests.test_learned import TINY
@@ -467,17 +468,14 @@ def test_one_measured_thread_count_corrects_the_prediction_of_the_other() -> Non
     assert config == T0 and "thread count" not in reason
 
 
-#: Real features of the built-in suite's members (as the dry pass reads them) and an activity
-#: factor for each model: what its firing and input rates add to or take from its loop beyond
-#: what the features count. The reference's loop is the factor times a cost per kind of work.
-ACTIVE_SUITE = {
-    ("wang-buzsaki", 1000): (ModelFeatures(1000, 4000, 88000, 60458, 0, 4, 0, 4, 6000), 2.0),
-    ("wang-buzsaki", 300): (ModelFeatures(300, 1200, 26400, 18280, 0, 4, 0, 4, 1800), 2.0),
-    ("synfire", 1000): (ModelFeatures(1085, 3085, 20085, 98500, 0, 7, 1000, 7, 0), 1.0),
-    ("stdp", 4000): (ModelFeatures(4001, 4002, 4007, 4000, 4000, 7, 0, 7, 0, 4000), 2.0),
-    ("coba-hh", 400): (ModelFeatures(400, 2400, 42000, 31898, 0, 5, 0, 5, 2400), 1.0),
-    ("coba-hh", 100): (ModelFeatures(100, 600, 10500, 8048, 0, 5, 0, 5, 600), 1.0)}
-CUBA_1000 = ModelFeatures(1000, 3000, 10000, 80131, 0, 6, 0, 6, 0)
+#: The built-in suite's members (:data:`SUITE_FEATURES`, their real features) but CUBA, each
+#: with an activity factor: what its firing and input rates add to or take from its loop
+#: beyond what the features count. The reference's loop is the factor times a cost per kind
+#: of work.
+ACTIVE_SUITE = {member: (SUITE_FEATURES[member], activity) for member, activity in {
+    ("wang-buzsaki", 1000): 2.0, ("wang-buzsaki", 300): 2.0, ("synfire", 1000): 1.0,
+    ("stdp", 4000): 2.0, ("coba-hh", 400): 1.0, ("coba-hh", 100): 1.0}.items()}
+CUBA_1000 = SUITE_FEATURES["cuba", 1000]
 
 
 def _active_reference_loop(f: ModelFeatures, activity: float = 1.0) -> float:
@@ -526,15 +524,10 @@ def test_a_model_with_none_of_the_members_special_work_still_gets_a_loop() -> No
 
 #: A real suite: each member's features and its reference loop (seconds per simulated second)
 #: as calibrated on the development VM on 2026-12-02 (the eighth suite in README).
-MEASURED_SUITE = {
-    ("wang-buzsaki", 1000): (ModelFeatures(1000, 4000, 88000, 60458, 0, 4, 0, 4, 6000), 1.1409),
-    ("wang-buzsaki", 300): (ModelFeatures(300, 1200, 26400, 18280, 0, 4, 0, 4, 1800), 0.3198),
-    ("synfire", 1000): (ModelFeatures(1085, 3085, 20085, 98500, 0, 7, 1000, 7, 0), 0.1736),
-    ("stdp", 4000): (ModelFeatures(4001, 4002, 4007, 4000, 4000, 7, 0, 7, 0, 4000), 0.1257),
-    ("coba-hh", 400): (ModelFeatures(400, 2400, 42000, 31898, 0, 5, 0, 5, 2400), 0.345),
-    ("coba-hh", 100): (ModelFeatures(100, 600, 10500, 8048, 0, 5, 0, 5, 600), 0.0919),
-    ("cuba", 4000): (ModelFeatures(4000, 12000, 40000, 320105, 0, 6, 0, 6, 0), 0.0554),
-    ("cuba", 1000): (ModelFeatures(1000, 3000, 10000, 80131, 0, 6, 0, 6, 0), 0.0196)}
+MEASURED_SUITE = {member: (SUITE_FEATURES[member], loop) for member, loop in {
+    ("wang-buzsaki", 1000): 1.1409, ("wang-buzsaki", 300): 0.3198, ("synfire", 1000): 0.1736,
+    ("stdp", 4000): 0.1257, ("coba-hh", 400): 0.345, ("coba-hh", 100): 0.0919,
+    ("cuba", 4000): 0.0554, ("cuba", 1000): 0.0196}.items()}
 
 
 def test_every_model_left_out_of_a_real_suite_is_predicted_a_loop_of_its_scale() -> None:
