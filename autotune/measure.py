@@ -149,7 +149,9 @@ class Measurer:
     def _undisturbed_trial(self, config: RunConfig, duration: float) -> TrialResult:
         """One trial of ``config``, measured again when other processes kept the host busy
         during it (:func:`~autotune.host.is_busy`), up to :data:`DISTURBED_ATTEMPTS` attempts
-        in all; if every attempt was disturbed, the quickest (sharing only slows a run).
+        in all; if every attempt was disturbed, the quickest (sharing only slows a run). A
+        cold trial is kept as it is: its folder is built now, so a second attempt would be a
+        warm trial standing in for the cold build.
 
         A short test run beside the calibration made CUBA 4000's 2-thread loop 16 times its
         single-thread one (1.1-3.2 times with nothing else running): OpenMP threads that spin
@@ -168,10 +170,14 @@ class Measurer:
                     "busy": True, "during": f"{config.key} at {duration:g} s"}
             self.loads.append(load)
             self._notify("busy", load=load)
+            last = attempt + 1 == DISTURBED_ATTEMPTS
             logger.warning("other processes used %.1f of %d CPUs during %s at %g s simulated%s",
                            others, self.host.usable_cpus, config.key, duration,
-                           "; measuring it again" if attempt + 1 < DISTURBED_ATTEMPTS else
-                           "; keeping its quickest attempt")
+                           "; keeping it (a cold build cannot be measured again)" if result.cold
+                           else "; keeping its quickest attempt" if last
+                           else "; measuring it again")
+            if result.cold:
+                return result
         return min(attempts, key=lambda r: r.phases.get("total", math.inf))
 
     def check_load(self) -> dict[str, Any]:

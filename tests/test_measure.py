@@ -220,6 +220,31 @@ def test_a_trial_disturbed_by_other_processes_is_measured_again(cache_root: Path
     assert all(load["busy"] and load["other_cpu"] > 0.5 for load in disturbed)
 
 
+
+@pytest.mark.slow
+def test_a_disturbed_cold_build_is_kept_not_replaced_by_a_warm_one(tmp_path: Path) -> None:
+    """Measured again, a cold trial's second attempt finds its folder built: a warm trial
+    would stand in for the cold build (two test runs side by side made the calibration
+    fixture's first standalone trial warm). A disturbed cold trial is kept, its load noted."""
+    from autotune.host import collect_host
+
+    recorded: list[tuple[TrialResult, str]] = []
+    settings = MeasureSettings((0.01,), 10.0, 0.05, 1.0, 0, 600.0, probe_loop=None)
+    host = collect_host()
+    measurer = Measurer(host, resolve_workload("cuba", 30), settings, tmp_path / "cache",
+                        lambda r, p: recorded.append((r, p)))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(host.usable_cpus)]
+    try:
+        results = measurer.measure(standalone_config(0))
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert len(results) == len(recorded) == 1 and results[0].ok and results[0].cold
+    disturbed = [load for load in measurer.loads if "during" in load]
+    assert len(disturbed) == 1 and disturbed[0]["busy"]
+
 def test_a_loaded_host_is_reported_as_busy(db_url: str, cache_root: Path) -> None:
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
