@@ -159,9 +159,13 @@ def test_run_applies_the_profile_and_results_match_plain_python(
     script.write_text(ONE_RUN)
     plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                            check=True, timeout=300)
-    for duration, source in (("10", "[profile:"), ("0.001", "[script:")):
+    source = "[profile:"
+    for duration in ("10", "0.001"):
         tuned = run_cli("run", "--db", url, "--duration", duration, str(script))
         assert tuned.returncode == 0, tuned.stderr
         assert tuned.stdout == plain.stdout
-        assert source in tuned.stderr.replace("\n", " ")  # the second learns from the first
+        assert source in tuned.stderr.replace("\n", " ")
         assert "run finished in" in tuned.stderr and "peak memory" in tuned.stderr
+        # the second learns from the first, unless other work crowded it (a busy host)
+        if "so its times are not learned from" not in " ".join(tuned.stderr.split()):
+            source = "[script:"

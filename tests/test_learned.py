@@ -133,17 +133,23 @@ def test_a_script_run_twice_learns_from_its_first_run(db_url: str, tmp_path: Pat
         assert "done" in done.stdout
     with open_store(db_url) as store:
         first, second = store.runs()
-    assert first.source == "profile" and second.source == "script"
+    # a run that shared its CPUs with other work (a busy host) teaches nothing
+    learned = [run for run in (first, second) if not run.crowded]
+    assert first.source == "profile"
+    assert second.source == ("profile" if first.crowded else "script")
     assert first.config_key == second.config_key == "numpy-float64"
     assert first.script_digest == second.script_digest is not None
     assert first.neurons == 20 and first.synapses is not None and first.synapses > 0
     assert first.simulated == pytest.approx(0.05)
-    own = first.actual_build + first.actual_loop / first.simulated * 0.05  # type: ignore[operator]
-    assert second.predicted_total == pytest.approx(own)
+    if not first.crowded:
+        own = first.actual_build + first.actual_loop / first.simulated * 0.05  # type: ignore[operator]
+        assert second.predicted_total == pytest.approx(own)
     shown = json.loads(run_cli("show", "--json", "--db", db_url).stdout)["scripts"]
-    assert [(r["config"], r["runs"], r["neurons"]) for r in shown] == [("numpy-float64", 2, 20)]
-    assert shown[0]["script"] == str(script.resolve())
-    assert "learned from your scripts" in run_cli("show", "--db", db_url).stdout
+    assert [(r["config"], r["runs"], r["neurons"]) for r in shown] == (
+        [("numpy-float64", len(learned), 20)] if learned else [])
+    if learned:
+        assert shown[0]["script"] == str(script.resolve())
+        assert "learned from your scripts" in run_cli("show", "--db", db_url).stdout
     script.write_text(TINY.replace("0.1", "0.2"))  # an edited script starts afresh
     again = run_cli("run", "--db", db_url, str(script))
     assert again.returncode == 0, again.stderr
