@@ -173,8 +173,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for table in (scripts_renderable(script_rows(runs)), precision_checks_renderable(checks)):
         if table is not None:
             console.print(table)
-    console.print(suite_line(suite_summary(profiles)))
-    console.print(cache_line(cache_usage(default_cache_root())))
+    # one line each, however long the cache's path: a wrapped line splits the path and the hint
+    console.print(suite_line(suite_summary(profiles)), soft_wrap=True)
+    console.print(cache_line(cache_usage(default_cache_root())), soft_wrap=True)
     for path in plots:
         console.print(f"plot written to {path}")
     return EXIT_OK

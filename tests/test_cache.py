@@ -72,7 +72,7 @@ def test_clean_removes_the_cache_but_keeps_a_build_in_use(tmp_path: Path) -> Non
 
 def test_show_names_the_cache_and_clean_empties_it(calibrated: dict[str, object],
                                                    tmp_path: Path) -> None:
-    root = tmp_path / "own-cache"
+    root = tmp_path / ("own-cache-" + "x" * 120)  # longer than the 160 columns of a pipe
     _cache(root)
     env = {"BRIAN2_AUTOTUNE_CACHE": str(root)}
     shown = run_cli("show", "--db", str(calibrated["url"]), env=env)
