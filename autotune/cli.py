@@ -34,6 +34,12 @@ def _console(stderr: bool = False) -> Any:
     return console
 
 
+def _say(console: Any, message: str) -> None:
+    """Print a plain message as one line, however long, and as written: a path split over
+    lines cannot be copied or matched, and ``[...]`` in a path is not rich markup."""
+    console.print(message, soft_wrap=True, markup=False)
+
+
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
@@ -49,7 +55,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"[bold]{host.fingerprint}[/bold]")
     for key, value in host.components.items():
-        console.print(f"  {key:15} {value}")
+        _say(console, f"  {key:15} {value}")
     return EXIT_OK
 
 
@@ -173,11 +179,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for table in (scripts_renderable(script_rows(runs)), precision_checks_renderable(checks)):
         if table is not None:
             console.print(table)
-    # one line each, however long the cache's path: a wrapped line splits the path and the hint
-    console.print(suite_line(suite_summary(profiles)), soft_wrap=True)
-    console.print(cache_line(cache_usage(default_cache_root())), soft_wrap=True)
+    _say(console, suite_line(suite_summary(profiles)))
+    _say(console, cache_line(cache_usage(default_cache_root())))
     for path in plots:
-        console.print(f"plot written to {path}")
+        _say(console, f"plot written to {path}")
     return EXIT_OK
 
 
@@ -194,9 +199,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
         return EXIT_OK
     what = "profile-guided profiles" if args.pgo_only else "build cache"
     console = _console()
-    console.print(f"removed {human_bytes(outcome.removed)} of {what} from {root}")
+    _say(console, f"removed {human_bytes(outcome.removed)} of {what} from {root}")
     if outcome.in_use:
-        console.print(f"kept {len(outcome.in_use)} build folder(s) that running processes use")
+        _say(console, f"kept {len(outcome.in_use)} build folder(s) that running processes use")
     return EXIT_OK
 
 
@@ -206,7 +211,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path, host, count = export_host(args.db, None if args.host == "current" else args.host,
                                     args.output)
-    _console().print(f"exported {count} profile(s) of {host.fingerprint} to {path}")
+    _say(_console(), f"exported {count} profile(s) of {host.fingerprint} to {path}")
     return EXIT_OK
 
 
@@ -220,7 +225,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = _console()
     for r in results:
-        console.print(f"{r['file']}: host {r['fingerprint']}, {r['added']} of {r['profiles']} "
+        _say(console, f"{r['file']}: host {r['fingerprint']}, {r['added']} of {r['profiles']} "
                       "profile(s) added" + (" (already imported)" if not r["added"] else ""))
     return EXIT_OK
 
@@ -263,7 +268,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for renderable in compare_renderables(rows, args.duration):
         console.print(renderable)
     if plot:
-        console.print(f"plot written to {plot}")
+        _say(console, f"plot written to {plot}")
     return EXIT_OK
 
 

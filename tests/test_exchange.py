@@ -47,10 +47,12 @@ def _stores(tmp_path: Path) -> tuple[str, str]:
 
 def test_two_machines_compared_from_exported_files_alone(tmp_path: Path) -> None:
     laptop_db, server_db = _stores(tmp_path)
-    out = tmp_path / "server.json"
+    out = tmp_path / ("server-" + "x" * 150 + ".json")  # longer than a pipe's 160 columns
     exported = run_cli("export", "--host", SERVER.fingerprint[:6], "-o", str(out), "--db",
                        server_db)
     assert exported.returncode == 0, exported.stderr
+    assert f"exported 1 profile(s) of {SERVER.fingerprint} to {out}" in \
+        exported.stdout.splitlines()
     document = json.loads(out.read_text())
     assert document["format_version"] == 1 and document["host"]["fingerprint"] == \
         SERVER.fingerprint
