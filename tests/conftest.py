@@ -18,6 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_CUBA = 60  # neurons: enough activity to validate, fast to build
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the shared calibration is slow wherever it is written: the first one
+    to run pays for the calibration (~1.5 minutes on 2 cores)."""
+    for item in items:
+        if "calibrated" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One build cache for the whole session (compiled artefacts are reused)."""

@@ -118,6 +118,7 @@ def _apply_in_child(db_url: str, *args: str) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_apply_sets_brian2_from_the_stored_profile(store_url: str) -> None:
     from autotune.host import collect_host
 

@@ -51,6 +51,7 @@ def test_the_dry_pass_counts_the_model_and_never_runs_the_loop(tmp_path: Path) -
     assert script_features(script, ["30", str(marker)], "d1", tmp_path / "cache") == features
 
 
+@pytest.mark.slow
 def test_a_script_that_fails_or_never_runs_gives_no_features(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     failing, idle = tmp_path / "failing.py", tmp_path / "idle.py"
@@ -259,6 +260,7 @@ run(1*second)
 """
 
 
+@pytest.mark.slow
 def test_costly_functions_are_counted_where_they_depend_on_the_state() -> None:
     """exp(-v) and log(1 + v**2) run for every neuron each step; exp(-1.0) and sqrt(tau/ms)
     are constants, computed once outside the loop; randn() is a noise draw."""

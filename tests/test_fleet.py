@@ -64,6 +64,12 @@ def test_identical_nodes_share_one_study_and_write_one_profile(postgres_url: str
     documents = [json.loads(out) for out, _ in outputs]
     assert sum(d["joined"] for d in documents) == 1  # one started it, the other joined
     assert sum(d["profile"] is not None for d in documents) == 1  # written once, by one node
+    # the paired confirmation round is stored on the server and ranks the profile
+    with open_store(postgres_url) as store:
+        confirm = store.trials(documents[0]["calibration_id"], purpose="confirm")
+    profile = profiles[0]
+    assert len(profile.confirmed) == 2 and profile.confirmed[0] == profile.ranked()[0].config.key
+    assert len(confirm) == 2 and {r.config.key for r in confirm} == set(profile.confirmed)
 
 
 def test_a_node_that_dies_mid_trial_loses_nothing(postgres_url: str, tmp_path: Path) -> None:

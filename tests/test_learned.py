@@ -118,6 +118,7 @@ print('done')
 """
 
 
+@pytest.mark.slow
 def test_a_script_run_twice_learns_from_its_first_run(db_url: str, tmp_path: Path) -> None:
     """Real runs through the command line, recorded in a real SQLite store: the second run of
     the script is predicted from the first one's measured times and size."""
@@ -380,6 +381,7 @@ while time.perf_counter() - started < 1.5:  # the run lasts long enough to sampl
 print('done')""")
 
 
+@pytest.mark.slow
 def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
         db_url: str, tmp_path: Path) -> None:
     """A real run with twice as many spinning processes as CPUs beside it gets well under one

@@ -27,16 +27,17 @@ NUMPY = RunConfig("runtime", "numpy")
 
 
 def _measurer(cache_root: Path, noise_target: float, max_repeats: int,
-              recorded: list[tuple[TrialResult, str]], probe_loop: float | None = None
-              ) -> Measurer:
+              recorded: list[tuple[TrialResult, str]], probe_loop: float | None = None,
+              durations: tuple[float, ...] = (0.01, 0.03)) -> Measurer:
     from autotune.host import collect_host
 
-    settings = MeasureSettings((0.01, 0.03), 10.0, 0.05, noise_target, max_repeats, 120.0,
+    settings = MeasureSettings(durations, 10.0, 0.05, noise_target, max_repeats, 120.0,
                                probe_loop=probe_loop)
     return Measurer(collect_host(), resolve_workload("cuba", 40), settings, cache_root,
                     lambda r, p: recorded.append((r, p)))
 
 
+@pytest.mark.slow
 def test_adaptive_repeats_stop_at_the_bound_when_noise_never_settles(cache_root: Path) -> None:
     recorded: list[tuple[TrialResult, str]] = []
     results = _measurer(cache_root, 0.0, 2, recorded).measure(NUMPY)
@@ -44,6 +45,7 @@ def test_adaptive_repeats_stop_at_the_bound_when_noise_never_settles(cache_root:
     assert len(recorded) == 4 and all(p == "search" for _, p in recorded)
 
 
+@pytest.mark.slow
 def test_a_loop_too_short_to_time_gets_a_longer_rate_probe(cache_root: Path) -> None:
     """Tiny CUBA's numpy loop at 0.03 s lasts milliseconds: one run is made long enough for a
     ~0.3 s loop, its repeats stay there, and the pooled rate is dominated by it. (With a 0.1 s
@@ -61,6 +63,7 @@ def test_a_loop_too_short_to_time_gets_a_longer_rate_probe(cache_root: Path) -> 
     assert min(probe_rates) * 0.9 <= model.rate <= max(probe_rates) * 1.1
 
 
+@pytest.mark.slow
 def test_no_repeats_for_a_configuration_that_cannot_win(cache_root: Path) -> None:
     """Racing: noise would ask for repeats, but even the fastest estimate loses to the best."""
     recorded: list[tuple[TrialResult, str]] = []
@@ -71,6 +74,7 @@ def test_no_repeats_for_a_configuration_that_cannot_win(cache_root: Path) -> Non
     assert len(recorded) == 2
 
 
+@pytest.mark.slow
 def test_a_loop_timed_well_that_already_loses_skips_the_longer_durations(
         cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """numpy's COBA-HH at 1000 neurons ran a 44 s loop for 0.1 s simulated, then 200 s more at
@@ -89,6 +93,7 @@ def test_a_loop_timed_well_that_already_loses_skips_the_longer_durations(
     assert evaluation.cost is not None and evaluation.cost.rate > 0
 
 
+@pytest.mark.slow
 def test_no_repeats_when_the_estimates_agree(cache_root: Path) -> None:
     recorded: list[tuple[TrialResult, str]] = []
     results = _measurer(cache_root, 10.0, 2, recorded).measure(NUMPY)
@@ -135,13 +140,15 @@ def test_wide_spread_makes_a_tie_and_memory_breaks_it() -> None:
     assert _profile(a, b).best() == b
 
 
+@pytest.mark.slow
 def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
         cache_root: Path) -> None:
     """Two real, near-identical configurations (tiny numpy runs in float64 and float32): the
     rounds alternate their order, every contender runs at least the minimum of rounds, and the
-    refit predictions at the target length follow the paired gaps exactly."""
+    refit predictions at the target length follow the paired gaps exactly. (One search
+    duration each: the rounds, not the search, are what is tested.)"""
     recorded: list[tuple[TrialResult, str]] = []
-    measurer = _measurer(cache_root, 0.05, 0, recorded)
+    measurer = _measurer(cache_root, 0.05, 0, recorded, durations=(0.01,))
     f32 = RunConfig("runtime", "numpy", precision="float32")
     evaluations = {c: measurer.evaluate(c) for c in (NUMPY, f32)}
     assert all(e.feasible and e.objective for e in evaluations.values())
@@ -171,19 +178,20 @@ def test_confirmation_rounds_are_interleaved_paired_and_set_the_ranking(
 
 
 @pytest.mark.slow
-def test_a_calibration_records_its_confirmation(store_url: str, cache_root: Path) -> None:
+def test_a_calibration_records_its_confirmation(db_url: str, cache_root: Path) -> None:
     """numpy in float64 and float32 on tiny CUBA, for 50 ms runs, both confirmed (anything
     within 10x of the best is, so a busy host's noise cannot leave one out): every confirmation
-    trial is stored and the profile ranks them as the paired rounds did."""
+    trial is stored and the profile ranks them as the paired rounds did. (On PostgreSQL the
+    fleet test checks the same, on a calibration two nodes share.)"""
     settings = CalibrationSettings(durations=(0.01, 0.03), target_duration=0.05,
                                    targets=("numpy",), max_threads=0,
                                    budget=Budget(trials=2), max_repeats=0, probe_loop=None,
                                    confirm_top=2, confirm_within=9.0, confirm_rounds=2,
                                    confirm_max_rounds=2)
-    outcome = calibrate("cuba", size=40, db=store_url, cache_root=cache_root, settings=settings)
+    outcome = calibrate("cuba", size=40, db=db_url, cache_root=cache_root, settings=settings)
     profile = outcome.profile
     record = profile.confirmation
-    with open_store(store_url) as store:
+    with open_store(db_url) as store:
         confirm = store.trials(outcome.calibration_id, purpose="confirm")
     assert len(profile.confirmed) == 2 and record["rounds"] == 2 and record["within"] == 9.0
     assert len(confirm) == 4 and {r.config.key for r in confirm} == set(profile.confirmed)
@@ -193,6 +201,7 @@ def test_a_calibration_records_its_confirmation(store_url: str, cache_root: Path
     assert stored.confirmation == record and stored.confirmed == profile.confirmed
 
 
+@pytest.mark.slow
 def test_a_trial_disturbed_by_other_processes_is_measured_again(cache_root: Path) -> None:
     """A short test run beside a calibration made CUBA 4000's 2-thread loop 16 times its
     single-thread one, and the load sampled before the configuration was quiet. Processes
@@ -245,6 +254,7 @@ def test_a_disturbed_cold_build_is_kept_not_replaced_by_a_warm_one(tmp_path: Pat
     disturbed = [load for load in measurer.loads if "during" in load]
     assert len(disturbed) == 1 and disturbed[0]["busy"]
 
+@pytest.mark.slow
 def test_a_loaded_host_is_reported_as_busy(db_url: str, cache_root: Path) -> None:
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -58,6 +58,7 @@ def _last_run(url: str) -> tuple[str, str]:
     return run.config_key, run.source
 
 
+@pytest.mark.slow
 def test_float32_reaches_a_script_only_after_its_check_passes(float32_store: str,
                                                               tmp_path: Path) -> None:
     script = tmp_path / "exact.py"
@@ -81,6 +82,7 @@ def test_float32_reaches_a_script_only_after_its_check_passes(float32_store: str
     assert _last_run(float32_store)[0] == "numpy-float64"
 
 
+@pytest.mark.slow
 def test_a_script_float32_changes_is_refused_and_kept_in_float64(float32_store: str,
                                                                  tmp_path: Path) -> None:
     script = tmp_path / "fragile.py"

@@ -95,6 +95,7 @@ def test_a_read_before_run_that_analysis_misses_is_run_under_runtime_and_shown_o
     assert "applied runtime" in stderr.replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_an_explicit_standalone_request_on_such_a_script_is_one_clear_error(
         tmp_path: Path, db_url: str) -> None:
     script = tmp_path / "hidden.py"

@@ -45,6 +45,7 @@ def test_reference_first_then_budget_respected_without_duplicates(db_url: str) -
     assert measured == 8 == len(recorder.calls) == len(set(recorder.calls))
 
 
+@pytest.mark.slow
 def test_the_whole_space_is_covered_then_the_search_stops(db_url: str) -> None:
     recorder = Recorder()
     measured = _search(db_url, recorder, Budget(trials=1000))

@@ -55,6 +55,7 @@ def _applied(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_apply_uses_the_node_copy_when_the_server_is_down_and_queues_the_run(
         server: PostgresServer, tmp_path: Path, cache_root: Path) -> None:
     url = create_database(server.url, "node_copy")
@@ -124,6 +125,7 @@ def test_a_nodes_copy_carries_float32_checks_and_runs_queued_on_it_count_once(
         assert store.runs(host.fingerprint) == [run]
 
 
+@pytest.mark.slow
 def test_without_a_copy_an_unreachable_server_is_one_warning_and_the_fallback(
         server: PostgresServer, tmp_path: Path) -> None:
     url = create_database(server.url, "no_copy")
@@ -134,6 +136,7 @@ def test_without_a_copy_an_unreachable_server_is_one_warning_and_the_fallback(
     assert len(warnings) == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_server_lost_mid_calibration_stops_it_in_one_line_and_a_rerun_goes_on(
         server: PostgresServer, tmp_path: Path) -> None:
     """The server stops while a calibration measures: the worker stops with one line (exit 1),
@@ -188,6 +191,7 @@ def _calibration_ids(url: str) -> list[int]:
         return [r[0] for r in connection.execute("SELECT id FROM autotune_calibrations")]
 
 
+@pytest.mark.slow
 def test_a_node_predicts_a_script_never_calibrated_from_the_servers_suite(
         server: PostgresServer, tmp_path: Path, cache_root: Path) -> None:
     """The suite's profiles reach apply through the node's copy of the server store, as the

@@ -287,6 +287,7 @@ def test_a_profile_with_hostile_features_is_refused() -> None:
 
 
 
+@pytest.mark.slow
 def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
         db_url: str, tmp_path: Path) -> None:
     """Real runs through the command line into a real SQLite store holding a suite: the first
@@ -332,6 +333,7 @@ if not (folder / "dry").exists():  # the first execution of this text is its dry
 HOLD = 3.0
 
 
+@pytest.mark.slow
 def test_a_first_runs_time_leaves_out_its_dry_pass(db_url: str, tmp_path: Path) -> None:
     """The dry pass is paid once per script text, not by its runs: held here for at least
     HOLD seconds, it is logged apart, and the run's recorded time, from which later runs learn

@@ -23,6 +23,7 @@ def _spec(workload: str, duration: float = 0.02, size: int | None = None) -> Tri
     return TrialSpec(resolve_workload(workload, size), NUMPY, duration)
 
 
+@pytest.mark.slow
 def test_a_numpy_trial_reports_phases_observables_and_model_size() -> None:
     result = run_trial(_spec("cuba", 0.05, size=60), timeout=120)
     assert result.ok, result.error
@@ -36,6 +37,7 @@ def test_a_numpy_trial_reports_phases_observables_and_model_size() -> None:
     assert result.peak_rss is not None and result.peak_rss > 50 * 2**20
 
 
+@pytest.mark.slow
 def test_the_synfire_chain_carries_its_volley_down_the_chain_over_its_noise() -> None:
     quiet = run_trial(_spec("synfire", 0.04, size=300), timeout=120)  # before the volley
     wave = run_trial(_spec("synfire", 0.08, size=300), timeout=120)
