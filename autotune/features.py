@@ -177,14 +177,24 @@ class _PerStep:
     uniforms: int = 0
 
 
-def _expression_counts(code: str, state: frozenset[str]) -> _PerStep:
+@dataclass(frozen=True)
+class _ExpressionCounts:
+    """What one expression costs each time it is evaluated."""
+
+    operations: int
+    normals: int
+    calls: int
+    uniforms: int
+
+
+def _expression_counts(code: str, state: frozenset[str]) -> _ExpressionCounts:
     """In one expression, from one parse: its operations (arithmetic, comparisons, function
     calls; 1 when it does not parse), the calls of costly functions whose arguments use a name
     of ``state`` (the equations' own variables), and the calls of ``randn`` and ``rand``."""
     try:
         tree = ast.parse(code, mode="eval")
     except SyntaxError:
-        return _PerStep(0, 1, 0, 0, 0)
+        return _ExpressionCounts(1, 0, 0, 0)
     operations = costly = normals = uniforms = 0
     for node in ast.walk(tree):
         operations += isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare,
@@ -199,7 +209,7 @@ def _expression_counts(code: str, state: frozenset[str]) -> _PerStep:
                 isinstance(inner, ast.Name) and inner.id in state
                 for argument in node.args for inner in ast.walk(argument)):
             costly += 1
-    return _PerStep(0, operations, normals, costly, uniforms)
+    return _ExpressionCounts(operations, normals, costly, uniforms)
 
 
 def _per_step(equations: Any) -> _PerStep:
