@@ -61,6 +61,7 @@ from autotune.store.lite import (
     read_float32_checked,
     read_profile_document,
     read_profile_documents,
+    read_script_run_counts,
     read_script_runs,
     read_stale_candidate,
 )
@@ -266,12 +267,13 @@ def apply(
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     owner = owner or (script_owner(script) if script else "interactive")
     cold = _cold_builds(profile, history, root, host, owner) | _retrained(runs)
+    repeats = _expected_repeats(url, host, digest, node) if digest and cold else 1
     config, source, why, predicted = choose(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
         thread_cap=thread_cap, why_not_standalone=why_not_standalone,
         float32_ok=same_model or (digest is not None and _float32_checked(url, digest, node)),
-        history=history, cold=cold, relations=relations, pgo=pgo)
+        history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats)
     if length_from_script:
         why += " (run length read from the script)"
     if why_not_standalone and config.device == "runtime" and device is None:
@@ -496,6 +498,22 @@ def _script_runs(url: str, host: HostFingerprint, digest: str, node: Path) -> li
 
         return server_script_runs(url, digest, node)
     return runs  # type: ignore[no-any-return]
+
+
+def _expected_repeats(url: str, host: HostFingerprint, digest: str, node: Path) -> int:
+    """How many runs a script gets on this host, from its other scripts' (1 where unreadable)."""
+    from autotune.learned import expected_repeats
+
+    try:
+        counts = read_script_run_counts(url, host.fingerprint, digest)
+    except sqlite3.Error as e:
+        logger.debug("cannot read how often scripts are run from the store: %s", e)
+        return 1
+    if counts is UNSUPPORTED:
+        from autotune.store.nodecopy import server_script_run_counts
+
+        counts = server_script_run_counts(url, digest, node)
+    return expected_repeats(counts)
 
 
 def _register(node: Path) -> RunRegistration | None:

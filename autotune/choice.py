@@ -79,6 +79,7 @@ def choose(
     cold: Collection[str] = (),
     relations: Mapping[str, LoopRelation] | None = None,
     pgo: bool | None = None,
+    repeats: int = 1,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
@@ -91,10 +92,11 @@ def choose(
     ``precision`` wins. ``history`` (the script's own times per configuration, see
     :mod:`autotune.learned`) takes precedence over the profile's predictions. ``cold`` names
     the configurations (keys) whose build would be new here: their cold build counts, spread
-    over the runs the script is expected to get (:func:`mind_cold_builds`), and the prediction
-    includes it. ``relations`` (a suite's, for a predicted profile) tie one configuration's
-    loop to another's, so that the script's own runs of one correct the other. ``pgo``
-    asks for a profile-guided build (True, which implies cpp_standalone) or forbids it (False).
+    over the runs the script is expected to get (:func:`mind_cold_builds`; at least
+    ``repeats``, what this host's other scripts got), and the prediction includes it.
+    ``relations`` (a suite's, for a predicted profile) tie one configuration's loop to
+    another's, so that the script's own runs of one correct the other. ``pgo`` asks for a
+    profile-guided build (True, which implies cpp_standalone) or forbids it (False).
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
@@ -131,7 +133,8 @@ def choose(
                                           cold, profile.allowed(  # type: ignore[union-attr]
                                               duration, standalone_ok, cython_ok, thread_cap,
                                               float32_ok or precision == "float32"),
-                                          exploring=learned is not None and learned.trying)
+                                          exploring=learned is not None and learned.trying,
+                                          repeats=repeats)
     if device or threads is not None or precision or (pgo is not None and pgo != config.pgo):
         config = _override(config, host, device, threads, precision, profile, duration,
                            thread_cap, pgo)
@@ -216,10 +219,17 @@ def cost_for_run(profile: Profile | None, history: Mapping[str, OwnTimes] | None
 def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTimes] | None,
                      duration: float, chosen: RunConfig, reason: str,
                      cold: Collection[str], allowed: Sequence[ProfileEntry],
-                     exploring: bool = False) -> tuple[RunConfig, str]:
+                     exploring: bool = False, repeats: int = 1) -> tuple[RunConfig, str]:
     """Keep ``chosen``, unless its build would be cold here and another allowed configuration
     costs less once each one's cold build is counted: spread over the runs the script is
-    expected to get, taken as the runs it has had (at least one: a first run pays it all).
+    expected to get, taken as the runs it has had, or ``repeats`` (the runs this host's other
+    scripts got, :func:`~autotune.learned.expected_repeats`) where that is more; at least one.
+
+    With one expected run this is rent-or-buy's break-even rule: keep paying the slower
+    configuration until what it cost beyond the faster one would have paid for the build. A
+    10-s STDP script, never run, had numpy predicted 12.3 s against standalone's 4.3 s plus an
+    8.5 s build: two numpy runs of 11 s came before the build, then 3.5 s runs. On a host whose
+    scripts are run again, the first run pays the build.
 
     A configuration the script's own runs would try (``exploring``: untried, predicted within
     noise of the fastest it ran, or faster) is tried anyway once its cold build and predicted
@@ -232,7 +242,10 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
         return chosen, reason
     if exploring and (paid := exploration_paid(costs, history, duration, chosen)) is not None:
         return chosen, f"{reason}; {paid}"
-    expected_runs = max(1, sum(t.runs for t in (history or {}).values()))
+    had = sum(t.runs for t in (history or {}).values())
+    expected_runs = max(1, had, repeats)
+    habit = (f" (the {expected_runs} runs this host's scripts get, median)"
+             if repeats > max(1, had) else "")
 
     def effective(config: RunConfig) -> float | None:
         cost = costs.get(config.key)
@@ -246,14 +259,17 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
     if not priced or mine is None:
         return chosen, reason
     cheapest, config = min(priced, key=lambda pair: pair[0])
-    if config == chosen or cheapest >= mine:
-        return chosen, reason
     extra = costs[chosen.key].cold_extra
+    if config == chosen or cheapest >= mine:
+        if habit:
+            reason += (f"; its build here is new (+{extra:.1f} s) and pays back over "
+                       f"{expected_runs} runs{habit}")
+        return chosen, reason
     return config, (f"{reason}, but {chosen.key}'s build here would be new: its cold build "
                     f"(+{extra:.1f} s) does not pay back over {expected_runs} run"
-                    f"{'s' if expected_runs != 1 else ''} of this script, so {config.key} "
-                    f"({cheapest:.2f} s with {'its' if config.key in cold else 'no'} cold "
-                    "build counted)")
+                    f"{'s' if expected_runs != 1 else ''} of this script{habit}, so "
+                    f"{config.key} ({cheapest:.2f} s with "
+                    f"{'its' if config.key in cold else 'no'} cold build counted)")
 
 
 def exploration_paid(costs: Mapping[str, CostModel], history: Mapping[str, OwnTimes] | None,

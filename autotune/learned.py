@@ -39,6 +39,19 @@ if TYPE_CHECKING:
 EXPLORE_WITHIN = 0.05
 #: Never try a configuration predicted slower than the fastest tried one by more than this.
 MAX_EXPLORE_LOSS = 0.10
+#: A new script is expected to be run at most this many times, however often this host's other
+#: scripts were: a first run that pays a cold build on that expectation, of a script that is
+#: then never run again, loses at most 1 - 1/REPEATS_CAP of the build.
+REPEATS_CAP = 4
+
+
+def expected_repeats(other_scripts_runs: Sequence[int]) -> int:
+    """How many runs a script is expected to get on this host before it has had many: the
+    median of the runs this host's other scripts have had (1 with none), at most
+    :data:`REPEATS_CAP`."""
+    if not other_scripts_runs:
+        return 1
+    return max(1, min(REPEATS_CAP, int(statistics.median_low(other_scripts_runs))))
 
 
 @dataclass(frozen=True)

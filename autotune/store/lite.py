@@ -126,6 +126,18 @@ def _older_schema(error: sqlite3.OperationalError) -> bool:
     return "no column" in str(error)
 
 
+@contextmanager
+def _script_runs_table(url: str) -> Iterator[tuple[sqlite3.Connection, set[str]] | None]:
+    """A connection to the store's runs table and the table's columns; None where there is no
+    such table or it is older than learning per script (no ``script_digest``)."""
+    with _open(url, "autotune_runs") as connection:
+        if connection is None:
+            yield None
+            return
+        present = {row[1] for row in connection.execute("PRAGMA table_info(autotune_runs)")}
+        yield (connection, present) if "script_digest" in present else None
+
+
 def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
     """This host's newest runs of one script (by the hash of its text), oldest first, as
     :class:`RunRecord`; UNSUPPORTED for a server store.
@@ -135,20 +147,36 @@ def read_script_runs(url: str, fingerprint: str, digest: str) -> Any:
     """
     if not url.startswith("sqlite"):
         return UNSUPPORTED
-    with _open(url, "autotune_runs") as connection:
-        if connection is None:
+    with _script_runs_table(url) as table:
+        if table is None:
             return []
+        connection, present = table
         # A store of an older schema lacks the newest columns until the repository upgrades
         # it (the run's record does): their values are unknown, not a reason to learn nothing.
-        present = {row[1] for row in connection.execute("PRAGMA table_info(autotune_runs)")}
-        if "script_digest" not in present:  # older than learning per script
-            return []
         columns = [c for c in _RUN_COLUMNS if c in present]
         rows = connection.execute(
             f"SELECT {', '.join(columns)} FROM autotune_runs WHERE fingerprint = ? "
             "AND script_digest = ? ORDER BY id DESC LIMIT ?",
             (fingerprint, digest, SCRIPT_HISTORY)).fetchall()
     return [RunRecord(**dict(zip(columns, row, strict=True))) for row in reversed(rows)]
+
+
+def read_script_run_counts(url: str, fingerprint: str, digest: str) -> Any:
+    """How many runs each of this host's other scripts (by the hash of their text, this one
+    left out) has recorded; UNSUPPORTED for a server store.
+
+    Raises:
+        sqlite3.Error: the file is not a usable store.
+    """
+    if not url.startswith("sqlite"):
+        return UNSUPPORTED
+    with _script_runs_table(url) as table:
+        if table is None:
+            return []
+        rows = table[0].execute(
+            "SELECT count(*) FROM autotune_runs WHERE fingerprint = ? AND script_digest IS NOT "
+            "NULL AND script_digest != ? GROUP BY script_digest", (fingerprint, digest)).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def read_float32_checked(url: str, digest: str) -> Any:

@@ -127,6 +127,13 @@ def server_float32_checked(url: str, digest: str, node: Path) -> bool:
     return digest in (read_copy(copy_folder(node, url)) or {}).get("float32_checked", [])
 
 
+def server_script_run_counts(url: str, digest: str, node: Path) -> list[int]:
+    """How many runs each of this host's other scripts has in the node's copy of a server store
+    (at most the copy's history per script; never touches the network)."""
+    copied = (read_copy(copy_folder(node, url)) or {}).get("script_runs", {})
+    return [len(runs) for key, runs in copied.items() if key != digest and isinstance(runs, list)]
+
+
 def server_script_runs(url: str, digest: str, node: Path) -> list[Any]:
     """This host's runs of one script from the node's copy of a server store, with the runs
     still queued on this node (never touches the network)."""
