@@ -22,6 +22,8 @@ from tests.helpers import make_host, make_profile
 
 STANDALONE = standalone_config(0)
 O2 = standalone_config(0, flags="O2")
+#: Both compiled configurations of :func:`make_profile`, as a script's first run finds them.
+NEW_BUILDS = frozenset({STANDALONE.key, "cython-float64-default"})
 
 
 def _run(config: RunConfig, build: float, loop: float, simulated: float = 10.0,
@@ -183,15 +185,15 @@ def test_a_first_run_counts_the_cold_build_and_a_script_run_often_amortises_it()
     8 s more: a script's first run is cheaper in numpy; one that ran 20 times is not."""
     host = make_host()
     profile = make_profile(host)
-    new = {STANDALONE.key, "cython-float64-default"}
-    first = choose(host, profile, duration=3.0, cold=new)
+    first = choose(host, profile, duration=3.0, cold=NEW_BUILDS)
     assert first[0] == RunConfig("runtime", "numpy")
     assert "cold build (+8.0 s) does not pay back over 1 run of this script" in first[2]
     warm = choose(host, profile, duration=3.0)
     assert warm[0] == STANDALONE and warm[3] == pytest.approx(3.8)
     numpy = RunConfig("runtime", "numpy")
     often = learn([_run(numpy, 1.5, 3.6, simulated=3.0) for _ in range(20)])
-    config, source, _, predicted = choose(host, profile, duration=3.0, cold=new, history=often)
+    config, source, _, predicted = choose(host, profile, duration=3.0, cold=NEW_BUILDS,
+                                          history=often)
     assert config == STANDALONE and source == "script"
     assert predicted == pytest.approx(3.5 + 0.1 * 3.0 + 8.0)  # this run pays the build
 
@@ -203,16 +205,15 @@ def test_on_a_host_whose_scripts_are_run_again_a_first_run_pays_a_build_that_pay
     it would take more runs than the cap allows, so numpy stays."""
     host = make_host()
     profile = make_profile(host)
-    new = {STANDALONE.key, "cython-float64-default"}
-    alone = choose(host, profile, duration=8.0, cold=new)
+    alone = choose(host, profile, duration=8.0, cold=NEW_BUILDS)
     assert alone[0] == RunConfig("runtime", "numpy")
     assert "does not pay back over 1 run of this script" in alone[2]
-    config, _, reason, predicted = choose(host, profile, duration=8.0, cold=new, repeats=2)
+    config, _, reason, predicted = choose(host, profile, duration=8.0, cold=NEW_BUILDS, repeats=2)
     assert config == STANDALONE
     assert "its build here is new (+8.0 s) and pays back over 2 runs" in reason
     assert "the 2 runs this host's scripts get, median" in reason
     assert predicted == pytest.approx(3.5 + 0.1 * 8.0 + 8.0)  # this run pays all of it
-    short = choose(host, profile, duration=3.0, cold=new, repeats=expected_repeats([20, 30]))
+    short = choose(host, profile, duration=3.0, cold=NEW_BUILDS, repeats=expected_repeats([20, 30]))
     assert short[0] == RunConfig("runtime", "numpy")
     assert "over 4 runs of this script (the 4 runs" in short[2]
 
