@@ -18,6 +18,7 @@ Files, under ``<cache>/<fingerprint>/<host name>/server/<hash of the URL>``: ``p
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -48,9 +49,22 @@ def read_copy(folder: Path) -> dict[str, Any] | None:
     """The copy (``fetched_at``, ``profiles``: documents newest first, ``script_runs``: each
     script's newest runs, ``float32_checked``: scripts whose float32 check passed,
     ``error``/``error_at`` of the last failed refresh), or None when there is none or it is
-    unreadable."""
+    unreadable. Not to be changed in place: the same file is parsed once per process."""
+    path = folder / "profiles.json"
     try:
-        data = json.loads((folder / "profiles.json").read_text())
+        stat = path.stat()
+    except OSError:
+        return None
+    return _parse_copy(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_copy(path: str, inode: int, mtime_ns: int, size: int) -> dict[str, Any] | None:
+    """The copy in the file at ``path``, parsed. One ``apply`` reads it for the profile, the
+    script's runs, the other scripts' run counts and the float32 check; the file's identity is
+    part of the key, so a copy written since (``replace_json``: a new file) is read anew."""
+    try:
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("profiles"), list) else None
