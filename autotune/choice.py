@@ -247,21 +247,26 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
     habit = (f" (the {expected_runs} runs this host's scripts get, median)"
              if repeats > max(1, had) else "")
 
-    def effective(config: RunConfig) -> float | None:
+    def effective(config: RunConfig, runs: int) -> float | None:
         cost = costs.get(config.key)
         if cost is None:
             return None
-        return cost.predict(duration) + (cost.cold_extra / expected_runs
-                                         if config.key in cold else 0.0)
+        return cost.predict(duration) + (cost.cold_extra / runs if config.key in cold else 0.0)
 
-    priced = [(cost, e.config) for e in allowed if (cost := effective(e.config)) is not None]
-    mine = effective(chosen)
-    if not priced or mine is None:
+    def cheapest_over(runs: int) -> tuple[float, RunConfig] | None:
+        priced = [(cost, e.config) for e in allowed
+                  if (cost := effective(e.config, runs)) is not None]
+        return min(priced, key=lambda pair: pair[0]) if priced else None
+
+    best = cheapest_over(expected_runs)
+    mine = effective(chosen, expected_runs)
+    if best is None or mine is None:
         return chosen, reason
-    cheapest, config = min(priced, key=lambda pair: pair[0])
+    cheapest, config = best
     extra = costs[chosen.key].cold_extra
     if config == chosen or cheapest >= mine:
-        if habit:
+        if habit and not _kept_without_habit(cheapest_over(max(1, had)), chosen,
+                                             effective(chosen, max(1, had))):
             reason += (f"; its build here is new (+{extra:.1f} s) and pays back over "
                        f"{expected_runs} runs{habit}")
         return chosen, reason
@@ -270,6 +275,16 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
                     f"{'s' if expected_runs != 1 else ''} of this script{habit}, so "
                     f"{config.key} ({cheapest:.2f} s with "
                     f"{'its' if config.key in cold else 'no'} cold build counted)")
+
+
+def _kept_without_habit(best: tuple[float, RunConfig] | None, chosen: RunConfig,
+                        mine: float | None) -> bool:
+    """Whether ``chosen`` also wins when its cold build is spread over the script's own runs
+    only: then the host's habit did not decide, and the reason does not say it did."""
+    if best is None or mine is None:
+        return True
+    cheapest, config = best
+    return config == chosen or cheapest >= mine
 
 
 def exploration_paid(costs: Mapping[str, CostModel], history: Mapping[str, OwnTimes] | None,

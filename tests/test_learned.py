@@ -218,6 +218,18 @@ def test_on_a_host_whose_scripts_are_run_again_a_first_run_pays_a_build_that_pay
     assert "over 4 runs of this script (the 4 runs" in short[2]
 
 
+def test_the_hosts_habit_is_named_only_where_it_decided() -> None:
+    """At 30 s standalone's build pays back in one run (numpy 37.5 s, standalone 6.5 s warm,
+    14.5 s with its build): the habit of running scripts four times changes nothing, and the
+    reason does not claim it did."""
+    host = make_host()
+    profile = make_profile(host)
+    config, _, reason, _ = choose(host, profile, duration=30.0, cold=NEW_BUILDS, repeats=4)
+    assert config == STANDALONE
+    assert "runs this host's scripts get" not in reason
+    assert "pays back" not in reason
+
+
 def test_the_runs_expected_of_a_script_are_the_median_of_the_others_and_capped() -> None:
     assert expected_repeats([]) == 1
     assert expected_repeats([1, 1, 7]) == 1  # most scripts here are run once
