@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from autotune.errors import ConfigError, NeedsRuntime
-from autotune.runrecord import RunRecord, last_loop_seconds, peak_rss
+from autotune.runrecord import RunRecord, loop_seconds, peak_rss
 
 if TYPE_CHECKING:
     from autotune.apply import Applied
@@ -160,8 +160,8 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
 
 
 def _brian_timings(wall: float) -> tuple[float | None, float | None]:
-    """Loop seconds of the last run and the rest of the script's wall time (set-up + build)."""
-    loop = last_loop_seconds()
+    """Loop seconds of the script's runs and the rest of its wall time (set-up + build)."""
+    loop = loop_seconds()
     if loop is None:
         return None, None
     return loop, max(0.0, wall - loop)
@@ -238,10 +238,16 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     if applied is not None:
         record = record_run(applied, str(Path(script).resolve()), report.exit_code)
         if record is not None and record.total_error is not None:
-            logger.info("predicted %.2f s for the whole run, took %.2f s (%+.0f %%)%s%s",
-                        record.predicted_total, record.actual_total, 100 * record.total_error,
+            logger.info("predicted %.2f s for the whole run (%s simulated), took %.2f s "
+                        "(%+.0f %%)%s%s", record.predicted_total, _seconds_text(record.simulated),
+                        record.actual_total, 100 * record.total_error,
                         _dry_pass_note(applied.dry_pass_seconds), _crowded_note(record))
     return ScriptRun(applied, report, record)
+
+
+def _seconds_text(seconds: float) -> str:
+    """``2.9 s``, ``50 ms``: a simulated time as a user would write it."""
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{1000 * seconds:.3g} ms"
 
 
 def _crowded_note(record: RunRecord) -> str:

@@ -169,6 +169,34 @@ def last_loop_seconds() -> float | None:
     return None if loop is None else float(loop)
 
 
+def loop_seconds() -> float | None:
+    """Seconds the simulation loops of this process's Brian2 runs took: every runtime run's,
+    summed, once :func:`watch_model` watches them (a script may call ``run()`` many times); else
+    the last run's (a standalone binary runs once), None when nothing was simulated."""
+    if _RUNTIME_RUNS.count:
+        return _RUNTIME_RUNS.loop
+    return last_loop_seconds()
+
+
+def simulated_seconds() -> float | None:
+    """Simulated seconds of this process's Brian2 runs: summed over every runtime run once
+    :func:`watch_model` watches them, else the default clock's time (standalone's one run).
+
+    The clock alone is not enough: a script that runs three fresh networks of 1.2, 1.2 and
+    0.5 s (``Tsodyks_Pawelzik_Markram_1998.py``) ends with the clock at 0.5 s."""
+    if _RUNTIME_RUNS.count:
+        return _RUNTIME_RUNS.simulated
+    brian2 = sys.modules.get("brian2")
+    if brian2 is None:
+        return None
+    try:
+        import numpy as np
+
+        return float(np.asarray(brian2.defaultclock.t_).reshape(-1)[0])
+    except Exception:  # noqa: BLE001 - a clock we cannot read (standalone never built)
+        return None
+
+
 def peak_rss() -> int:
     """Peak resident memory of this process or its largest child (compiler, binary), bytes."""
     scale = 1 if sys.platform == "darwin" else 1024
@@ -181,24 +209,63 @@ def peak_rss() -> int:
 _LAST_MODEL: list[Any] = []
 
 
+@dataclass
+class _RuntimeRuns:
+    """The runtime device's runs in this process (see :func:`watch_model`): their loops'
+    seconds and the time they simulated, summed."""
+
+    loop: float = 0.0
+    simulated: float = 0.0
+    count: int = 0
+
+
+_RUNTIME_RUNS = _RuntimeRuns()
+
+
 def watch_model() -> None:
-    """Keep the groups of every network Brian2 runs from now on, for :func:`model_size`.
+    """Keep the groups of every network Brian2 runs from now on, for :func:`model_size`, and
+    add up what each runtime run simulated and how long its loop took, for
+    :func:`loop_seconds` and :func:`simulated_seconds`.
 
     A script run with ``runpy`` drops its globals when it ends, and standalone cannot count
     synapses before the run: the groups are taken when the run starts and counted after it.
+    Brian2 keeps only the last run's loop time: a script that runs twice (5 s to settle, then
+    5 s recorded, as ``Brette_2004.py``) would otherwise count half its loop as set-up.
     """
     from brian2.core.network import Network
 
     if getattr(Network.before_run, "_autotune_watch", False):
         return
-    original = Network.before_run
+    original_before, original_after = Network.before_run, Network.after_run
 
     def before_run(self: Any, run_namespace: Any) -> Any:
         _LAST_MODEL[:] = list(self.objects)
-        return original(self, run_namespace)
+        self._autotune_started_at = float(self.t_)
+        return original_before(self, run_namespace)
+
+    def after_run(self: Any) -> Any:
+        result = original_after(self)
+        _count_runtime_run(self)
+        return result
 
     before_run._autotune_watch = True  # type: ignore[attr-defined]
     Network.before_run = before_run  # type: ignore[method-assign]
+    Network.after_run = after_run  # type: ignore[method-assign]
+
+
+def _count_runtime_run(network: Any) -> None:
+    """Add a finished runtime run to :data:`_RUNTIME_RUNS` (standalone's ``run()`` only
+    generates code: its binary's loop is timed once, by Brian2, after the build)."""
+    from brian2.devices.device import RuntimeDevice, get_device
+
+    device = get_device()
+    started_at = getattr(network, "_autotune_started_at", None)
+    loop = getattr(device, "_last_run_time", None)
+    if not isinstance(device, RuntimeDevice) or started_at is None or loop is None:
+        return
+    _RUNTIME_RUNS.loop += float(loop)
+    _RUNTIME_RUNS.simulated += max(0.0, float(network.t_) - started_at)
+    _RUNTIME_RUNS.count += 1
 
 
 def last_model() -> list[Any]:
@@ -235,18 +302,11 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
     """What the run that ``applied`` prepared really cost, or None if Brian2 never ran."""
     from datetime import datetime, timezone
 
-    import numpy as np
-
     from autotune.buildslots import cpus_left_free
 
-    brian2 = sys.modules.get("brian2")
-    loop = last_loop_seconds()
-    if brian2 is None:
+    if sys.modules.get("brian2") is None:
         return None
-    try:
-        simulated = float(np.asarray(brian2.defaultclock.t_).reshape(-1)[0])
-    except Exception:  # noqa: BLE001 - a clock we cannot read (standalone never built)
-        simulated = None
+    loop, simulated = loop_seconds(), simulated_seconds()
     if loop is None or not simulated:
         return None
     total = _process_wall()

@@ -161,6 +161,48 @@ def test_a_script_run_twice_learns_from_its_first_run(db_url: str, tmp_path: Pat
     assert edited.source == "profile" and edited.script_digest != first.script_digest
 
 
+# Two runs of one network (30 + 20 ms), then two fresh networks (40 and 10 ms): the clock ends
+# at 10 ms, and Brian2 keeps only the last run's loop time. The script adds up its own.
+SEVERAL_RUNS = """
+from brian2 import *
+loops = []
+def timed_run(length):
+    run(length)
+    loops.append(get_device()._last_run_time)
+G = NeuronGroup(20, 'dv/dt = -v/(10*ms) : 1', threshold='v > 0.8', reset='v = 0',
+                method='exact')
+G.v = 'rand()'
+timed_run(30*ms)
+timed_run(20*ms)
+for length in (40, 10):
+    start_scope()
+    H = NeuronGroup(10, 'dv/dt = -v/(10*ms) : 1', method='exact')
+    timed_run(length*ms)
+print('loops', repr(float(sum(loops))))
+"""
+
+
+def test_a_script_that_runs_several_times_is_recorded_with_all_it_simulated(
+        db_url: str, tmp_path: Path) -> None:
+    """Learning divides a run's loop by what it simulated: both must cover every ``run()``,
+    not the last one's."""
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    script = tmp_path / "several.py"
+    script.write_text(SEVERAL_RUNS)
+    done = run_cli("run", "--db", db_url, str(script))
+    assert done.returncode == 0, done.stderr
+    loops = float(done.stdout.split("loops", 1)[1].split()[0])
+    with open_store(db_url) as store:
+        (record,) = store.runs()
+    assert record.config_key == "numpy-float64"
+    assert record.simulated == pytest.approx(0.1)
+    assert record.actual_loop == pytest.approx(loops)
+    assert "(100 ms simulated)" in done.stderr
+
+
 def test_runs_of_an_older_store_are_recorded_after_it_is_upgraded(tmp_path: Path) -> None:
     """apply writes runs with sqlite3 alone; a store made before runs had a script column is
     upgraded by the repository instead of losing the run."""
