@@ -1,7 +1,8 @@
 """A full run made with an applied configuration: its prediction and what really happened.
 
 Everything about a finished user run lives here: what Brian2 says the loop took (read in one
-place, :func:`last_loop_seconds`), the process tree's peak memory, the :class:`RunRecord`, and
+place, :func:`last_loop_seconds`, and added up over a script's runs, :func:`loop_seconds`), what
+the runs simulated, the process tree's peak memory, the :class:`RunRecord`, and
 writing it to the store. Nothing here imports Brian2: it reads the module the run imported.
 """
 
