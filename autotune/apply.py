@@ -262,6 +262,9 @@ def apply(
             profile, relations = suite.profile, suite.relations
     runs = _script_runs(url, host, digest, node) if digest and profile else []
     history = _learn(runs)
+    length_from_runs = None if seconds is not None else _run_length_of(runs)
+    if length_from_runs is not None:
+        seconds = length_from_runs
     registration = _register(node)
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
@@ -276,6 +279,9 @@ def apply(
         history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats)
     if length_from_script:
         why += " (run length read from the script)"
+    elif length_from_runs is not None:
+        why += (f" (run length {length_from_runs:.3g} s: what the script's recorded runs "
+                "simulated, median)")
     if why_not_standalone and config.device == "runtime" and device is None:
         why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
     plain = brian2_default_config(cython_available(host)).key if digest else None
@@ -421,6 +427,15 @@ def _host_profiles(url: str, host: HostFingerprint, node: Path) -> list[Profile]
         except ProfileError as e:
             logger.debug("a stored profile cannot serve a suite prediction: %s", e)
     return profiles
+
+
+def _run_length_of(runs: list[RunRecord]) -> float | None:
+    """What a script's recorded runs simulated, their median (None without any): its run
+    length where neither the caller nor the script's text says it, better than the profile's
+    (a script running three networks from a table of lengths, 2.9 s in all, is not a 10-s
+    run). Crowded runs count: what they simulated does not depend on their CPUs."""
+    lengths = sorted(run.simulated for run in runs if run.simulated)
+    return lengths[(len(lengths) - 1) // 2] if lengths else None
 
 
 def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:

@@ -15,6 +15,7 @@ from autotune.config import RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError
 from autotune.profile import ProfileEntry
+from autotune.runrecord import RunRecord
 from autotune.store import open_store
 from tests.helpers import make_host, make_profile
 
@@ -290,6 +291,34 @@ def test_apply_reads_the_run_length_from_the_script(db_url: str, tmp_path: Path)
     # its build folder is new: the prediction includes the cold build
     assert long["applied"]["predicted"] == pytest.approx(3.5 + 0.1 * 100 + 8.0)  # type: ignore[index]
     assert long["applied"]["cold"] is True  # type: ignore[index]
+
+
+def test_a_run_length_the_script_does_not_say_is_taken_from_its_recorded_runs(
+        db_url: str, tmp_path: Path) -> None:
+    """The script's length comes from a table at run time. Its one recorded run simulated
+    0.5 s in numpy, as the profile predicts: at 0.5 s numpy wins (2.1 s against standalone's
+    3.55 s and a new build), where the profile's 10 s would have built standalone (12.5 s,
+    build included, against numpy's 13.5 s)."""
+    from autotune.host import collect_host
+    from autotune.scriptcheck import script_digest
+
+    host = collect_host()
+    extra = "\nlengths = {'a': 500*ms}\nif False:\n    run(lengths['a'])\n"
+    source = APPLY_SCRIPT.replace("DURATION", "None").replace("DB", repr(db_url)) + extra
+    numpy = RunConfig("runtime", "numpy")
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(host))
+        store.record_run(RunRecord(
+            host.fingerprint, None, None, numpy.key, "profile", "mine.py", 0.5, None, None,
+            2.1, 1.5, 0.6, None, 0, "2026-12-03T00:00:00+00:00",
+            script_digest=script_digest(source), cold=False))
+    never_ran = _apply_in_script(tmp_path / "other.py", db_url, "None", extra + "# other\n")
+    assert never_ran["applied"]["config"]["device"] == "cpp_standalone"  # type: ignore[index]
+    state = _apply_in_script(tmp_path / "mine.py", db_url, "None", extra)
+    applied = state["applied"]
+    assert applied["config"] == numpy.to_dict()  # type: ignore[index]
+    assert applied["predicted"] == pytest.approx(1.5 + 1.2 * 0.5)  # type: ignore[index]
+    assert "run length 0.5 s: what the script's recorded runs simulated" in applied["reason"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("threads, cpus, neighbours, busy, expected", [
