@@ -242,6 +242,7 @@ def apply(
     if analysis is None and standalone_ok is None:
         analysis = _analyse(script)
     why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
+    numpy_reason = analysis.numpy_reason if analysis else None
     if standalone_ok is None:
         standalone_ok = analysis.standalone_ok if analysis else True
         cython_ok = cython_ok and (analysis.cython_ok if analysis else True)
@@ -276,7 +277,8 @@ def apply(
         standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
         thread_cap=thread_cap, why_not_standalone=why_not_standalone,
         float32_ok=same_model or (digest is not None and _float32_checked(url, digest, node)),
-        history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats)
+        history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats,
+        numpy_ok=numpy_reason is None)
     if length_from_script:
         why += " (run length read from the script)"
     elif length_from_runs is not None:
@@ -284,6 +286,8 @@ def apply(
                 "simulated, median)")
     if why_not_standalone and config.device == "runtime" and device is None:
         why += f"; cpp_standalone cannot serve this script: {why_not_standalone}"
+    if numpy_reason is not None:
+        why += f"; numpy cannot serve this script: {numpy_reason}"
     plain = brian2_default_config(cython_available(host)).key if digest else None
     why += random_draws_note(runs, config.key, plain) + _crowded_note(runs)
     if neighbours.runs:

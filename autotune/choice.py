@@ -23,16 +23,17 @@ if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays
 
 
 def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
-                    thread_cap: int | None = None) -> RunConfig:
+                    thread_cap: int | None = None, numpy_ok: bool = True) -> RunConfig:
     """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP),
     at most ``thread_cap`` threads.
 
-    Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy).
+    Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy; Cython
+    where numpy cannot serve it either, and it may fail as Brian2's default would).
     """
     if standalone_ok:
         threads = host.max_threads if thread_cap is None else min(host.max_threads, thread_cap)
         return standalone_config(0 if threads <= 1 else threads)
-    return RunConfig("runtime", "cython" if cython_ok else "numpy")
+    return RunConfig("runtime", "cython" if cython_ok or not numpy_ok else "numpy")
 
 
 def check_overrides(host: HostFingerprint, device: str | None, threads: int | None,
@@ -80,6 +81,7 @@ def choose(
     relations: Mapping[str, LoopRelation] | None = None,
     pgo: bool | None = None,
     repeats: int = 1,
+    numpy_ok: bool = True,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
@@ -96,7 +98,8 @@ def choose(
     ``repeats``, what this host's other scripts got), and the prediction includes it.
     ``relations`` (a suite's, for a predicted profile) tie one configuration's loop to
     another's, so that the script's own runs of one correct the other. ``pgo`` asks for a
-    profile-guided build (True, which implies cpp_standalone) or forbids it (False).
+    profile-guided build (True, which implies cpp_standalone) or forbids it (False). Without
+    ``numpy_ok`` (the script's numpy code would fail here) numpy is never chosen.
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
@@ -110,15 +113,16 @@ def choose(
                           + (f" ({why_not_standalone})" if why_not_standalone else "")
                           + "; drop it or use --device runtime")
     best, only_float64 = _profile_best(profile, duration, standalone_ok, cython_ok, thread_cap,
-                                       float32_ok or precision is not None)
+                                       float32_ok or precision is not None, numpy_ok)
     if best is not None:
         config, source = best.config, "suite" if is_prediction(profile) else "profile"
         reason = _profile_reason(profile, duration, standalone_ok, cython_ok)  # type: ignore[arg-type]
     else:
-        config, source = fallback_config(host, standalone_ok, cython_ok, thread_cap), "fallback"
+        config = fallback_config(host, standalone_ok, cython_ok, thread_cap, numpy_ok)
+        source = "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
     learned = _learned(profile, history, duration, standalone_ok, cython_ok, thread_cap,
-                       float32_ok, relations) if best is not None else None
+                       float32_ok, relations, numpy_ok) if best is not None else None
     if learned is not None:
         config, source, reason = learned.entry.config, "script", learned.reason
     if only_float64:
@@ -132,7 +136,7 @@ def choose(
                                           if duration is None else duration, config, reason,
                                           cold, profile.allowed(  # type: ignore[union-attr]
                                               duration, standalone_ok, cython_ok, thread_cap,
-                                              float32_ok or precision == "float32"),
+                                              float32_ok or precision == "float32", numpy_ok),
                                           exploring=learned is not None and learned.trying,
                                           repeats=repeats)
     if device or threads is not None or precision or (pgo is not None and pgo != config.pgo):
@@ -149,8 +153,8 @@ def choose(
 
 
 def _profile_best(profile: Profile | None, duration: float | None, standalone_ok: bool,
-                  cython_ok: bool, thread_cap: int | None, float32_ok: bool
-                  ) -> tuple[ProfileEntry | None, bool]:
+                  cython_ok: bool, thread_cap: int | None, float32_ok: bool,
+                  numpy_ok: bool = True) -> tuple[ProfileEntry | None, bool]:
     """The profile's entry for this run, and whether a float32 winner was passed over (float32
     was not validated on this model)."""
     if profile is None:
@@ -159,11 +163,11 @@ def _profile_best(profile: Profile | None, duration: float | None, standalone_ok
     def pick(float32: bool) -> ProfileEntry | None:
         if is_prediction(profile):
             return robust_best(profile.allowed(duration, standalone_ok, cython_ok, thread_cap,
-                                               float32),
+                                               float32, numpy_ok),
                                profile.target_duration if duration is None else duration,
                                scale_error_of(profile), scenarios_of(profile))
         return profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
-                            max_threads=thread_cap, float32_ok=float32)
+                            max_threads=thread_cap, float32_ok=float32, numpy_ok=numpy_ok)
 
     best = pick(True)
     if float32_ok or best is None or best.config.precision != "float32":
@@ -319,12 +323,13 @@ def exploration_paid(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
 def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
              duration: float | None, standalone_ok: bool, cython_ok: bool,
              thread_cap: int | None, float32_ok: bool,
-             relations: Mapping[str, LoopRelation] | None = None) -> ScriptChoice | None:
+             relations: Mapping[str, LoopRelation] | None = None, numpy_ok: bool = True
+             ) -> ScriptChoice | None:
     """The choice the script's own runs lead to (None without runs or profile)."""
     if not history or profile is None:
         return None
     d = profile.target_duration if duration is None else duration
-    allowed = profile.allowed(d, standalone_ok, cython_ok, thread_cap, float32_ok)
+    allowed = profile.allowed(d, standalone_ok, cython_ok, thread_cap, float32_ok, numpy_ok)
     from autotune.learned import choose_from_runs
 
     return choose_from_runs(allowed, profile.valid, history, d, relations)

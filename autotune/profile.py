@@ -153,19 +153,20 @@ class Profile:
 
     def allowed(self, duration: float | None = None, standalone_ok: bool = True,
                 cython_ok: bool = True, max_threads: int | None = None,
-                float32_ok: bool = True) -> list[ProfileEntry]:
+                float32_ok: bool = True, numpy_ok: bool = True) -> list[ProfileEntry]:
         """Valid entries a run may use, fastest first for ``duration``: runtime only unless
         ``standalone_ok``, numpy only unless ``cython_ok``, at most ``max_threads`` OpenMP
-        threads, float64 only unless ``float32_ok``."""
+        threads, float64 only unless ``float32_ok``, no numpy unless ``numpy_ok``."""
         return [e for e in self.ranked(duration)
                 if (standalone_ok or e.config.device == "runtime")
                 and (cython_ok or e.config.target == "numpy")
+                and (numpy_ok or e.config.target != "numpy")
                 and (max_threads is None or e.config.threads <= max_threads)
                 and (float32_ok or e.config.precision == "float64")]
 
     def tied(self, duration: float | None = None, standalone_ok: bool = True,
              cython_ok: bool = True, max_threads: int | None = None,
-             float32_ok: bool = True) -> list[ProfileEntry]:
+             float32_ok: bool = True, numpy_ok: bool = True) -> list[ProfileEntry]:
         """Valid entries that cannot be told apart from the fastest for ``duration``.
 
         Two predictions are tied when they differ by less than the larger of their
@@ -175,7 +176,8 @@ class Profile:
         only).
         """
         d = self.target_duration if duration is None else duration
-        candidates = self.allowed(d, standalone_ok, cython_ok, max_threads, float32_ok)
+        candidates = self.allowed(d, standalone_ok, cython_ok, max_threads, float32_ok,
+                                  numpy_ok)
         if not candidates:
             return []
         fastest = candidates[0].cost
@@ -184,9 +186,9 @@ class Profile:
 
     def best(self, duration: float | None = None, standalone_ok: bool = True,
              cython_ok: bool = True, max_threads: int | None = None,
-             float32_ok: bool = True) -> ProfileEntry | None:
+             float32_ok: bool = True, numpy_ok: bool = True) -> ProfileEntry | None:
         """The entry to use for ``duration`` (runtime only unless ``standalone_ok``; numpy only
-        unless ``cython_ok``).
+        unless ``cython_ok``; no numpy unless ``numpy_ok``).
 
         The fastest, unless others are statistically tied with it and predicted within
         :data:`PREFERENCE_MARGIN` of it: then the cheapest of those: fewest threads; among
@@ -195,7 +197,7 @@ class Profile:
         when it costs no less (a noisy measurement widens the tie).
         """
         d = self.target_duration if duration is None else duration
-        tied = self.tied(d, standalone_ok, cython_ok, max_threads, float32_ok)
+        tied = self.tied(d, standalone_ok, cython_ok, max_threads, float32_ok, numpy_ok)
         if not tied:
             return None
         limit = tied[0].cost.predict(d) * (1 + PREFERENCE_MARGIN)  # type: ignore[union-attr]

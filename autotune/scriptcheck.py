@@ -52,6 +52,9 @@ class ScriptAnalysis:
             (``duration = 500*ms`` ... ``run(duration)``); None otherwise.
         digest: a hash of the script's text: its runs are learned from under this name, so
             that an edited script starts afresh.
+        numpy_reason: why the numpy target cannot run it here (None when it can): Brian2's
+            numpy code for a ``SpatialNeuron`` needs scipy, which Cython's and standalone's
+            do not.
     """
 
     standalone_ok: bool
@@ -60,6 +63,7 @@ class ScriptAnalysis:
     run_calls: int
     reasons: tuple[str, ...] = field(default_factory=tuple)
     run_length: float | None = None
+    numpy_reason: str | None = None
     digest: str | None = None
 
 
@@ -84,6 +88,7 @@ class _Visitor(ast.NodeVisitor):
         self.reasons: list[str] = []
         self.own_device = False
         self.python_functions = False
+        self.spatial = False  # creates a SpatialNeuron (multi-compartment)
         self.groups: set[str] = set()  # names bound to Brian2 groups and monitors
         self.synapses: set[str] = set()
         self.early_reads: list[str] = []  # "line N: text" of state reads before run()
@@ -204,6 +209,8 @@ class _Visitor(ast.NodeVisitor):
             self.reasons.append(_UNSUPPORTED_IN_STANDALONE[name])
         elif name == "Function":
             self.python_functions = True
+        elif name == "SpatialNeuron":
+            self.spatial = True
         elif (name == "len" and not self.run_sites and node.args
               and isinstance(node.args[0], ast.Name) and node.args[0].id in self.synapses):
             self._early_read(node)
@@ -290,7 +297,20 @@ def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
         run_calls=len(sites),
         reasons=tuple(dict.fromkeys(reasons)),
         run_length=_total_length(visitor),
+        numpy_reason=(_SPATIAL_NEEDS_SCIPY if visitor.spatial and not _scipy_installed()
+                      else None),
     )
+
+
+_SPATIAL_NEEDS_SCIPY = ("its SpatialNeuron needs scipy under numpy (Brian2 solves the cable "
+                        "equation with scipy.linalg there), and scipy is not installed")
+
+
+def _scipy_installed() -> bool:
+    """Whether scipy can be imported here (found, not imported: apply stays fast)."""
+    import importlib.util
+
+    return importlib.util.find_spec("scipy") is not None
 
 
 def _total_length(visitor: _Visitor) -> float | None:

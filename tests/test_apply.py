@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -44,6 +45,24 @@ def test_a_script_standalone_cannot_serve_gets_the_best_runtime_config() -> None
                                        standalone_ok=False)
     assert config == RunConfig("runtime", "cython") and source == "profile"
     assert "runtime can serve" in reason
+
+
+def test_a_script_numpy_cannot_run_never_gets_numpy() -> None:
+    """At 0.5 s numpy wins this profile (2.1 s); a script whose numpy code would fail gets
+    the fastest other configuration, new builds counted, and so does one the fallback rule
+    serves."""
+    host = make_host()
+    profile = make_profile(host)
+    assert choose(host, profile, duration=0.5, standalone_ok=False)[0] == RunConfig(
+        "runtime", "numpy")
+    config, source, _, _ = choose(host, profile, duration=0.5, standalone_ok=False,
+                                  numpy_ok=False)
+    assert config == RunConfig("runtime", "cython") and source == "profile"
+    new_builds = {RunConfig("runtime", "cython").key, standalone_config(0).key}
+    config = choose(host, profile, duration=0.5, numpy_ok=False, cold=new_builds)[0]
+    assert config == standalone_config(0)  # 11.55 s with its build, Cython's 43.25 s
+    assert choose(host, None, standalone_ok=False, cython_ok=False,
+                  numpy_ok=False)[0] == RunConfig("runtime", "cython")
 
 
 def test_overrides_win_and_keep_what_they_do_not_name() -> None:
@@ -319,6 +338,22 @@ def test_a_run_length_the_script_does_not_say_is_taken_from_its_recorded_runs(
     assert applied["config"] == numpy.to_dict()  # type: ignore[index]
     assert applied["predicted"] == pytest.approx(1.5 + 1.2 * 0.5)  # type: ignore[index]
     assert "run length 0.5 s: what the script's recorded runs simulated" in applied["reason"]  # type: ignore[index]
+
+
+def test_apply_keeps_a_multi_compartment_script_off_numpy_without_scipy(
+        db_url: str, tmp_path: Path) -> None:
+    """A 0.5-s script gets numpy from this profile, unless its numpy code needs scipy and
+    scipy is missing: then the reason says why not."""
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    spatial = ("\nif False:\n    neuron = SpatialNeuron(morphology=Soma(30*um), model='')\n"
+               "    run(500*ms)\n")
+    state = _apply_in_script(tmp_path / "cell.py", db_url, "None", spatial)
+    scipy_missing = importlib.util.find_spec("scipy") is None
+    assert (state["applied"]["config"]["target"] != "numpy") == scipy_missing  # type: ignore[index]
+    assert ("numpy cannot serve this script" in state["applied"]["reason"]) == scipy_missing  # type: ignore[index]
 
 
 @pytest.mark.parametrize("threads, cpus, neighbours, busy, expected", [

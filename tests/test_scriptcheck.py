@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from autotune.errors import ScriptError
@@ -55,6 +57,20 @@ def test_pure_python_functions_need_numpy() -> None:
     source = HEAD + "@check_units(x=1, result=1)\ndef f(x):\n    return x\nrun(10*ms)\n"
     analysis = analyse_source(source)
     assert not analysis.cython_ok and not analysis.standalone_ok
+
+
+def test_a_spatial_neuron_rules_out_numpy_only_where_scipy_is_missing() -> None:
+    """Brian2's numpy code for a SpatialNeuron imports scipy at the first run(): Brette 2012's
+    Fig1.py failed under numpy here, where plain python (Cython) ran it."""
+    spatial = ("from brian2 import *\nmorpho = Soma(30*um)\n"
+               "neuron = SpatialNeuron(morphology=morpho,\n"
+               "                       model='Im = 0*amp/meter**2 : amp/meter**2')\n"
+               "run(10*ms)\n")
+    scipy_missing = importlib.util.find_spec("scipy") is None
+    analysis = analyse_source(spatial)
+    assert (analysis.numpy_reason is not None) == scipy_missing
+    assert analysis.standalone_ok and analysis.cython_ok
+    assert analyse_source(HEAD + "run(10*ms)\n").numpy_reason is None
 
 
 def test_a_syntax_error_is_one_clear_error() -> None:
