@@ -52,9 +52,9 @@ class ScriptAnalysis:
             (``duration = 500*ms`` ... ``run(duration)``); None otherwise.
         digest: a hash of the script's text: its runs are learned from under this name, so
             that an edited script starts afresh.
-        numpy_reason: why the numpy target cannot run it here (None when it can): Brian2's
-            numpy code for a ``SpatialNeuron`` needs scipy, which Cython's and standalone's
-            do not.
+        numpy_reason: why the numpy target cannot run it here (None when it can): Brian2 has
+            no numpy code for GSL integration, and its numpy code for a ``SpatialNeuron``
+            needs scipy, which Cython's and standalone's do not.
     """
 
     standalone_ok: bool
@@ -89,6 +89,7 @@ class _Visitor(ast.NodeVisitor):
         self.own_device = False
         self.python_functions = False
         self.spatial = False  # creates a SpatialNeuron (multi-compartment)
+        self.gsl = False  # names a GSL integration method ('gsl', 'gsl_rk4', 'gsl_%s', ...)
         self.groups: set[str] = set()  # names bound to Brian2 groups and monitors
         self.synapses: set[str] = set()
         self.early_reads: list[str] = []  # "line N: text" of state reads before run()
@@ -186,6 +187,11 @@ class _Visitor(ast.NodeVisitor):
             statement = self.parents[statement]
         text = ast.unparse(statement).splitlines()[0][:60]
         self.early_reads.append(f"line {node.lineno}: {text}")  # type: ignore[attr-defined]
+
+    def visit_Constant(self, node: ast.Constant) -> None:  # noqa: N802
+        if isinstance(node.value, str) and (node.value == "gsl"
+                                            or node.value.startswith("gsl_")):
+            self.gsl = True
 
     def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
         name = _call_name(node)
@@ -297,9 +303,18 @@ def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
         run_calls=len(sites),
         reasons=tuple(dict.fromkeys(reasons)),
         run_length=_total_length(visitor),
-        numpy_reason=(_SPATIAL_NEEDS_SCIPY if visitor.spatial and not _scipy_installed()
-                      else None),
+        numpy_reason=_numpy_reason(visitor),
     )
+
+
+def _numpy_reason(visitor: _Visitor) -> str | None:
+    """Why Brian2's numpy target cannot run the script here (None when it can)."""
+    if visitor.gsl:
+        return ("it integrates with GSL (a 'gsl' method), which Brian2 implements for Cython "
+                "and standalone only")
+    if visitor.spatial and not _scipy_installed():
+        return _SPATIAL_NEEDS_SCIPY
+    return None
 
 
 _SPATIAL_NEEDS_SCIPY = ("its SpatialNeuron needs scipy under numpy (Brian2 solves the cable "

@@ -73,6 +73,16 @@ def test_a_spatial_neuron_rules_out_numpy_only_where_scipy_is_missing() -> None:
     assert analyse_source(HEAD + "run(10*ms)\n").numpy_reason is None
 
 
+@pytest.mark.parametrize("method", ["'gsl'", "'gsl_rk45'", "'gsl_%s' % kind"])
+def test_gsl_integration_rules_out_numpy(method: str) -> None:
+    """Brian2 implements GSL integration for Cython and standalone only."""
+    source = (f"from brian2 import *\nkind = 'rk2'\nG = NeuronGroup(10, 'dv/dt = -v/(10*ms) : 1', "
+              f"method={method})\nrun(10*ms)\n")
+    analysis = analyse_source(source)
+    assert analysis.numpy_reason is not None and "GSL" in analysis.numpy_reason
+    assert analysis.standalone_ok and analysis.cython_ok
+
+
 def test_a_syntax_error_is_one_clear_error() -> None:
     with pytest.raises(ScriptError, match="line 1"):
         analyse_source("run(10*ms", "broken.py")
