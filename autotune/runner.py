@@ -4,9 +4,10 @@ would, in this process, measure it and record it (:func:`run_script`).
 Under cpp_standalone a script that reads a state variable before ``run()`` fails at that read,
 before anything was simulated. :mod:`autotune.scriptcheck` catches the usual forms; for what it
 cannot see, :func:`execute_script` holds the script's output back until its first ``run()``
-starts. If the script then fails with Brian2's "before the simulation has been run" error, the
-held output is dropped and :class:`NeedsRuntime` is raised, so that the caller can run the
-script again under runtime and the user sees its output once.
+starts. If the script then fails with Brian2's "before the simulation has been run" error (or
+its refusal to record every synapse before the run), the held output is dropped and
+:class:`NeedsRuntime` is raised, so that the caller can run the script again under runtime and
+the user sees its output once.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Brian2's message when standalone code reads state before the run.
-_EARLY_READ = "before the simulation has been run"
+#: Brian2's messages when a script asks standalone, before the run, for what only the run
+#: knows, and what they mean.
+_STANDALONE_REFUSALS = {
+    "before the simulation has been run": "the script reads state variables before run()",
+    "Cannot determine the actual indices to record for record=True":
+        "the script records synapses with StateMonitor(..., record=True) before run()",
+}
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,11 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except NotImplementedError as e:
-        if held is not None and not held.released and _EARLY_READ in str(e):
+        refusal = next((what for message, what in _STANDALONE_REFUSALS.items()
+                        if message in str(e)), None)
+        if held is not None and not held.released and refusal is not None:
             held.drop()
-            raise NeedsRuntime("the script reads state variables before run(), which "
-                               "cpp_standalone cannot serve") from e
+            raise NeedsRuntime(f"{refusal}, which cpp_standalone cannot serve") from e
         raise
     finally:
         if undo is not None:

@@ -217,10 +217,23 @@ class _Visitor(ast.NodeVisitor):
             self.python_functions = True
         elif name == "SpatialNeuron":
             self.spatial = True
+        elif name == "StateMonitor" and self._records_every_synapse(node):
+            self.reasons.append("records synapses with StateMonitor(..., record=True) "
+                                "(standalone does not know the synapses before it runs)")
         elif (name == "len" and not self.run_sites and node.args
               and isinstance(node.args[0], ast.Name) and node.args[0].id in self.synapses):
             self._early_read(node)
         self.generic_visit(node)
+
+
+    def _records_every_synapse(self, node: ast.Call) -> bool:
+        """``StateMonitor(S, 'w', record=True)`` with ``S`` bound to Synapses."""
+        source = node.args[0] if node.args else next(
+            (k.value for k in node.keywords if k.arg == "source"), None)
+        record = node.args[2] if len(node.args) > 2 else next(
+            (k.value for k in node.keywords if k.arg == "record"), None)
+        return (isinstance(source, ast.Name) and source.id in self.synapses
+                and isinstance(record, ast.Constant) and record.value is True)
 
 
 #: Brian2's time units, in seconds.

@@ -44,6 +44,21 @@ print('after:', G.v[:3])
 """
 
 
+# Records every synapse from inside a function, where the script analysis cannot see it.
+HIDDEN_SYNAPSE_RECORDING = """
+from brian2 import *
+G = NeuronGroup(5, 'v : 1', threshold='True')
+S = Synapses(G, G, 'w : 1', on_pre='w += 1')
+S.connect(j='i')
+print('set up')
+def watch(synapses):
+    return StateMonitor(synapses, 'w', record=True)
+M = watch(S)
+run(1*ms)
+print('recorded', M.w.shape, M.w[0, -1])
+"""
+
+
 def _result_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("result")]
 
@@ -93,6 +108,29 @@ def test_a_read_before_run_that_analysis_misses_is_run_under_runtime_and_shown_o
     assert stdout == plain.stdout  # 'set up' once, and the values of a plain run
     assert "running it again under runtime" in stderr and "Traceback" not in stderr
     assert "applied runtime" in stderr.replace("\n", " ")
+
+
+def test_recording_every_synapse_that_analysis_misses_is_run_under_runtime_and_shown_once(
+        tmp_path: Path, db_url: str) -> None:
+    """Standalone refuses StateMonitor(S, 'w', record=True) before the run (Brian2's
+    Tetzlaff_2015.py and spike_based_homeostasis.py failed so); at 20 s this profile picks
+    standalone, so the run starts there, nothing is shown, and it runs again under runtime."""
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    script = tmp_path / "monitor.py"
+    script.write_text(HIDDEN_SYNAPSE_RECORDING)
+    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
+                            "--duration", "20", str(script)], capture_output=True, text=True,
+                           timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    assert tuned.stdout == "set up\nrecorded (5, 10) 9.0\n"
+    stderr = tuned.stderr.replace("\n", " ")
+    assert "records synapses with StateMonitor" in stderr and "Traceback" not in stderr
+    assert "applied cpp_standalone" in stderr and "applied runtime" in stderr
 
 
 @pytest.mark.slow

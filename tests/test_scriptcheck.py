@@ -32,11 +32,19 @@ def test_a_main_function_called_once_is_standalone_safe() -> None:
     ("def go():\n    run(1*ms)\ngo()\ngo()\n", "may run more than once"),
     ("def cb(elapsed, complete, start, duration):\n    pass\nrun(10*ms, report=cb)\n",
      "report callback"),
+    ("S = Synapses(G, G, 'w : 1')\nS.connect(p=0.1)\nM = StateMonitor(S, 'w', record=True)\n"
+     "run(10*ms)\n", "StateMonitor(..., record=True)"),
 ])
 def test_scripts_standalone_cannot_serve(body: str, reason: str) -> None:
     analysis = analyse_source(HEAD + body)
     assert not analysis.standalone_ok
     assert any(reason in r for r in analysis.reasons), analysis.reasons
+
+
+def test_recording_chosen_synapses_or_every_neuron_is_fine() -> None:
+    body = ("S = Synapses(G, G, 'w : 1')\nS.connect(p=0.1)\nM = StateMonitor(S, 'w', record=[0])\n"
+            "N = StateMonitor(G, 'v', record=True)\nrun(10*ms)\n")
+    assert analyse_source(HEAD + body).standalone_ok
 
 
 def test_a_text_report_is_fine() -> None:
