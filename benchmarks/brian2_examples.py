@@ -4,10 +4,13 @@ Brian2's examples are real users' scripts: they read state before ``run()``, run
 use ``network_operation``, plot, and sometimes choose their own device. For each example this
 runs ``python EXAMPLE`` and ``brian2-autotune run EXAMPLE`` (with no profile in a fresh store,
 so the fallback rule asks for cpp_standalone with every thread wherever the script analysis
-allows: the hardest case), each in a fresh temporary folder with matplotlib drawing off screen,
-and prints a markdown table: exit codes, wall times, the configuration applied and why.
+allows: the hardest case; or with ``--db``, a copy of that store, so that a profile's numpy,
+Cython and standalone choices are all tried), each in a fresh temporary folder with matplotlib
+drawing off screen, and prints a markdown table: exit codes, wall times, the configuration
+applied and why.
 
     python benchmarks/brian2_examples.py BRIAN2_CHECKOUT/examples [--timeout 300] [--only NAME ...]
+        [--db URL_OR_SQLITE_PATH]
 
 An example that fails under python (a missing optional package, a timeout) is listed as such
 and not run under ``run``.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +80,8 @@ def main() -> None:
     parser.add_argument("examples", type=Path, help="Brian2's examples/ folder")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run (300)")
     parser.add_argument("--only", nargs="+", help="these examples (paths below examples/)")
+    parser.add_argument("--db", help="run with a copy of this SQLite store (README command 1's "
+                        "calibration, say) instead of an empty one")
     args = parser.parse_args()
     scripts = sorted(p for p in args.examples.rglob("*.py") if p.name != "plot_utils.py"
                      and p.name != "params.py")
@@ -83,6 +89,8 @@ def main() -> None:
         scripts = [p for p in scripts if str(p.relative_to(args.examples)) in args.only]
     rows = []
     with tempfile.TemporaryDirectory(prefix="brian2-examples-") as work:
+        if args.db:
+            shutil.copyfile(args.db.removeprefix("sqlite:///"), Path(work) / "store.db")
         env = {**os.environ, "MPLBACKEND": "Agg",
                "BRIAN2_AUTOTUNE_DB": f"sqlite:///{work}/store.db",
                "BRIAN2_AUTOTUNE_CACHE": f"{work}/cache"}
