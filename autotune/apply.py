@@ -23,6 +23,7 @@ import atexit
 import logging
 import platform
 import sqlite3
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -438,8 +439,8 @@ def _run_length_of(runs: list[RunRecord]) -> float | None:
     length where neither the caller nor the script's text says it, better than the profile's
     (a script running three networks from a table of lengths, 2.9 s in all, is not a 10-s
     run). Crowded runs count: what they simulated does not depend on their CPUs."""
-    lengths = sorted(run.simulated for run in runs if run.simulated)
-    return lengths[(len(lengths) - 1) // 2] if lengths else None
+    lengths = [run.simulated for run in runs if run.simulated]
+    return statistics.median_low(lengths) if lengths else None
 
 
 def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:

@@ -268,9 +268,10 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
         return chosen, reason
     cheapest, config = best
     extra = costs[chosen.key].cold_extra
-    if config == chosen or cheapest >= mine:
-        if habit and not _kept_without_habit(cheapest_over(max(1, had)), chosen,
-                                             effective(chosen, max(1, had))):
+    if _keeps(best, chosen, mine):
+        # the habit decided only if spreading the build over the script's own runs would not
+        if habit and not _keeps(cheapest_over(max(1, had)), chosen,
+                                effective(chosen, max(1, had))):
             reason += (f"; its build here is new (+{extra:.1f} s) and pays back over "
                        f"{expected_runs} runs{habit}")
         return chosen, reason
@@ -281,10 +282,10 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
                     f"{'its' if config.key in cold else 'no'} cold build counted)")
 
 
-def _kept_without_habit(best: tuple[float, RunConfig] | None, chosen: RunConfig,
-                        mine: float | None) -> bool:
-    """Whether ``chosen`` also wins when its cold build is spread over the script's own runs
-    only: then the host's habit did not decide, and the reason does not say it did."""
+def _keeps(best: tuple[float, RunConfig] | None, chosen: RunConfig, mine: float | None
+           ) -> bool:
+    """Whether ``chosen``, priced ``mine``, stands against ``best`` (the cheapest allowed
+    configuration and its price; unknown prices keep it)."""
     if best is None or mine is None:
         return True
     cheapest, config = best

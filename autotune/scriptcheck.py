@@ -225,7 +225,6 @@ class _Visitor(ast.NodeVisitor):
             self._early_read(node)
         self.generic_visit(node)
 
-
     def _records_every_synapse(self, node: ast.Call) -> bool:
         """``StateMonitor(S, 'w', record=True)`` with ``S`` bound to Synapses."""
         source = node.args[0] if node.args else next(
