@@ -9,23 +9,36 @@ runtime configuration instead, and the reason is logged. A script that chooses i
 code-generation target is left alone. Pure-Python functions used in equations
 (``@check_units``/``Function``) need the numpy target.
 
-The analysis is static and errs on the side of runtime; what it cannot see (a read hidden in an
-imported module) is caught when the script runs (:mod:`autotune.runner`).
+The script's own modules (those Python would import from the script's folder, such as a
+``model.py`` beside a ``sweep.py``) are read too: a ``network_operation`` or a second ``run()``
+there matters as much as in the script, and editing them changes the model, so their text is
+part of the script's digest. The analysis is static and errs on the side of runtime; what it
+cannot see (a read hidden in a module imported from elsewhere) is caught when the script runs
+(:mod:`autotune.runner`).
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autotune.errors import ScriptError
 
 _DEVICE_CHOICE_CALLS = {"set_device", "build"}
-_UNSUPPORTED_IN_STANDALONE = {"network_operation": "uses network_operation (Python code "
-                              "during the run)", "store": "uses store()/restore()",
+#: Why standalone cannot serve a script with a network_operation (it would leave it out).
+NETWORK_OPERATION_REASON = "uses network_operation (Python code during the run)"
+_UNSUPPORTED_IN_STANDALONE = {"network_operation": NETWORK_OPERATION_REASON,
+                              "store": "uses store()/restore()",
                               "restore": "uses store()/restore()"}
+#: Why numpy cannot serve a script that integrates with GSL.
+GSL_REASON = ("it integrates with GSL (a 'gsl' method), which Brian2 implements for Cython and "
+              "standalone only")
+#: Why numpy cannot serve a multi-compartment model here.
+SPATIAL_NEEDS_SCIPY = ("its SpatialNeuron needs scipy under numpy (Brian2 solves the cable "
+                       "equation with scipy.linalg there), and scipy is not installed")
 #: Constructors of objects whose state standalone cannot read before the run.
 _GROUPS = {"NeuronGroup", "PoissonGroup", "SpikeGeneratorGroup", "SpatialNeuron", "Subgroup"}
 _SYNAPSES = {"Synapses"}
@@ -35,6 +48,10 @@ _MONITORS = {"StateMonitor", "SpikeMonitor", "EventMonitor", "PopulationRateMoni
 _METADATA = {"name", "namespace", "dt", "clock", "source", "target", "variables", "equations",
              "active", "when", "order", "events", "record", "method_choice", "N",
              "codeobj_class", "contained_objects", "event_codes", "start", "stop"}
+#: At most this many of a script's own modules are read (a script in a large source tree).
+_MAX_OWN_MODULES = 40
+#: A larger file is no hand-written model; it is not read.
+_MAX_MODULE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,7 @@ class _Visitor(ast.NodeVisitor):
         self.constants: dict[str, tuple[float, int]] = {}
         self.loop_depth = 0
         self.functions: list[str] = []
+        self.during_run = 0  # inside a network_operation: its reads happen during the run
         self.calls: dict[str, int] = {}
         self.loop_calls: set[str] = set()
         self.reasons: list[str] = []
@@ -108,16 +126,20 @@ class _Visitor(ast.NodeVisitor):
     visit_For = visit_While = visit_AsyncFor = _loop  # noqa: N815
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        operation = False
         for decorator in node.decorator_list:
             target = decorator.func if isinstance(decorator, ast.Call) else decorator
             name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
             if name == "network_operation":
-                self.reasons.append(_UNSUPPORTED_IN_STANDALONE["network_operation"])
+                self.reasons.append(NETWORK_OPERATION_REASON)
+                operation = True
             if name in ("check_units", "implementation"):
                 self.python_functions = True
         self.functions.append(node.name)
         depth, self.loop_depth = self.loop_depth, 0
+        self.during_run += operation
         self.generic_visit(node)
+        self.during_run -= operation
         self.loop_depth = depth
         self.functions.pop()
 
@@ -161,7 +183,7 @@ class _Visitor(ast.NodeVisitor):
                 self.groups.add(name)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:  # noqa: N802
-        if (not self.run_sites and isinstance(node.ctx, ast.Load)
+        if (not self.run_sites and not self.during_run and isinstance(node.ctx, ast.Load)
                 and isinstance(node.value, ast.Name) and node.value.id in self.groups
                 and self._reads_state(node)):
             self._early_read(node)
@@ -274,8 +296,8 @@ def _is_device_build(node: ast.Call) -> bool:
     return isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "device"
 
 
-def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
-    """Analyse a script's source text (see the module docstring).
+def _visit(source: str, filename: str) -> _Visitor:
+    """Parse and walk one file.
 
     Raises:
         ScriptError: the source does not parse.
@@ -287,8 +309,33 @@ def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
                           "python either") from e
     visitor = _Visitor()
     visitor.visit(tree)
-    reasons = list(dict.fromkeys(visitor.reasons))
-    sites = visitor.run_sites
+    return visitor
+
+
+def analyse_source(source: str, filename: str = "<script>",
+                   modules: Mapping[str, str] | None = None) -> ScriptAnalysis:
+    """Analyse a script's source text (see the module docstring).
+
+    Args:
+        modules: the script's own modules it imports, as {name shown in reasons: source}.
+
+    Raises:
+        ScriptError: the script's source does not parse (a module that does not parse is
+            skipped: the run will show Python's own error).
+    """
+    script = _visit(source, filename)
+    own = {name: visitor for name, visitor in
+           ((name, _visit_or_none(text, name)) for name, text in (modules or {}).items())
+           if visitor is not None}
+    everyone = [script, *own.values()]
+    calls: dict[str, int] = {}
+    for visitor in everyone:
+        for function, count in visitor.calls.items():
+            calls[function] = calls.get(function, 0) + count
+    loop_calls = set().union(*(visitor.loop_calls for visitor in everyone))
+    reasons = list(script.reasons) + [f"{reason} (in {name})" for name, visitor in own.items()
+                                      for reason in visitor.reasons]
+    sites = [site for visitor in everyone for site in visitor.run_sites]
     if not sites:
         # standalone would only record what the script builds, never run it: no results,
         # and code generated for every object created (a benchmark of connect() in Brian2's
@@ -299,50 +346,63 @@ def analyse_source(source: str, filename: str = "<script>") -> ScriptAnalysis:
     for in_loop, function in sites:
         if in_loop:
             reasons.append("calls run() inside a loop")
-        elif function is not None and (visitor.calls.get(function, 0) != 1
-                                       or function in visitor.loop_calls):
+        elif function is not None and not _called_once(function, calls, loop_calls):
             reasons.append(f"calls run() inside {function}(), which may run more than once")
-    if visitor.early_reads:
-        reads = visitor.early_reads
+    reads = script.early_reads + [f"{name} {read}" for name, visitor in own.items()
+                                  for read in visitor.early_reads]
+    if reads:
         reasons.append("reads state variables before run() (" + "; ".join(reads[:2])
                        + (f"; and {len(reads) - 2} more" if len(reads) > 2 else "") + ")")
-    if visitor.python_functions:
+    python_functions = any(visitor.python_functions for visitor in everyone)
+    if python_functions:
         reasons.append("uses pure-Python functions in equations (numpy target only)")
+    own_device = any(visitor.own_device for visitor in everyone)
     return ScriptAnalysis(
-        standalone_ok=not reasons and not visitor.own_device,
-        cython_ok=not visitor.python_functions,
-        own_device=visitor.own_device,
+        standalone_ok=not reasons and not own_device,
+        cython_ok=not python_functions,
+        own_device=own_device,
         run_calls=len(sites),
         reasons=tuple(dict.fromkeys(reasons)),
-        run_length=_total_length(visitor),
-        numpy_reason=_numpy_reason(visitor),
+        run_length=_total_length(everyone, calls, loop_calls),
+        numpy_reason=_numpy_reason(everyone),
     )
 
 
-def _numpy_reason(visitor: _Visitor) -> str | None:
+def _visit_or_none(source: str, filename: str) -> _Visitor | None:
+    try:
+        return _visit(source, filename)
+    except ScriptError:
+        return None
+
+
+def _called_once(function: str, calls: dict[str, int], loop_calls: set[str]) -> bool:
+    return calls.get(function, 0) == 1 and function not in loop_calls
+
+
+def _numpy_reason(visitors: list[_Visitor]) -> str | None:
     """Why Brian2's numpy target cannot run the script here (None when it can)."""
-    if visitor.gsl:
-        return ("it integrates with GSL (a 'gsl' method), which Brian2 implements for Cython "
-                "and standalone only")
-    if visitor.spatial and not _scipy_installed():
-        return _SPATIAL_NEEDS_SCIPY
+    if any(visitor.gsl for visitor in visitors):
+        return GSL_REASON
+    if any(visitor.spatial for visitor in visitors) and not scipy_installed():
+        return SPATIAL_NEEDS_SCIPY
     return None
 
 
-_SPATIAL_NEEDS_SCIPY = ("its SpatialNeuron needs scipy under numpy (Brian2 solves the cable "
-                        "equation with scipy.linalg there), and scipy is not installed")
-
-
-def _scipy_installed() -> bool:
+def scipy_installed() -> bool:
     """Whether scipy can be imported here (found, not imported: apply stays fast)."""
     import importlib.util
 
     return importlib.util.find_spec("scipy") is not None
 
 
-def _total_length(visitor: _Visitor) -> float | None:
-    lengths = visitor.run_lengths
-    if not lengths or any(in_loop for in_loop, _ in visitor.run_sites) or None in lengths:
+def _total_length(visitors: list[_Visitor], calls: dict[str, int], loop_calls: set[str]
+                  ) -> float | None:
+    """The simulated seconds of all ``run()`` calls, when each runs once with a known length."""
+    lengths = [length for visitor in visitors for length in visitor.run_lengths]
+    sites = [site for visitor in visitors for site in visitor.run_sites]
+    if not lengths or None in lengths or any(
+            in_loop or (function is not None and not _called_once(function, calls, loop_calls))
+            for in_loop, function in sites):
         return None
     total = sum(lengths)  # type: ignore[arg-type]
     return total if total > 0 else None
@@ -361,11 +421,75 @@ def analyse_script(path: str | Path) -> ScriptAnalysis:
         raise ScriptError(f"script {path} does not exist") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ScriptError(f"cannot read script {path}: {e}") from e
-    return replace(analyse_source(source, str(path)), digest=script_digest(source))
+    modules = own_modules(source, path)
+    return replace(analyse_source(source, str(path), modules),
+                   digest=script_digest(source, modules))
 
 
-def script_digest(source: str) -> str:
-    """The name a script's text is known by in the store (16 hex digits of its SHA-256)."""
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+def script_digest(source: str, modules: Mapping[str, str] | None = None) -> str:
+    """The name a script's text is known by in the store (16 hex digits of its SHA-256), its
+    own modules' text included (a script without any keeps the name of its text alone)."""
+    digest = hashlib.sha256(source.encode())
+    for name in sorted(modules or {}):
+        digest.update(f"\0{name}\0".encode() + modules[name].encode())  # type: ignore[index]
+    return digest.hexdigest()[:16]
+
+
+def own_modules(source: str, script: Path) -> dict[str, str]:
+    """The script's own modules it imports, directly or through each other: the ``.py`` files
+    in its folder (and packages there) that ``python SCRIPT`` would import, as {path relative
+    to that folder: text}. Files that cannot be read or parsed are left out."""
+    folder = script.resolve().parent
+    found: dict[str, str] = {}
+    pending = [(source, folder)]
+    while pending and len(found) < _MAX_OWN_MODULES:
+        text, module_folder = pending.pop()
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for module in _imported_files(tree, folder, module_folder):
+            name = module.relative_to(folder).as_posix()
+            if name in found or module == script.resolve() or len(found) >= _MAX_OWN_MODULES:
+                continue
+            try:
+                if module.stat().st_size > _MAX_MODULE_BYTES:
+                    continue
+                found[name] = module.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            pending.append((found[name], module.parent))
+    return found
+
+
+def _imported_files(tree: ast.AST, folder: Path, module_folder: Path) -> Iterator[Path]:
+    """Files under ``folder`` that the imports in ``tree`` (a file in ``module_folder``) load."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield from _module_files(folder, alias.name.split("."))
+        elif isinstance(node, ast.ImportFrom):
+            base = folder
+            if node.level:
+                base = module_folder
+                for _ in range(node.level - 1):
+                    base = base.parent
+            parts = node.module.split(".") if node.module else []
+            yield from _module_files(base, parts)
+            for alias in node.names:
+                yield from _module_files(base, [*parts, alias.name])
+
+
+def _module_files(base: Path, parts: list[str]) -> Iterator[Path]:
+    """``a/__init__.py``, ``a/b.py`` (or ``a/b/__init__.py``): what ``import a.b`` loads from
+    ``base``, as far as it exists there."""
+    for depth in range(1, len(parts) + 1):
+        package = base.joinpath(*parts[:depth])
+        if (package / "__init__.py").is_file():
+            yield package / "__init__.py"
+        elif depth == len(parts) and package.with_suffix(".py").is_file():
+            yield package.with_suffix(".py")
+        elif not package.is_dir():
+            return
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
 from autotune.errors import ScriptError
-from autotune.scriptcheck import analyse_source
+from autotune.scriptcheck import analyse_script, analyse_source
 
 HEAD = "from brian2 import *\nG = NeuronGroup(10, 'dv/dt = -v/(10*ms) : 1')\n"
 
@@ -143,3 +144,107 @@ def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> No
 ])
 def test_a_run_length_the_source_does_not_fix_is_unknown(body: str) -> None:
     assert analyse_source(HEAD + body).run_length is None
+
+
+def test_a_run_in_a_function_called_twice_has_no_known_length() -> None:
+    assert analyse_source(HEAD + "def go():\n    run(1*second)\ngo()\ngo()\n").run_length is None
+
+
+# A model kept in a module beside the script, as in a sweep.py that imports model.py.
+MODEL_WITH_OPERATION = """
+from brian2 import *
+
+def build(n):
+    G = NeuronGroup(n, 'dv/dt = (1.1 - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0')
+    counts = []
+
+    @network_operation(dt=10*ms)
+    def count():
+        counts.append(G.v[:].sum())
+
+    return G, count, counts
+"""
+SWEEP = """
+import sys
+from brian2 import *
+from model import build
+
+G, op, counts = build(int(sys.argv[1]))
+run(2*second)
+print(len(counts))
+"""
+
+
+def test_a_network_operation_in_the_scripts_own_module_rules_standalone_out(
+        tmp_path: Path) -> None:
+    """cpp_standalone leaves a network_operation out: with the operation in model.py the
+    sweep printed 0 with exit 0, where python printed 300."""
+    (tmp_path / "model.py").write_text(MODEL_WITH_OPERATION)
+    (tmp_path / "sweep.py").write_text(SWEEP)
+    analysis = analyse_script(tmp_path / "sweep.py")
+    assert not analysis.standalone_ok
+    # the operation's reads happen during the run: no early read is claimed
+    assert analysis.reasons == ("uses network_operation (Python code during the run) "
+                                "(in model.py)",)
+    assert analysis.run_length == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("layout", [
+    {"lib/__init__.py": "", "lib/model.py": "{body}",
+     "sweep.py": "from lib.model import simulate\nsimulate({arg})\n"},
+    {"lib/__init__.py": "from .model import simulate\n", "lib/model.py": "{body}",
+     "sweep.py": "import lib\nlib.simulate({arg})\n"},
+    {"lib/__init__.py": "", "lib/model.py": "{body}",
+     "sweep.py": "from lib import model\nmodel.simulate({arg})\n"},
+    {"model.py": "{body}", "sweep.py": "import model as m\nm.simulate({arg})\n"},
+])
+def test_run_calls_in_the_scripts_own_modules_are_counted(tmp_path: Path,
+                                                          layout: dict[str, str]) -> None:
+    """Called once, a run() in a module can be served by standalone (it used to be refused
+    as 'calls no run()'); called twice, it cannot."""
+    body = "from brian2 import *\ndef simulate(T):\n    G = NeuronGroup(5, 'v : 1')\n    run(T)\n"
+    for arg, once in (("1*second", True), ("1*second)\nsimulate(2*second", False)):
+        for name, text in layout.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text.format(body=body, arg=arg))
+        analysis = analyse_script(tmp_path / "sweep.py")
+        assert analysis.standalone_ok is once, analysis.reasons
+        assert analysis.run_calls == 1 and analysis.run_length is None
+        if not once:
+            assert "calls run() inside simulate(), which may run more than once" in (
+                analysis.reasons)
+
+
+def test_gsl_in_the_scripts_own_module_rules_numpy_out(tmp_path: Path) -> None:
+    (tmp_path / "cells.py").write_text("from brian2 import *\ndef cells():\n    return "
+                                       "NeuronGroup(5, 'dv/dt = -v/ms : 1', method='gsl')\n")
+    (tmp_path / "sim.py").write_text("from brian2 import *\nfrom cells import cells\n"
+                                     "G = cells()\nrun(10*ms)\n")
+    assert "GSL" in (analyse_script(tmp_path / "sim.py").numpy_reason or "")
+
+
+def test_editing_the_scripts_own_module_gives_the_script_a_new_digest(tmp_path: Path) -> None:
+    """Runs are learned, and float32 checked, under the digest: a model edited in its module
+    is another model."""
+    (tmp_path / "model.py").write_text(MODEL_WITH_OPERATION)
+    (tmp_path / "sweep.py").write_text(SWEEP)
+    before = analyse_script(tmp_path / "sweep.py").digest
+    assert analyse_script(tmp_path / "sweep.py").digest == before
+    (tmp_path / "model.py").write_text(MODEL_WITH_OPERATION.replace("10*ms", "5*ms"))
+    assert analyse_script(tmp_path / "sweep.py").digest != before
+
+
+def test_a_script_without_own_modules_keeps_its_digest(tmp_path: Path) -> None:
+    """Installed packages are not read, and the runs stored for a script that imports none of
+    its own keep their name."""
+    from autotune.scriptcheck import script_digest
+
+    source = "import numpy\nimport os.path\nfrom brian2 import *\nrun(1*ms)\n"
+    (tmp_path / "alone.py").write_text(source)
+    assert analyse_script(tmp_path / "alone.py").digest == script_digest(source)
+
+
+def test_a_module_that_does_not_parse_is_left_to_python(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def oops(:\n")
+    (tmp_path / "sim.py").write_text("from brian2 import *\nimport broken\nrun(1*ms)\n")
+    assert analyse_script(tmp_path / "sim.py").standalone_ok
