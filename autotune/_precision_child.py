@@ -74,9 +74,9 @@ def main(argv: list[str]) -> int:
     import brian2
 
     from autotune.apply import apply
-    from autotune.errors import NeedsRuntime
+    from autotune.errors import CannotServe
     from autotune.paths import script_owner
-    from autotune.runner import execute_script
+    from autotune.runner import execute_script, serving_of
     from autotune.runrecord import last_model
     from autotune.scriptcheck import analyse_script
 
@@ -85,10 +85,12 @@ def main(argv: list[str]) -> int:
     brian2.seed(SEED)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            report = execute_script(script, args,
-                                    hold_until_run=applied.config.device == "cpp_standalone")
-    except NeedsRuntime:
-        return NEEDS_RUNTIME_EXIT
+            report = execute_script(script, args, serving=serving_of(applied))
+    except CannotServe as e:
+        if e.ruled_out == "cpp_standalone":
+            return NEEDS_RUNTIME_EXIT
+        sys.stderr.write(f"{e}\n")
+        return 1
     if report.exit_code != 0:
         sys.stderr.write(f"the script exited with status {report.exit_code}\n")
         return 1

@@ -272,33 +272,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-#: Set when ``run`` starts itself again under runtime (see :func:`cmd_run`); holds the reason.
-_RUNTIME_RETRY_ENV = "BRIAN2_AUTOTUNE_RUNTIME_RETRY"
+#: Set when ``run`` starts itself again without what cannot serve the script (see
+#: :func:`cmd_run`); each holds the reason.
+_RETRY_ENV = {"cpp_standalone": "BRIAN2_AUTOTUNE_RUNTIME_RETRY",
+              "numpy": "BRIAN2_AUTOTUNE_NUMPY_RETRY"}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: analyse the script, apply a configuration, run it, log what happened.
 
-    A script that turns out to read state before ``run()`` under cpp_standalone (what the
-    analysis could not see) failed before anything was simulated or shown; this process then
-    starts again, same command line, with standalone ruled out.
+    A script that cpp_standalone or numpy turns out unable to serve at its first ``run()``
+    (what the analysis could not see: a state read before the run, a network_operation, GSL)
+    failed or was stopped before anything was simulated or shown; this process then starts
+    again, same command line, with that ruled out.
     """
     import os
 
-    from autotune.errors import NeedsRuntime
+    from autotune.errors import CannotServe
     from autotune.runner import RunOptions, run_script
 
+    ruled_out = {what: os.environ.pop(name) for what, name in _RETRY_ENV.items()
+                 if name in os.environ}
     options = RunOptions(workload=args.workload, duration=args.duration, db=args.db,
                          device=args.device, threads=args.num_threads, precision=args.precision,
-                         use_profile=not args.no_profile, pgo=args.pgo,
-                         runtime_reason=os.environ.pop(_RUNTIME_RETRY_ENV, None))
+                         use_profile=not args.no_profile, pgo=args.pgo, ruled_out=ruled_out)
     try:
         return run_script(args.script, args.args, options).report.exit_code
-    except NeedsRuntime as e:
-        logger.info("%s: nothing was simulated or shown; running it again under runtime", e)
+    except CannotServe as e:
+        if e.ruled_out in ruled_out:  # ruled out already: starting again would loop
+            raise
+        again = "under runtime" if e.ruled_out == "cpp_standalone" else f"without {e.ruled_out}"
+        logger.info("%s: nothing was simulated or shown; running it again %s", e, again)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.environ[_RUNTIME_RETRY_ENV] = str(e).split(", which")[0]
+        for what, reason in {**ruled_out, e.ruled_out: e.reason}.items():
+            os.environ[_RETRY_ENV[what]] = reason
         os.execv(sys.executable, [sys.executable, "-m", "autotune.cli", *args.argv])
 
 

@@ -34,9 +34,20 @@ class ScriptError(BadInput):
     """A user script given to ``brian2-autotune run`` cannot be read or parsed."""
 
 
-class NeedsRuntime(AutotuneError):
-    """A script read state before ``run()`` under cpp_standalone: nothing was simulated and
-    nothing it printed was shown, so it can run again under runtime."""
+class CannotServe(AutotuneError):
+    """What was applied cannot run the script, as found by its first ``run()`` at the latest
+    (under cpp_standalone, a state read before the run; under numpy, GSL integration): nothing
+    was simulated and nothing it printed was shown, so it can run again without it.
+
+    Attributes:
+        ruled_out: what cannot serve it: ``"cpp_standalone"`` or ``"numpy"``.
+        reason: what in the script it cannot serve.
+    """
+
+    def __init__(self, ruled_out: str, reason: str) -> None:
+        super().__init__(f"{reason}, which {ruled_out} cannot serve")
+        self.ruled_out = ruled_out
+        self.reason = reason
 
 
 class StoreError(AutotuneError):

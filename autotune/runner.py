@@ -2,12 +2,15 @@
 would, in this process, measure it and record it (:func:`run_script`).
 
 Under cpp_standalone a script that reads a state variable before ``run()`` fails at that read,
-before anything was simulated. :mod:`autotune.scriptcheck` catches the usual forms; for what it
-cannot see, :func:`execute_script` holds the script's output back until its first ``run()``
-starts. If the script then fails with Brian2's "before the simulation has been run" error (or
-its refusal to record every synapse before the run), the held output is dropped and
-:class:`NeedsRuntime` is raised, so that the caller can run the script again under runtime and
-the user sees its output once.
+before anything was simulated; one with a ``network_operation`` would run without it, and print
+a wrong result. Under numpy, GSL integration fails. :mod:`autotune.scriptcheck` catches the
+usual forms; for what it cannot see (a model built in a module from elsewhere),
+:func:`execute_script` holds the script's output back until its first ``run()`` starts, and
+looks at the network there before Brian2 prepares it. If the script fails with Brian2's "before
+the simulation has been run" error (or another refusal of what only the run knows), or the
+network holds what the applied code cannot run, the held output is dropped and
+:class:`CannotServe` is raised, so that the caller can run the script again without it and the
+user sees its output once.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ import logging
 import runpy
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from autotune.errors import ConfigError, NeedsRuntime
+from autotune.errors import CannotServe, ConfigError
 from autotune.runrecord import RunRecord, loop_seconds, peak_rss
 
 if TYPE_CHECKING:
     from autotune.apply import Applied
+    from autotune.scriptcheck import ScriptAnalysis
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,17 @@ _STANDALONE_REFUSALS = {
     "before the simulation has been run": "the script reads state variables before run()",
     "Cannot determine the actual indices to record for record=True":
         "the script records synapses with StateMonitor(..., record=True) before run()",
+    "store/restore mechanism is not supported": "the script uses store()/restore()",
 }
+
+
+class _Refused(BaseException):
+    """Raised at the first ``run()`` in place of a run the applied code cannot serve (a
+    BaseException: a script's ``except Exception`` must not swallow it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -101,13 +116,18 @@ class _Tap(io.TextIOBase):
         return self.held.real[self.stream].encoding
 
 
-def _release_at_first_run(held: _HeldOutput) -> Any:
-    """Release the held output when Brian2 prepares its first run; returns an undo function."""
+def _watch_first_run(held: _HeldOutput, serving: str) -> Any:
+    """At Brian2's first run, refuse a network ``serving`` cannot run, or release the held
+    output; returns an undo function."""
     from brian2.core.network import Network
 
     original = Network.before_run
 
     def before_run(self: Any, run_namespace: Any) -> Any:
+        if not held.released:
+            reason = _unservable(list(self.objects), serving)
+            if reason is not None:
+                raise _Refused(reason)
         held.release()
         return original(self, run_namespace)
 
@@ -119,7 +139,52 @@ def _release_at_first_run(held: _HeldOutput) -> Any:
     return undo
 
 
-def execute_script(path: str | Path, args: list[str], hold_until_run: bool = False
+def _unservable(objects: list[Any], serving: str) -> str | None:
+    """What in a network about to run ``serving`` (the applied device or target) cannot run
+    (None when it can)."""
+    from autotune.scriptcheck import (
+        GSL_REASON,
+        NETWORK_OPERATION_REASON,
+        SPATIAL_NEEDS_SCIPY,
+        scipy_installed,
+    )
+
+    everything = list(_with_contained(objects))
+    kinds = {type(obj).__name__ for obj in everything}
+    if serving == "cpp_standalone" and "NetworkOperation" in kinds:
+        return f"the script {NETWORK_OPERATION_REASON}"
+    if serving == "numpy":
+        if any(_integrates_with_gsl(obj) for obj in everything):
+            return GSL_REASON
+        if "SpatialNeuron" in kinds and not scipy_installed():
+            return SPATIAL_NEEDS_SCIPY
+    return None
+
+
+def _with_contained(objects: list[Any]) -> Any:
+    for obj in objects:
+        yield obj
+        yield from _with_contained(list(getattr(obj, "contained_objects", ())))
+
+
+def _integrates_with_gsl(obj: Any) -> bool:
+    methods = getattr(obj, "method_choice", None)
+    if not isinstance(methods, (list, tuple)):
+        methods = [methods]
+    return any((isinstance(method, str) and (method == "gsl" or method.startswith("gsl_")))
+               or type(method).__name__ == "GSLStateUpdater" for method in methods)
+
+
+def serving_of(applied: Applied | None) -> str | None:
+    """What may turn out unable to run the script: standalone, numpy, or nothing to watch."""
+    if applied is None:
+        return None
+    if applied.config.device == "cpp_standalone":
+        return "cpp_standalone"
+    return "numpy" if applied.config.target == "numpy" else None
+
+
+def execute_script(path: str | Path, args: list[str], serving: str | None = None
                    ) -> RunReport:
     """Run a script as ``python SCRIPT ARGS`` would, in this process; measure it.
 
@@ -127,11 +192,12 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
     ``SystemExit`` becomes the report's exit code.
 
     Args:
-        hold_until_run: hold the script's output until its first ``run()`` (use it under
-            cpp_standalone, see the module docstring).
+        serving: ``"cpp_standalone"`` or ``"numpy"``, when that was applied: the script's
+            output is held until its first ``run()``, and what the applied code cannot run
+            is refused there (see the module docstring).
 
     Raises:
-        NeedsRuntime: with ``hold_until_run``, the script read state before its first run.
+        CannotServe: ``serving`` cannot run the script; nothing was simulated or shown.
     """
     path = Path(path)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
@@ -140,18 +206,22 @@ def execute_script(path: str | Path, args: list[str], hold_until_run: bool = Fal
     started = time.perf_counter()
     exit_code = 0
     namespace: dict[str, Any] = {}
-    held = _HeldOutput() if hold_until_run else None
-    undo = _release_at_first_run(held) if held is not None else None
+    held = _HeldOutput() if serving is not None else None
+    undo = _watch_first_run(held, serving) if held is not None and serving else None
     try:
         namespace = runpy.run_path(str(path), run_name="__main__")
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except _Refused as e:
+        held.drop()  # type: ignore[union-attr]
+        raise CannotServe(serving, e.reason) from None  # type: ignore[arg-type]
     except NotImplementedError as e:
         refusal = next((what for message, what in _STANDALONE_REFUSALS.items()
                         if message in str(e)), None)
-        if held is not None and not held.released and refusal is not None:
+        if (serving == "cpp_standalone" and held is not None and not held.released
+                and refusal is not None):
             held.drop()
-            raise NeedsRuntime(f"{refusal}, which cpp_standalone cannot serve") from e
+            raise CannotServe(serving, refusal) from e
         raise
     finally:
         if undo is not None:
@@ -181,8 +251,8 @@ class RunOptions:
     Attributes:
         workload, duration, db, device, threads, precision, use_profile, pgo: as for
             :func:`autotune.apply`.
-        runtime_reason: set when an earlier attempt found that standalone cannot serve the
-            script (it read state before ``run()``): why.
+        ruled_out: what earlier attempts found unable to serve the script
+            (``"cpp_standalone"``, ``"numpy"``), and why (see :class:`CannotServe`).
     """
 
     workload: str | None = None
@@ -193,7 +263,7 @@ class RunOptions:
     precision: str | None = None
     use_profile: bool = True
     pgo: bool | None = None
-    runtime_reason: str | None = None
+    ruled_out: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,18 +281,15 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     Raises:
         ScriptError: the script cannot be read or parsed.
         ConfigError: bad overrides, or overrides asking for standalone where it cannot serve.
-        NeedsRuntime: standalone was applied and the script read state before ``run()``:
-            nothing was simulated or shown, run it again with ``runtime_reason`` set.
+        CannotServe: what was applied cannot run the script: nothing was simulated or
+            shown, run it again with that in ``ruled_out``.
     """
     from autotune.apply import apply
     from autotune.paths import script_owner
     from autotune.runrecord import record_run
     from autotune.scriptcheck import analyse_script
 
-    analysis = analyse_script(script)
-    if options.runtime_reason is not None:
-        analysis = replace(analysis, standalone_ok=False,
-                           reasons=(*analysis.reasons, options.runtime_reason))
+    analysis = _without(analyse_script(script), options.ruled_out)
     applied = None
     if analysis.own_device:
         logger.info("the script chooses its own device/target: applying nothing")
@@ -252,6 +319,16 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     return ScriptRun(applied, report, record)
 
 
+def _without(analysis: ScriptAnalysis, ruled_out: Mapping[str, str]) -> ScriptAnalysis:
+    """The analysis with what earlier attempts ruled out added."""
+    if "cpp_standalone" in ruled_out:
+        analysis = replace(analysis, standalone_ok=False,
+                           reasons=(*analysis.reasons, ruled_out["cpp_standalone"]))
+    if "numpy" in ruled_out and analysis.numpy_reason is None:
+        analysis = replace(analysis, numpy_reason=ruled_out["numpy"])
+    return analysis
+
+
 def _seconds_text(seconds: float) -> str:
     """``2.9 s``, ``50 ms``: a simulated time as a user would write it."""
     return f"{seconds:.3g} s" if seconds >= 1 else f"{1000 * seconds:.3g} ms"
@@ -276,10 +353,10 @@ def _dry_pass_note(seconds: float) -> str:
 
 def _execute(script: str | Path, args: list[str], applied: Applied | None,
              options: RunOptions) -> RunReport:
-    standalone = applied is not None and applied.config.device == "cpp_standalone"
     try:
-        return execute_script(script, args, hold_until_run=standalone)
-    except NeedsRuntime as e:
-        if options.device == "cpp_standalone" or options.threads is not None:
+        return execute_script(script, args, serving=serving_of(applied))
+    except CannotServe as e:
+        if e.ruled_out == "cpp_standalone" and (options.device == "cpp_standalone"
+                                                or options.threads is not None):
             raise ConfigError(f"{e}; drop --device cpp_standalone/--num-threads") from e
         raise

@@ -59,6 +59,49 @@ print('recorded', M.w.shape, M.w[0, -1])
 """
 
 
+# A model built in a module from a folder of the script's choosing, where the script analysis
+# does not look: only the network at run() shows the network_operation.
+COUNTING_MODULE = """
+from brian2 import *
+
+def build():
+    G = NeuronGroup(20, 'v : integer', threshold='v >= 10', reset='v = 0')
+    G.run_regularly('v += 1', dt=0.1*ms)
+    ticks = []
+
+    @network_operation(dt=1*ms)
+    def tick():
+        ticks.append(1)
+
+    return G, tick, ticks
+"""
+COUNTING_SCRIPT = """
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lib'))
+from brian2 import *
+from counting import build
+
+print('set up')
+G, tick, ticks = build()
+M = SpikeMonitor(G)
+run(50*ms)
+print('ticks', len(ticks), 'spikes', M.num_spikes)
+"""
+GSL_MODULE = """
+from brian2 import *
+
+def cells():
+    return NeuronGroup(5, 'dv/dt = -v/(10*ms) : 1', method='gsl')
+"""
+GSL_SCRIPT = COUNTING_SCRIPT.split("from counting")[0] + """from cells import cells
+
+print('set up')
+G = cells()
+run(1*ms)
+print('ran')
+"""
+
+
 def _result_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("result")]
 
@@ -145,3 +188,52 @@ def test_an_explicit_standalone_request_on_such_a_script_is_one_clear_error(
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and "reads state variables" in result.stderr
         assert "set up" not in result.stdout  # nothing was shown of a run that did not happen
+
+
+def test_a_network_operation_that_analysis_misses_is_run_under_runtime_not_dropped(
+        tmp_path: Path, db_url: str) -> None:
+    """cpp_standalone runs a network without its network_operation: such a sweep printed
+    'ops 0' with exit 0, where python printed 'ops 3000'. At 20 s this profile picks
+    standalone; the network is refused at run(), before anything is built or shown, and the
+    script runs again under runtime with its operation."""
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "counting.py").write_text(COUNTING_MODULE)
+    script = tmp_path / "count.py"
+    script.write_text(COUNTING_SCRIPT)
+    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
+                            "--duration", "20", str(script)], capture_output=True, text=True,
+                           timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    # 50 ms: one tick a millisecond; each of 20 neurons spikes every 10 steps of 0.1 ms
+    assert tuned.stdout == "set up\nticks 50 spikes 1000\n"
+    stderr = tuned.stderr.replace("\n", " ")
+    assert "network_operation" in stderr and "Traceback" not in stderr
+    assert "applied cpp_standalone" in stderr and "applied runtime" in stderr
+
+
+def test_gsl_that_analysis_misses_is_refused_by_numpy_before_anything_runs(
+        tmp_path: Path) -> None:
+    """Brian2 has no numpy code for GSL; under numpy such a network is refused at run(), its
+    output dropped, so that ``run`` can start it again without numpy."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cells.py").write_text(GSL_MODULE)
+    script = tmp_path / "gsl.py"
+    script.write_text(GSL_SCRIPT)
+    check = (
+        "import sys\nimport brian2\nfrom autotune.errors import CannotServe\n"
+        "from autotune.runner import execute_script\n"
+        "brian2.prefs.codegen.target = 'numpy'\n"
+        "try:\n    execute_script(sys.argv[1], [], serving='numpy')\n"
+        "except CannotServe as e:\n    sys.stderr.write(f'refused: {e.ruled_out}: {e.reason}')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check, str(script)], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # 'set up' was held back and dropped
+    assert "refused: numpy: it integrates with GSL" in done.stderr
