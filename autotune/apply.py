@@ -43,7 +43,7 @@ from autotune.buildslots import (
     sample_cpus,
 )
 from autotune.choice import choose, cost_for_run
-from autotune.config import RunConfig, brian2_default_config
+from autotune.config import Allowed, RunConfig, brian2_default_config
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host, cython_available
@@ -273,13 +273,14 @@ def apply(
     owner = owner or (script_owner(script) if script else "interactive")
     cold = _cold_builds(profile, history, root, host, owner) | _retrained(runs)
     repeats = _expected_repeats(url, host, digest, node) if digest and cold else 1
+    allowed = Allowed(
+        standalone=standalone_ok, cython=cython_ok, numpy=numpy_reason is None,
+        float32=same_model or (digest is not None and _float32_checked(url, digest, node)),
+        max_threads=thread_cap)
     config, source, why, predicted = choose(
         host, profile, duration=seconds, device=device, threads=threads, precision=precision,
-        standalone_ok=standalone_ok, cython_ok=cython_ok, no_profile_reason=reason,
-        thread_cap=thread_cap, why_not_standalone=why_not_standalone,
-        float32_ok=same_model or (digest is not None and _float32_checked(url, digest, node)),
-        history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats,
-        numpy_ok=numpy_reason is None)
+        allowed=allowed, no_profile_reason=reason, why_not_standalone=why_not_standalone,
+        history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats)
     if length_from_script:
         why += " (run length read from the script)"
     elif length_from_runs is not None:

@@ -8,9 +8,17 @@ gathers what it needs (profile, the script's runs, free cores) and applies the r
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from autotune.config import MAX_THREADS, PRECISIONS, RunConfig, standalone_config
+from autotune.config import (
+    MAX_THREADS,
+    NO_LIMITS,
+    PRECISIONS,
+    Allowed,
+    RunConfig,
+    standalone_config,
+)
 from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ConfigError
 from autotune.features import ModelFeatures
@@ -22,18 +30,18 @@ if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays
     from autotune.learned import OwnTimes, ScriptChoice
 
 
-def fallback_config(host: HostFingerprint, standalone_ok: bool, cython_ok: bool = True,
-                    thread_cap: int | None = None, numpy_ok: bool = True) -> RunConfig:
+def fallback_config(host: HostFingerprint, allowed: Allowed = NO_LIMITS) -> RunConfig:
     """The seed's rule: cpp_standalone with the memory-aware thread count (1 thread = no OpenMP),
-    at most ``thread_cap`` threads.
+    at most ``allowed.max_threads`` threads.
 
     Where standalone cannot serve the script: Brian2's default (runtime, Cython or numpy; Cython
     where numpy cannot serve it either, and it may fail as Brian2's default would).
     """
-    if standalone_ok:
-        threads = host.max_threads if thread_cap is None else min(host.max_threads, thread_cap)
+    if allowed.standalone:
+        cap = allowed.max_threads
+        threads = host.max_threads if cap is None else min(host.max_threads, cap)
         return standalone_config(0 if threads <= 1 else threads)
-    return RunConfig("runtime", "cython" if cython_ok or not numpy_ok else "numpy")
+    return RunConfig("runtime", "cython" if allowed.cython or not allowed.numpy else "numpy")
 
 
 def check_overrides(host: HostFingerprint, device: str | None, threads: int | None,
@@ -70,59 +78,54 @@ def choose(
     device: str | None = None,
     threads: int | None = None,
     precision: str | None = None,
-    standalone_ok: bool = True,
-    cython_ok: bool = True,
+    allowed: Allowed = NO_LIMITS,
     no_profile_reason: str = "no profile for this host",
-    thread_cap: int | None = None,
     why_not_standalone: str = "",
-    float32_ok: bool = True,
     history: Mapping[str, OwnTimes] | None = None,
     cold: Collection[str] = (),
     relations: Mapping[str, LoopRelation] | None = None,
     pgo: bool | None = None,
     repeats: int = 1,
-    numpy_ok: bool = True,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
     ``profile`` is measured on the coming model or another, or predicted for the coming model
-    from the host's suite (:mod:`autotune.transfer`: source ``suite``). ``thread_cap`` (cores
-    left free by other runs on this node) bounds the OpenMP threads of a configuration chosen
-    from the profile or the fallback rule; an explicit ``threads`` wins.
-    Without ``float32_ok`` (the coming model is not the one whose float32 results the profile
-    validated) only float64 configurations are chosen from the profile; an explicit
-    ``precision`` wins. ``history`` (the script's own times per configuration, see
+    from the host's suite (:mod:`autotune.transfer`: source ``suite``). ``allowed`` says what
+    may serve the script; its ``max_threads`` (cores left free by other runs on this node)
+    bounds the OpenMP threads of a configuration chosen from the profile or the fallback rule,
+    and without its ``float32`` (the coming model is not the one whose float32 results the
+    profile validated) only float64 configurations are chosen from the profile; explicit
+    ``threads`` and ``precision`` win. ``history`` (the script's own times per configuration, see
     :mod:`autotune.learned`) takes precedence over the profile's predictions. ``cold`` names
     the configurations (keys) whose build would be new here: their cold build counts, spread
     over the runs the script is expected to get (:func:`mind_cold_builds`; at least
     ``repeats``, what this host's other scripts got), and the prediction includes it.
     ``relations`` (a suite's, for a predicted profile) tie one configuration's loop to
     another's, so that the script's own runs of one correct the other. ``pgo`` asks for a
-    profile-guided build (True, which implies cpp_standalone) or forbids it (False). Without
-    ``numpy_ok`` (the script's numpy code would fail here) numpy is never chosen.
+    profile-guided build (True, which implies cpp_standalone) or forbids it (False).
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
             or any thread count, 0 included) where the script cannot run under it.
     """
     check_overrides(host, device, threads, precision, pgo)
-    if not standalone_ok and (device == "cpp_standalone" or threads is not None or pgo):
+    if not allowed.standalone and (device == "cpp_standalone" or threads is not None or pgo):
         what = ("--device cpp_standalone" if device == "cpp_standalone" else
                 "--num-threads" if threads is not None else "--pgo")
         raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
                           + (f" ({why_not_standalone})" if why_not_standalone else "")
                           + "; drop it or use --device runtime")
-    best, only_float64 = _profile_best(profile, duration, standalone_ok, cython_ok, thread_cap,
-                                       float32_ok or precision is not None, numpy_ok)
+    best, only_float64 = _profile_best(
+        profile, duration, replace(allowed, float32=allowed.float32 or precision is not None))
     if best is not None:
         config, source = best.config, "suite" if is_prediction(profile) else "profile"
-        reason = _profile_reason(profile, duration, standalone_ok, cython_ok)  # type: ignore[arg-type]
+        reason = _profile_reason(profile, duration, allowed)  # type: ignore[arg-type]
     else:
-        config = fallback_config(host, standalone_ok, cython_ok, thread_cap, numpy_ok)
+        config = fallback_config(host, allowed)
         source = "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
-    learned = _learned(profile, history, duration, standalone_ok, cython_ok, thread_cap,
-                       float32_ok, relations, numpy_ok) if best is not None else None
+    learned = (_learned(profile, history, duration, allowed, relations) if best is not None
+               else None)
     if learned is not None:
         config, source, reason = learned.entry.config, "script", learned.reason
     if only_float64:
@@ -132,16 +135,16 @@ def choose(
                    "with --precision float32)")
     costs = run_costs(profile, history, relations)
     if best is not None and cold:
-        config, reason = mind_cold_builds(costs, history, profile.target_duration  # type: ignore[union-attr]
-                                          if duration is None else duration, config, reason,
-                                          cold, profile.allowed(  # type: ignore[union-attr]
-                                              duration, standalone_ok, cython_ok, thread_cap,
-                                              float32_ok or precision == "float32", numpy_ok),
-                                          exploring=learned is not None and learned.trying,
-                                          repeats=repeats)
+        assert profile is not None
+        rivals = profile.allowed(duration, replace(
+            allowed, float32=allowed.float32 or precision == "float32"))
+        config, reason = mind_cold_builds(
+            costs, history, profile.target_duration if duration is None else duration, config,
+            reason, cold, rivals, exploring=learned is not None and learned.trying,
+            repeats=repeats)
     if device or threads is not None or precision or (pgo is not None and pgo != config.pgo):
         config = _override(config, host, device, threads, precision, profile, duration,
-                           thread_cap, pgo)
+                           allowed.max_threads, pgo)
         source, reason = "override", "set on the command line"
     predicted = None
     cost = costs.get(config.key)
@@ -152,9 +155,8 @@ def choose(
     return config, source, reason, predicted
 
 
-def _profile_best(profile: Profile | None, duration: float | None, standalone_ok: bool,
-                  cython_ok: bool, thread_cap: int | None, float32_ok: bool,
-                  numpy_ok: bool = True) -> tuple[ProfileEntry | None, bool]:
+def _profile_best(profile: Profile | None, duration: float | None, allowed: Allowed
+                  ) -> tuple[ProfileEntry | None, bool]:
     """The profile's entry for this run, and whether a float32 winner was passed over (float32
     was not validated on this model)."""
     if profile is None:
@@ -162,21 +164,18 @@ def _profile_best(profile: Profile | None, duration: float | None, standalone_ok
 
     def pick(float32: bool) -> ProfileEntry | None:
         if is_prediction(profile):
-            return robust_best(profile.allowed(duration, standalone_ok, cython_ok, thread_cap,
-                                               float32, numpy_ok),
+            return robust_best(profile.allowed(duration, replace(allowed, float32=float32)),
                                profile.target_duration if duration is None else duration,
                                scale_error_of(profile), scenarios_of(profile))
-        return profile.best(duration, standalone_ok=standalone_ok, cython_ok=cython_ok,
-                            max_threads=thread_cap, float32_ok=float32, numpy_ok=numpy_ok)
+        return profile.best(duration, replace(allowed, float32=float32))
 
     best = pick(True)
-    if float32_ok or best is None or best.config.precision != "float32":
+    if allowed.float32 or best is None or best.config.precision != "float32":
         return best, False
     return pick(False), True
 
 
-def _profile_reason(profile: Profile, duration: float | None, standalone_ok: bool,
-                    cython_ok: bool) -> str:
+def _profile_reason(profile: Profile, duration: float | None, allowed: Allowed) -> str:
     when = f"{duration:g} s" if duration else f"{profile.target_duration:g} s"
     if is_prediction(profile):
         model = ModelFeatures.from_dict(profile.workload["model"])
@@ -186,8 +185,8 @@ def _profile_reason(profile: Profile, duration: float | None, standalone_ok: boo
                   "slower than predicted (the suite's error on models it left out)")
     else:
         reason = f"fastest valid configuration in this host's profile for {when} runs"
-    if not standalone_ok:
-        reason += " that runtime can serve" if cython_ok else " that numpy can serve"
+    if not allowed.standalone:
+        reason += " that runtime can serve" if allowed.cython else " that numpy can serve"
     return reason
 
 
@@ -322,18 +321,15 @@ def exploration_paid(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
 
 
 def _learned(profile: Profile | None, history: Mapping[str, OwnTimes] | None,
-             duration: float | None, standalone_ok: bool, cython_ok: bool,
-             thread_cap: int | None, float32_ok: bool,
-             relations: Mapping[str, LoopRelation] | None = None, numpy_ok: bool = True
-             ) -> ScriptChoice | None:
+             duration: float | None, allowed: Allowed,
+             relations: Mapping[str, LoopRelation] | None = None) -> ScriptChoice | None:
     """The choice the script's own runs lead to (None without runs or profile)."""
     if not history or profile is None:
         return None
     d = profile.target_duration if duration is None else duration
-    allowed = profile.allowed(d, standalone_ok, cython_ok, thread_cap, float32_ok, numpy_ok)
     from autotune.learned import choose_from_runs
 
-    return choose_from_runs(allowed, profile.valid, history, d, relations)
+    return choose_from_runs(profile.allowed(d, allowed), profile.valid, history, d, relations)
 
 
 def _override(config: RunConfig, host: HostFingerprint, device: str | None,
@@ -348,7 +344,7 @@ def _override(config: RunConfig, host: HostFingerprint, device: str | None,
         if threads is None:
             threads = config.threads if config.device == "cpp_standalone" else (
                 _best_threads(profile, duration, thread_cap) if profile else fallback_config(
-                    host, True, thread_cap=thread_cap).threads)
+                    host, Allowed(max_threads=thread_cap)).threads)
         flags = config.flags if config.device == "cpp_standalone" else "default"
         return standalone_config(threads, precision, flags, config.pgo if pgo is None else pgo)
     if config.device == "runtime":

@@ -210,6 +210,41 @@ class RunConfig:
         return cls(**{k: data[k] for k in known if k in data})
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """What may serve a run here.
+
+    The script decides the first three (:mod:`autotune.scriptcheck`: what standalone, Cython
+    and numpy can run), the store whether float32 was checked on its model, and other runs on
+    the node how many OpenMP threads are left (None: no cap).
+
+    Attributes:
+        standalone: cpp_standalone may serve it.
+        cython: code may be compiled (False: pure-Python functions, numpy only).
+        numpy: the numpy target may serve it.
+        float32: float32 may be applied to it.
+        max_threads: at most this many OpenMP threads (None: no cap).
+    """
+
+    standalone: bool = True
+    cython: bool = True
+    numpy: bool = True
+    float32: bool = True
+    max_threads: int | None = None
+
+    def admits(self, config: RunConfig) -> bool:
+        """Whether ``config`` may serve the run."""
+        return ((self.standalone or config.device == "runtime")
+                and (self.cython or config.target == "numpy")
+                and (self.numpy or config.target != "numpy")
+                and (self.max_threads is None or config.threads <= self.max_threads)
+                and (self.float32 or config.precision == "float64"))
+
+
+#: Nothing ruled out.
+NO_LIMITS = Allowed()
+
+
 def threads_in_key(key: str) -> int | None:
     """The OpenMP threads of a cpp_standalone configuration, read from its :attr:`~RunConfig.key`
     (``cpp_standalone-t2-float64-default``: 2); None for a runtime one or a key of no known

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotune.config import RunConfig
+from autotune.config import NO_LIMITS, Allowed, RunConfig
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError, ProfileError
 from autotune.features import check_document as check_features
@@ -151,44 +151,30 @@ class Profile:
         d = self.target_duration if duration is None else duration
         return sorted(self.valid, key=lambda e: e.cost.predict(d))  # type: ignore[union-attr]
 
-    def allowed(self, duration: float | None = None, standalone_ok: bool = True,
-                cython_ok: bool = True, max_threads: int | None = None,
-                float32_ok: bool = True, numpy_ok: bool = True) -> list[ProfileEntry]:
-        """Valid entries a run may use, fastest first for ``duration``: runtime only unless
-        ``standalone_ok``, numpy only unless ``cython_ok``, at most ``max_threads`` OpenMP
-        threads, float64 only unless ``float32_ok``, no numpy unless ``numpy_ok``."""
-        return [e for e in self.ranked(duration)
-                if (standalone_ok or e.config.device == "runtime")
-                and (cython_ok or e.config.target == "numpy")
-                and (numpy_ok or e.config.target != "numpy")
-                and (max_threads is None or e.config.threads <= max_threads)
-                and (float32_ok or e.config.precision == "float64")]
+    def allowed(self, duration: float | None = None, allowed: Allowed = NO_LIMITS
+                ) -> list[ProfileEntry]:
+        """Valid entries ``allowed`` admits, fastest first for ``duration``."""
+        return [e for e in self.ranked(duration) if allowed.admits(e.config)]
 
-    def tied(self, duration: float | None = None, standalone_ok: bool = True,
-             cython_ok: bool = True, max_threads: int | None = None,
-             float32_ok: bool = True, numpy_ok: bool = True) -> list[ProfileEntry]:
-        """Valid entries that cannot be told apart from the fastest for ``duration``.
+    def tied(self, duration: float | None = None, allowed: Allowed = NO_LIMITS
+             ) -> list[ProfileEntry]:
+        """Valid entries that cannot be told apart from the fastest for ``duration``, among
+        those ``allowed`` admits.
 
         Two predictions are tied when they differ by less than the larger of their
-        uncertainties (fit residual, measurement spread, drift floor). ``max_threads`` leaves
-        out configurations with more OpenMP threads (cores taken by other runs); without
-        ``float32_ok`` only float64 ones count (float32 was validated on the profile's model
-        only).
+        uncertainties (fit residual, measurement spread, drift floor).
         """
         d = self.target_duration if duration is None else duration
-        candidates = self.allowed(d, standalone_ok, cython_ok, max_threads, float32_ok,
-                                  numpy_ok)
+        candidates = self.allowed(d, allowed)
         if not candidates:
             return []
         fastest = candidates[0].cost
         assert fastest is not None
         return [e for e in candidates if e.cost is not None and e.cost.tied_with(fastest, d)]
 
-    def best(self, duration: float | None = None, standalone_ok: bool = True,
-             cython_ok: bool = True, max_threads: int | None = None,
-             float32_ok: bool = True, numpy_ok: bool = True) -> ProfileEntry | None:
-        """The entry to use for ``duration`` (runtime only unless ``standalone_ok``; numpy only
-        unless ``cython_ok``; no numpy unless ``numpy_ok``).
+    def best(self, duration: float | None = None, allowed: Allowed = NO_LIMITS
+             ) -> ProfileEntry | None:
+        """The entry to use for ``duration``, among those ``allowed`` admits.
 
         The fastest, unless others are statistically tied with it and predicted within
         :data:`PREFERENCE_MARGIN` of it: then the cheapest of those: fewest threads; among
@@ -197,7 +183,7 @@ class Profile:
         when it costs no less (a noisy measurement widens the tie).
         """
         d = self.target_duration if duration is None else duration
-        tied = self.tied(d, standalone_ok, cython_ok, max_threads, float32_ok, numpy_ok)
+        tied = self.tied(d, allowed)
         if not tied:
             return None
         limit = tied[0].cost.predict(d) * (1 + PREFERENCE_MARGIN)  # type: ignore[union-attr]

@@ -61,7 +61,7 @@ from _harness import (  # noqa: E402
 
 from autotune.calibrate import CalibrationSettings, calibrate  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
-from autotune.config import brian2_default_config  # noqa: E402
+from autotune.config import Allowed, brian2_default_config  # noqa: E402
 from autotune.host import collect_host  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.search import DEFAULT_TRIALS, Budget  # noqa: E402
@@ -194,12 +194,13 @@ def main() -> int:
                 apply_ms = apply_milliseconds(tuned_db)
         for length in args.lengths:
             # what autotune.apply would set (a prediction: float64, float32 was not checked)
-            chosen = choose(host, tuned, duration=length, float32_ok=not args.suite_db)[0]
+            chosen = choose(host, tuned, duration=length,
+                            allowed=Allowed(float32=not args.suite_db))[0]
             ranked = oracle.ranked(length)
             fastest = ranked[0].config
             without_pgo = next(e.config for e in ranked if not e.config.pgo)
             series = [Series("default", brian2_default_config(True)),
-                      Series("fixed rule", fallback_config(host, True)),
+                      Series("fixed rule", fallback_config(host)),
                       Series("tuned", chosen), Series("oracle", fastest),
                       Series("best without PGO", without_pgo)]
             print(f"[{workload.describe()}] {length:g} s: "

@@ -52,12 +52,15 @@ from _harness import (  # noqa: E402
 
 from autotune.calibrate import first_configs  # noqa: E402
 from autotune.choice import choose, fallback_config  # noqa: E402
-from autotune.config import RunConfig, brian2_default_config  # noqa: E402
+from autotune.config import Allowed, RunConfig, brian2_default_config  # noqa: E402
 from autotune.host import HostFingerprint, collect_host, cython_available  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.suite import SUITE, calibrate_suite, parse_members  # noqa: E402
 from autotune.transfer import Member, members_of, predicted_profile  # noqa: E402
 from autotune.workloads import WorkloadSpec, resolve_workload  # noqa: E402
+
+#: A model in no calibration: float32 was checked on none of its runs.
+FLOAT64 = Allowed(float32=False)
 
 
 def _ratio(tuned: Series, other: Series) -> str:
@@ -85,7 +88,7 @@ def _measure_row(host: HostFingerprint, workload: WorkloadSpec, label: str, leng
                  ) -> tuple[list[str], dict[RunConfig, Series]]:
     """Measure the tuned choice, Brian2's default, the fixed rule and ``configs`` interleaved;
     the table row and the series measured."""
-    default, rule = brian2_default_config(True), fallback_config(host, True)
+    default, rule = brian2_default_config(True), fallback_config(host)
     series = [Series(c.key, c) for c in dict.fromkeys([*configs, default, rule, tuned])]
     print(f"[{label} {length:g} s] tuned={tuned.key}; measuring "
           + ", ".join(s.label for s in series), file=sys.stderr)
@@ -126,7 +129,7 @@ def _outside_rows(host: HostFingerprint, members: list[Member], text: str,
     configs = first_configs(host.max_threads, cython_available(host))
     rows = []
     for length in sorted(lengths):
-        tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
+        tuned = choose(host, prediction, duration=length, allowed=FLOAT64)[0]
         row, measured = _measure_row(host, workload, label, length, tuned, configs, rounds,
                                      cache)
         rows.append(row)
@@ -209,7 +212,7 @@ def main() -> int:
             continue
         workload = resolve_workload(name, left_out.profile.workload["size"])
         for length in args.lengths:
-            tuned = choose(host, prediction, duration=length, float32_ok=False)[0]
+            tuned = choose(host, prediction, duration=length, allowed=FLOAT64)[0]
             if args.choices_only:
                 rows.append(_choice_row(workload.describe(), length, tuned, left_out.profile))
                 continue
@@ -232,7 +235,7 @@ def main() -> int:
             if found is not None:
                 rows += [_choice_row(f"{found[0].describe()} (outside)", length,
                                      choose(host, found[1], duration=length,
-                                            float32_ok=False)[0], None)
+                                            allowed=FLOAT64)[0], None)
                          for length in args.lengths]
         print(markdown_table(["model", "run length", "tuned (predicted)",
                               "own calibration's best", "own calibration: its time / best's"],

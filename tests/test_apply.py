@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autotune.choice import choose, fallback_config
-from autotune.config import RunConfig, standalone_config
+from autotune.config import Allowed, RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.errors import ConfigError
 from autotune.profile import ProfileEntry
@@ -42,7 +42,7 @@ def test_invalid_and_failed_entries_are_never_chosen() -> None:
 def test_a_script_standalone_cannot_serve_gets_the_best_runtime_config() -> None:
     host = make_host()
     config, source, reason, _ = choose(host, make_profile(host), duration=100.0,
-                                       standalone_ok=False)
+                                       allowed=Allowed(standalone=False))
     assert config == RunConfig("runtime", "cython") and source == "profile"
     assert "runtime can serve" in reason
 
@@ -53,16 +53,16 @@ def test_a_script_numpy_cannot_run_never_gets_numpy() -> None:
     serves."""
     host = make_host()
     profile = make_profile(host)
-    assert choose(host, profile, duration=0.5, standalone_ok=False)[0] == RunConfig(
+    assert choose(host, profile, duration=0.5, allowed=Allowed(standalone=False))[0] == RunConfig(
         "runtime", "numpy")
-    config, source, _, _ = choose(host, profile, duration=0.5, standalone_ok=False,
-                                  numpy_ok=False)
+    config, source, _, _ = choose(host, profile, duration=0.5,
+                                  allowed=Allowed(standalone=False, numpy=False))
     assert config == RunConfig("runtime", "cython") and source == "profile"
     new_builds = {RunConfig("runtime", "cython").key, standalone_config(0).key}
-    config = choose(host, profile, duration=0.5, numpy_ok=False, cold=new_builds)[0]
+    config = choose(host, profile, duration=0.5, allowed=Allowed(numpy=False), cold=new_builds)[0]
     assert config == standalone_config(0)  # 11.55 s with its build, Cython's 43.25 s
-    assert choose(host, None, standalone_ok=False, cython_ok=False,
-                  numpy_ok=False)[0] == RunConfig("runtime", "cython")
+    assert choose(host, None, allowed=Allowed(standalone=False, cython=False,
+                                               numpy=False))[0] == RunConfig("runtime", "cython")
 
 
 def test_overrides_win_and_keep_what_they_do_not_name() -> None:
@@ -97,8 +97,8 @@ def test_every_override_implying_standalone_is_refused_for_a_script_it_cannot_se
     host = make_host()
     for profile in (None, make_profile(host)):
         with pytest.raises(ConfigError, match="cannot run this script.*calls run"):
-            choose(host, profile, standalone_ok=False, why_not_standalone="calls run() 2 times",
-                   **override)  # type: ignore[arg-type]
+            choose(host, profile, allowed=Allowed(standalone=False),
+                   why_not_standalone="calls run() 2 times", **override)  # type: ignore[arg-type]
 
 
 def test_cores_taken_by_other_runs_bound_the_threads() -> None:
@@ -107,11 +107,12 @@ def test_cores_taken_by_other_runs_bound_the_threads() -> None:
     fast_threads = ProfileEntry(standalone_config(4), "valid", CostModel(3.5, 0.02, 0.01, 2, 2))
     busy_profile = replace(profile, entries=(*profile.entries, fast_threads))
     assert choose(host, busy_profile, duration=100.0)[0] == standalone_config(4)
-    assert choose(host, busy_profile, duration=100.0, thread_cap=1)[0] == standalone_config(0)
-    assert choose(host, None, thread_cap=3)[0] == standalone_config(3)
-    assert choose(host, None, thread_cap=1)[0] == standalone_config(0)
+    one_core = Allowed(max_threads=1)
+    assert choose(host, busy_profile, duration=100.0, allowed=one_core)[0] == standalone_config(0)
+    assert choose(host, None, allowed=Allowed(max_threads=3))[0] == standalone_config(3)
+    assert choose(host, None, allowed=Allowed(max_threads=1))[0] == standalone_config(0)
     # an explicit thread count is the user's call
-    assert choose(host, None, threads=4, thread_cap=1)[0] == standalone_config(4)
+    assert choose(host, None, threads=4, allowed=Allowed(max_threads=1))[0] == standalone_config(4)
 
 
 def test_fallback_rule_without_a_profile() -> None:
@@ -119,9 +120,10 @@ def test_fallback_rule_without_a_profile() -> None:
     config, source, reason, predicted = choose(host, None)
     assert config == standalone_config(4) and source == "fallback" and predicted is None
     assert "no profile" in reason
-    assert fallback_config(make_host(cpus=1), True) == standalone_config(0)
-    assert fallback_config(host, False) == RunConfig("runtime", "cython")
-    assert fallback_config(host, False, cython_ok=False) == RunConfig("runtime", "numpy")
+    assert fallback_config(make_host(cpus=1)) == standalone_config(0)
+    assert fallback_config(host, Allowed(standalone=False)) == RunConfig("runtime", "cython")
+    numpy_only = Allowed(standalone=False, cython=False)
+    assert fallback_config(host, numpy_only) == RunConfig("runtime", "numpy")
 
 
 def _apply_in_child(db_url: str, *args: str) -> dict[str, object]:
@@ -176,7 +178,7 @@ def test_a_stale_profile_is_not_applied_and_the_change_is_named(db_url: str) -> 
 def test_a_script_needing_numpy_never_gets_cython() -> None:
     host = make_host()
     config, source, reason, _ = choose(host, make_profile(host), duration=100.0,
-                                       standalone_ok=False, cython_ok=False)
+                                       allowed=Allowed(standalone=False, cython=False))
     assert config == RunConfig("runtime", "numpy") and source == "profile"
     assert "numpy can serve" in reason
 
@@ -277,10 +279,10 @@ def test_float32_is_applied_only_to_the_model_it_was_validated_on() -> None:
     own, _, _, _ = choose(host, profile, duration=100.0)  # type: ignore[arg-type]
     assert own == standalone_config(0, "float32")  # the calibrated workload itself
     config, source, reason, _ = choose(host, profile, duration=100.0,  # type: ignore[arg-type]
-                                       float32_ok=False)
+                                       allowed=Allowed(float32=False))
     assert config == standalone_config(0) and source == "profile"
     assert "float32 was validated on cuba, not on this script" in reason
-    asked = choose(host, profile, duration=100.0, float32_ok=False,  # type: ignore[arg-type]
+    asked = choose(host, profile, duration=100.0, allowed=Allowed(float32=False),  # type: ignore[arg-type]
                    precision="float32")[0]
     assert asked.precision == "float32"
 

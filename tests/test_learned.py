@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autotune.choice import choose
-from autotune.config import RunConfig, standalone_config
+from autotune.config import Allowed, RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.learned import MAX_EXPLORE_LOSS, REPEATS_CAP, expected_repeats, learn
 from autotune.profile import Profile, ProfileEntry
@@ -101,10 +101,10 @@ def test_the_script_history_keeps_the_float32_and_override_rules() -> None:
         *make_profile(host).entries, ProfileEntry(f32, "valid", CostModel(3.4, 0.08, 0.01, 2, 2))))
     history = learn([_run(STANDALONE, 3.5, 1.0)])
     config, source, _, _ = choose(host, profile, duration=100.0, history=history,
-                                  float32_ok=False)
+                                  allowed=Allowed(float32=False))
     assert config.precision == "float64" and source == "script"
     config, source, _, _ = choose(host, profile, duration=100.0, history=history, threads=2,
-                                  float32_ok=False)
+                                  allowed=Allowed(float32=False))
     assert config == standalone_config(2) and source == "override"
 
 

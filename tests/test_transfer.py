@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from autotune.choice import choose
-from autotune.config import RunConfig, standalone_config
+from autotune.config import Allowed, RunConfig, standalone_config
 from autotune.costmodel import CostModel
 from autotune.drypass import cache_file
 from autotune.features import ModelFeatures
@@ -42,6 +42,8 @@ from tests.helpers import make_host
 from tests.test_learned import TINY
 
 NUMPY = RunConfig("runtime", "numpy")
+#: A model float32 was not checked on.
+FLOAT64 = Allowed(float32=False)
 T0, T2 = standalone_config(0), standalone_config(2)
 T0_FLOAT32 = standalone_config(0, "float32")
 
@@ -149,15 +151,15 @@ def test_the_choice_holds_whatever_the_loop_scale_and_stays_float64_unless_check
     by_synapses = predicted_profile(members, _model(4000, 12000, 640000, 0, 6))
     assert by_neurons is not None and by_synapses is not None
     config, source, reason, predicted = choose(host, by_neurons, duration=100.0,
-                                               float32_ok=False)
+                                               allowed=FLOAT64)
     assert (config, source) == (T2, "suite")
     assert "4000 neurons, 8000 synapses" in reason and "cuba 1000" in reason
     assert "times faster or slower than predicted" in reason
     assert predicted == pytest.approx(by_neurons.entry(T2).cost.predict(100.0))  # type: ignore[union-attr]
-    config, _, reason, _ = choose(host, by_synapses, duration=100.0, float32_ok=False)
+    config, _, reason, _ = choose(host, by_synapses, duration=100.0, allowed=FLOAT64)
     assert config == T0  # float32 would be faster, but was not checked on this model
     assert "float64, since float32 was validated on the suite's models" in reason
-    config, _, _, _ = choose(host, by_synapses, duration=100.0, float32_ok=True)
+    config, _, _, _ = choose(host, by_synapses, duration=100.0, allowed=Allowed(float32=True))
     assert config == T0_FLOAT32  # checked on this script: float32 may win
 
 
@@ -171,8 +173,8 @@ def test_a_short_run_takes_runtime_only_when_its_loop_may_be_far_off() -> None:
     assert profile is not None
     numpy, t0 = profile.entry(NUMPY).cost, profile.entry(T0).cost  # type: ignore[union-attr]
     assert numpy.predict(10.0) < t0.predict(10.0)  # at the predicted loop: numpy
-    assert choose(host, profile, duration=0.01, float32_ok=False)[0] == NUMPY
-    assert choose(host, profile, duration=10.0, float32_ok=False)[0] == T0
+    assert choose(host, profile, duration=0.01, allowed=FLOAT64)[0] == NUMPY
+    assert choose(host, profile, duration=10.0, allowed=FLOAT64)[0] == T0
 
 
 def test_robust_choice_weighs_the_worst_loop_scale() -> None:
@@ -453,18 +455,18 @@ def test_one_measured_thread_count_corrects_the_prediction_of_the_other() -> Non
     assert (relation.base, relation.objects) == (T0.key, 6)
     assert (relation.factor, relation.per_object) == pytest.approx((0.47, 0.025), rel=1e-6)
     profile = predicted_profile(members, script)
-    assert choose(host, profile, duration=100.0, float32_ok=False)[0] == T0
+    assert choose(host, profile, duration=100.0, allowed=FLOAT64)[0] == T0
     first = RunRecord(host.fingerprint, None, None, T2.key, "suite", "s.py", 100.0, None, None,
                       5.0 + 16.9, 5.0, 16.9, None, 0, "2026-11-30T00:00:00+00:00",
                       script_digest="d", cold=False)
     relations = loop_relations(members, script)
     config, source, reason, predicted = choose(host, profile, duration=100.0,
-                                               float32_ok=False, history=learn([first]),
+                                               allowed=FLOAT64, history=learn([first]),
                                                relations=relations)
     assert (config, source) == (T0, "script") and "thread count" in reason
     single = (0.169 - 0.025 * 6) / 0.47
     assert predicted == pytest.approx(5.0 * 3.5 / 3.6 + single * 100, rel=0.02)
-    config, _, reason, _ = choose(host, profile, duration=100.0, float32_ok=False,
+    config, _, reason, _ = choose(host, profile, duration=100.0, allowed=FLOAT64,
                                   history=learn([first]))
     # without the relation, one scale factor keeps the members' ranking, which agrees here
     assert config == T0 and "thread count" not in reason
@@ -521,7 +523,7 @@ def test_a_model_with_none_of_the_members_special_work_still_gets_a_loop() -> No
     truth = _active_reference_loop(CUBA_1000)
     assert truth / 5 < profile.entry(T0).cost.rate < 5 * truth  # type: ignore[union-attr]
     for length in (10.0, 100.0):
-        assert choose(host, profile, duration=length, float32_ok=False)[0] == T0
+        assert choose(host, profile, duration=length, allowed=FLOAT64)[0] == T0
 
 
 #: A real suite: each member's features and its reference loop (seconds per simulated second)
@@ -591,13 +593,13 @@ def test_threads_follow_the_models_mix_of_work_when_more_than_one_member_says_so
     heavy = predicted_profile(members, hodgkin_huxley)
     assert heavy is not None
     assert heavy.entry(T2).cost.rate < 0.75 * heavy.entry(T0).cost.rate  # type: ignore[union-attr]
-    assert choose(host, heavy, duration=100.0, float32_ok=False)[0] == T2
+    assert choose(host, heavy, duration=100.0, allowed=FLOAT64)[0] == T2
     events = predicted_profile(members, _model(2000, 20000, 160000, 0, 6))
     assert events is not None
-    assert choose(host, events, duration=100.0, float32_ok=False)[0] == T0
+    assert choose(host, events, duration=100.0, allowed=FLOAT64)[0] == T0
     one_says_so = predicted_profile(members_of([*light, interneurons[1]]), hodgkin_huxley)
     assert one_says_so is not None
     ratios = [s[T2.key] for s in scenarios_of(one_says_so)]
     assert ratios[0] == pytest.approx(0.62, abs=0.01) and max(ratios) == pytest.approx(
         0.98, abs=0.01)
-    assert choose(host, one_says_so, duration=100.0, float32_ok=False)[0] == T2
+    assert choose(host, one_says_so, duration=100.0, allowed=FLOAT64)[0] == T2
