@@ -315,6 +315,7 @@ def apply(
                 f"work keeps {max(busy, neighbours.cores)} of {host.usable_cpus} CPUs busy")
     from autotune.brianprefs import configure_brian2
 
+    watch_model()  # before configure_brian2, so the device methods PGO wraps keep their timing
     guided = configure_brian2(
         config, build_dir, cython_cache_dir(root, host.fingerprint, config), with_output=True,
         passive_wait=passive)
@@ -326,7 +327,6 @@ def apply(
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
                       guided=guided, dry_pass_seconds=dry_seconds,
                       cpu_sample=sample_cpus())
-    watch_model()
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
@@ -454,13 +454,20 @@ def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:
 
 
 def _crowded_note(runs: list[RunRecord]) -> str:
-    """A note for the reason when some of the script's runs shared their CPUs and so teach
-    nothing (empty when none did)."""
-    count = sum(1 for run in runs if run.crowded)
-    if not count:
+    """A note for the reason when some of the script's runs shared their CPUs (empty when none
+    did): how many teach at the pace of their own CPU time, how many teach nothing."""
+    crowded = [run for run in runs if run.crowded]
+    if not crowded:
         return ""
-    return (f"; {count} of the script's {len(runs)} recorded runs shared their CPUs with other "
-            "work (runs started together, as in a parallel sweep) and are not learned from")
+    paced = sum(1 for run in crowded if run.times_alone() is not None)
+    note = (f"; {len(crowded)} of the script's {len(runs)} recorded runs shared their CPUs "
+            "with other work (runs started together, as in a parallel sweep)")
+    if paced == len(crowded):
+        return note + " and are learned from at the pace of their own CPU time"
+    if paced:
+        return note + (f": {paced} kept one CPU busy and are learned from at the pace of "
+                       f"their own CPU time, {len(crowded) - paced} are not learned from")
+    return note + " and are not learned from"
 
 
 def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Path,

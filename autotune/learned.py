@@ -17,8 +17,10 @@ the same script learns from them (:func:`choose_from_runs`):
   guess.
 
 A run that shared its CPUs with other work (the runs of a parallel sweep started together) is
-recorded, with how many CPUs it was left, but not learned from: its times are not its
-configuration's (:attr:`~autotune.runrecord.RunRecord.crowded`).
+recorded with how many CPUs it was left (:attr:`~autotune.runrecord.RunRecord.crowded`): its
+times are not its configuration's. Where it kept one CPU busy (one thread, a warm build), it
+teaches its times at the pace of its own CPU time (what it would have taken with a CPU of its
+own: :meth:`~autotune.runrecord.RunRecord.times_alone`); other crowded runs teach nothing.
 """
 
 from __future__ import annotations
@@ -114,16 +116,17 @@ class OwnTimes:
 
 
 def learn(records: Iterable[RunRecord]) -> dict[str, OwnTimes]:
-    """Each configuration's times over one script's successful runs (a run that failed, that
-    Brian2's timer did not see, that took a profile-guided build's profile with an
-    instrumented binary, or that shared its CPUs (:attr:`RunRecord.crowded`) teaches nothing
-    of later runs)."""
+    """Each configuration's times over one script's successful runs, as with CPUs of their
+    own (a run that failed, that Brian2's timer did not see, that took a profile-guided
+    build's profile with an instrumented binary, or that shared its CPUs in a way its CPU
+    time cannot undo (:meth:`RunRecord.times_alone`) teaches nothing of later runs)."""
     by_config: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
+        alone = record.times_alone()
         if (record.exit_code in (0, None) and record.simulated and record.simulated > 0
-                and record.actual_loop is not None and record.actual_build is not None
-                and record.pgo_phase != "generate" and not record.crowded):
-            by_config[record.config_key].append(record)
+                and alone is not None and record.pgo_phase != "generate"):
+            by_config[record.config_key].append(
+                replace(record, actual_build=alone[0], actual_loop=alone[1]))
     return {key: _own_times(key, runs) for key, runs in by_config.items()}
 
 

@@ -338,9 +338,13 @@ def _crowded_note(record: RunRecord) -> str:
     """What shared the run's CPUs, when other work did (empty otherwise)."""
     if not record.crowded or record.free_cpus is None:
         return ""
-    return (f"; other work left it {record.free_cpus:.2f} of the {record.cpus_needed} CPU"
-            f"{'s' if record.cpus_needed != 1 else ''} it needed, so its times are not "
-            "learned from (predictions are for CPUs of its own)")
+    note = (f"; other work left it {record.free_cpus:.2f} of the {record.cpus_needed} CPU"
+            f"{'s' if record.cpus_needed != 1 else ''} it needed")
+    alone = record.times_alone()
+    if alone is None:
+        return note + ", so its times are not learned from (predictions are for CPUs of its own)"
+    return note + (f"; at the pace of its own CPU time it would have taken {sum(alone):.2f} s "
+                   "with a CPU of its own, which is what is learned from")
 
 
 def _dry_pass_note(seconds: float) -> str:

@@ -27,7 +27,8 @@ def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         length = newest.simulated or 1.0
         learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
         for rank, times in enumerate(learned, 1):
-            shared = sum(1 for r in own_runs if r.config_key == times.config_key and r.crowded)
+            shared = sum(1 for r in own_runs if r.config_key == times.config_key
+                         and r.times_alone() is None and r.crowded)
             rows.append({
                 "script": newest.script, "digest": digest, "rank": rank,
                 "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
@@ -55,7 +56,7 @@ def scripts_renderable(rows: Sequence[dict[str, Any]]) -> Any:
 
 def _runs_cell(row: dict[str, Any]) -> str:
     """``3 (2)``: runs learned from (warm ones); ``+1 crowded`` for runs that shared their CPUs
-    and were not."""
+    and were not learned from."""
     cell = f"{row['runs']} ({row['warm_runs']})"
     return cell + (f" +{row['crowded_runs']} crowded" if row["crowded_runs"] else "")
 

@@ -458,6 +458,43 @@ def test_runs_that_shared_their_cpus_are_kept_but_not_learned_from(tmp_path: Pat
     assert own[STANDALONE.key].cold_extra is None  # the only cold build shared its CPUs
 
 
+def test_a_crowded_run_that_kept_one_cpu_busy_teaches_at_the_pace_of_its_cpu_time(
+        tmp_path: Path) -> None:
+    """Three runs of a sweep on two CPUs: a warm one without OpenMP got a third of a CPU, and
+    its times at that pace are what it would take alone (measured: 20.0 s crowded, 6.38 s at
+    its CPU pace, 6.9 s alone). A 2-thread run and a cold build cannot be paced (several CPUs,
+    each shared differently) and teach nothing. Stored and read back as apply reads them."""
+    from autotune.store.lite import read_script_runs
+    from autotune.store.lite import record_run as lite_record_run
+
+    swept = replace(_run(STANDALONE, 15.0, 6.0), free_cpus=0.34, loop_cpu_share=0.3,
+                    setup_cpu_share=0.32)
+    loop_too_short = replace(_run(STANDALONE, 15.0, 0.3), free_cpus=0.34,
+                             setup_cpu_share=0.32)
+    threaded = replace(_run(standalone_config(2), 15.0, 30.0), free_cpus=1.3,
+                       loop_cpu_share=0.64, setup_cpu_share=0.2)
+    cold = replace(_run(STANDALONE, 24.0, 0.3, cold=True), free_cpus=0.9, cpus=2,
+                   loop_cpu_share=0.4, setup_cpu_share=0.9)
+    unpaced = replace(_run(STANDALONE, 15.0, 6.0), free_cpus=0.34)  # recorded before 0006
+    assert swept.times_alone() == pytest.approx((15.0 * 0.32, 6.0 * 0.3))
+    assert loop_too_short.times_alone() == pytest.approx((15.0 * 0.32, 0.3 * 0.32))
+    assert [r.times_alone() for r in (threaded, cold, unpaced)] == [None, None, None]
+    alone = replace(_run(STANDALONE, 4.0, 2.0), free_cpus=1.99, loop_cpu_share=0.3)
+    assert alone.times_alone() == (4.0, 2.0)  # a run with its CPUs is taken as measured
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with open_store(url):
+        pass  # creates the schema
+    for record in (swept, threaded, cold, unpaced):
+        assert lite_record_run(url, record)
+    stored = read_script_runs(url, "fp", "d")
+    assert [(r.loop_cpu_share, r.setup_cpu_share) for r in stored] == [
+        (0.3, 0.32), (0.64, 0.2), (0.4, 0.9), (None, None)]
+    own = learn(stored)
+    assert set(own) == {STANDALONE.key} and own[STANDALONE.key].runs == 1
+    assert own[STANDALONE.key].build == pytest.approx(4.8)
+    assert own[STANDALONE.key].rate == pytest.approx(0.18)
+
+
 def test_a_store_of_an_older_schema_still_teaches_before_it_is_upgraded(tmp_path: Path) -> None:
     """apply reads a script's runs with sqlite3 alone: a store made before the newest column
     gives its runs with that value unknown, rather than nothing to learn from."""
@@ -486,11 +523,11 @@ print('done')""")
 
 
 @pytest.mark.slow
-def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
+def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_at_its_cpu_pace(
         db_url: str, tmp_path: Path) -> None:
     """A real run with twice as many spinning processes as CPUs beside it gets well under one
-    CPU: it is recorded with what it was left, the next run does not learn from it, and says
-    why."""
+    CPU: it is recorded with what it was left and its own CPU pace, and the next run learns
+    from its times at that pace (numpy: one thread), and says so."""
     import os
     import subprocess
     import sys
@@ -519,14 +556,21 @@ def test_a_run_beside_busy_processes_is_recorded_as_crowded_and_teaches_nothing(
     if first.free_cpus is None:
         pytest.skip("no per-CPU times on this platform")
     assert first.free_cpus < 0.9  # a fair share of the CPUs is under half of one
-    assert "so its times are not learned from" in " ".join(crowded_run.stderr.split())
+    assert first.crowded and first.setup_cpu_share is not None
+    assert first.setup_cpu_share < 0.9  # it spun 1.5 s at its share of a CPU
+    alone = first.times_alone()
+    assert alone is not None and sum(alone) < first.actual_total  # type: ignore[operator]
+    assert "at the pace of its own CPU time it would have taken" in " ".join(
+        crowded_run.stderr.split())
     after = run_cli("run", "--db", db_url, str(script))
     assert after.returncode == 0, after.stderr
     with open_store(db_url) as store:
         second = store.runs()[-1]
-    assert second.source == "profile"  # not "script": the only run shared its CPUs
+    assert second.source == "script"  # its own run, at its CPU pace
     said = " ".join(after.stderr.split())  # the log wraps long lines
-    assert "1 of the script's 1 recorded runs shared their CPUs" in said
+    assert ("1 of the script's 1 recorded runs shared their CPUs with other work (runs "
+            "started together, as in a parallel sweep) and are learned from at the pace of "
+            "their own CPU time") in said
 
 
 def test_runs_that_shared_their_cpus_do_not_count_against_the_profiles_predictions() -> None:

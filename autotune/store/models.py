@@ -120,6 +120,8 @@ class RunRow(Base):
     pgo_phase: Mapped[str | None] = mapped_column(String(10), nullable=True)
     free_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
     cpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    loop_cpu_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    setup_cpu_share: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class PrecisionCheckRow(Base):
