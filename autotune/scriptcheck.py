@@ -67,8 +67,9 @@ class ScriptAnalysis:
         run_length: simulated seconds the script runs, when every ``run()`` is outside loops
             and its duration is a literal (``run(10*second)``) or a module constant
             (``duration = 500*ms`` ... ``run(duration)``); None otherwise.
-        digest: a hash of the script's text: its runs are learned from under this name, so
-            that an edited script starts afresh.
+        digest: a hash of the script's text and its own modules' (:func:`own_modules`): its
+            runs are learned from under this name, so that an edited script (or model module)
+            starts afresh.
         numpy_reason: why the numpy target cannot run it here (None when it can): Brian2 has
             no numpy code for GSL integration, and its numpy code for a ``SpatialNeuron``
             needs scipy, which Cython's and standalone's do not.
