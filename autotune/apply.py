@@ -319,6 +319,10 @@ def apply(
     guided = configure_brian2(
         config, build_dir, cython_cache_dir(root, host.fingerprint, config), with_output=True,
         passive_wait=passive)
+    if config.device == "cpp_standalone":
+        from autotune.runner import refuse_networks_standalone_drops
+
+        refuse_networks_standalone_drops()
     if config.device == "cpp_standalone" and config.threads > 1 and not passive:
         from autotune.brianprefs import wait_passively_if_crowded_at_launch
 

@@ -44,8 +44,9 @@ class CannotServe(AutotuneError):
         reason: what in the script it cannot serve.
     """
 
-    def __init__(self, ruled_out: str, reason: str) -> None:
-        super().__init__(f"{reason}, which {ruled_out} cannot serve")
+    def __init__(self, ruled_out: str, reason: str, advice: str = "") -> None:
+        super().__init__(f"{reason}, which {ruled_out} cannot serve"
+                         + (f"; {advice}" if advice else ""))
         self.ruled_out = ruled_out
         self.reason = reason
 

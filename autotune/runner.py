@@ -139,6 +139,33 @@ def _watch_first_run(held: _HeldOutput, serving: str) -> Any:
     return undo
 
 
+def refuse_networks_standalone_drops() -> None:
+    """Under cpp_standalone, make a run whose network holds a ``network_operation`` fail with
+    :class:`CannotServe` before anything is built: Brian2 would run the network without it
+    and the script would report wrong results with exit 0. ``brian2-autotune run`` starts
+    such a script again under runtime (:func:`execute_script` refuses it first); a script
+    that called ``autotune.apply()`` itself stops with the reason and what to do."""
+    from brian2.core.network import Network
+
+    if getattr(Network.before_run, "_autotune_refuses", False):
+        return
+    original = Network.before_run
+
+    def before_run(self: Any, run_namespace: Any) -> Any:
+        from brian2 import get_device
+        from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+        if isinstance(get_device(), CPPStandaloneDevice):
+            reason = _unservable(list(self.objects), "cpp_standalone")
+            if reason is not None:
+                raise CannotServe("cpp_standalone", reason,
+                                  "call autotune.apply(device='runtime') in this script")
+        return original(self, run_namespace)
+
+    before_run._autotune_refuses = True  # type: ignore[attr-defined]
+    Network.before_run = before_run  # type: ignore[method-assign]
+
+
 def _unservable(objects: list[Any], serving: str) -> str | None:
     """What in a network about to run ``serving`` (the applied device or target) cannot run
     (None when it can)."""

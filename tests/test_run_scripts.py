@@ -217,6 +217,25 @@ def test_a_network_operation_that_analysis_misses_is_run_under_runtime_not_dropp
     assert "applied cpp_standalone" in stderr and "applied runtime" in stderr
 
 
+def test_apply_in_a_script_stops_a_network_standalone_would_run_without_its_operation(
+        tmp_path: Path, db_url: str) -> None:
+    """A script that calls autotune.apply() itself cannot be started again: with standalone
+    applied, a network_operation from a module the analysis does not read stops the run with
+    the reason and what to do, instead of results computed without it."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "counting.py").write_text(COUNTING_MODULE)
+    script = tmp_path / "applies.py"
+    script.write_text(COUNTING_SCRIPT.replace(
+        "from brian2 import *", f"import autotune\nautotune.apply(device='cpp_standalone', "
+        f"db={db_url!r})\nfrom brian2 import *"))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode != 0
+    assert "ticks" not in done.stdout
+    assert ("uses network_operation (Python code during the run), which cpp_standalone "
+            "cannot serve; call autotune.apply(device='runtime')") in done.stderr
+
+
 def test_gsl_that_analysis_misses_is_refused_by_numpy_before_anything_runs(
         tmp_path: Path) -> None:
     """Brian2 has no numpy code for GSL; under numpy such a network is refused at run(), its
