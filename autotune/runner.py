@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import runpy
 import sys
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from autotune.errors import CannotServe, ConfigError
+from autotune.errors import AutotuneError, CannotServe, ConfigError
 from autotune.runrecord import RunRecord, loop_seconds, peak_rss
 
 if TYPE_CHECKING:
@@ -72,17 +73,30 @@ class RunReport:
 
 
 class _HeldOutput:
-    """Holds what the script writes to ``sys.stdout``/``sys.stderr`` until :meth:`release`."""
+    """Holds what the script writes to ``sys.stdout``/``sys.stderr`` until :meth:`release`.
+
+    A script that forks (a ``multiprocessing`` pool whose workers run the simulations) gets
+    its output released first, as a plain run would show it; a child it forks writes
+    directly, since the held text is the parent's (a pool's workers each printed the script's
+    first line once more when their ``run()`` released what they had inherited)."""
 
     def __init__(self) -> None:
         self.real: tuple[TextIO, TextIO] = (sys.stdout, sys.stderr)
         self.parts: list[tuple[int, str]] = []
         self.released = False
+        self.owner = os.getpid()
         sys.stdout, sys.stderr = _Tap(self, 0), _Tap(self, 1)  # type: ignore[assignment]
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=self.release)  # a no-op once released
+
+    @property
+    def holding(self) -> bool:
+        """Whether output is held back in this process (not released, not a forked child)."""
+        return not self.released and os.getpid() == self.owner
 
     def release(self) -> None:
         """Write what was held, in order, and let the script write directly from now on."""
-        if self.released:
+        if not self.holding:
             return
         self.released = True
         sys.stdout, sys.stderr = self.real
@@ -103,7 +117,7 @@ class _Tap(io.TextIOBase):
         self.held, self.stream = held, stream
 
     def write(self, text: str) -> int:
-        if self.held.released:
+        if not self.held.holding:
             return self.held.real[self.stream].write(text)
         self.held.parts.append((self.stream, text))
         return len(text)
@@ -124,11 +138,11 @@ def _watch_first_run(held: _HeldOutput, serving: str) -> Any:
     original = Network.before_run
 
     def before_run(self: Any, run_namespace: Any) -> Any:
-        if not held.released:
+        if held.holding:
             reason = _unservable(list(self.objects), serving)
             if reason is not None:
                 raise _Refused(reason)
-        held.release()
+            held.release()
         return original(self, run_namespace)
 
     Network.before_run = before_run  # type: ignore[method-assign]
@@ -242,10 +256,14 @@ def execute_script(path: str | Path, args: list[str], serving: str | None = None
     except _Refused as e:
         held.drop()  # type: ignore[union-attr]
         raise CannotServe(serving, e.reason) from None  # type: ignore[arg-type]
+    except CannotServe as e:  # apply's own check, after the output was shown (a fork)
+        raise AutotuneError(f"{e.reason}, which {e.ruled_out} cannot serve; what the script "
+                            "printed is already shown, so it is not started again: run it "
+                            "with --device runtime") from None
     except NotImplementedError as e:
         refusal = next((what for message, what in _STANDALONE_REFUSALS.items()
                         if message in str(e)), None)
-        if (serving == "cpp_standalone" and held is not None and not held.released
+        if (serving == "cpp_standalone" and held is not None and held.holding
                 and refusal is not None):
             held.drop()
             raise CannotServe(serving, refusal) from e

@@ -236,6 +236,74 @@ def test_apply_in_a_script_stops_a_network_standalone_would_run_without_its_oper
             "cannot serve; call autotune.apply(device='runtime')") in done.stderr
 
 
+# A sweep inside one script: a pool's workers run the simulations; the script itself does not.
+POOL_SWEEP = """
+import multiprocessing as mp
+from brian2 import *
+
+def simulate(drive):
+    G = NeuronGroup(50, 'dv/dt = (drive - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0',
+                    method='exact')
+    M = SpikeMonitor(G)
+    run(200*ms)
+    return drive, int(M.num_spikes)
+
+if __name__ == '__main__':
+    print('sweeping')
+    with mp.get_context('fork').Pool(2) as pool:
+        for drive, spikes in pool.map(simulate, [1.5, 2.0, 3.0]):
+            print(drive, spikes)
+"""
+
+
+def _save_test_profile(db_url: str) -> None:
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+
+
+def test_a_pool_of_workers_shows_the_scripts_output_once(tmp_path: Path, db_url: str) -> None:
+    """Output held until the first run() was inherited by a pool's forked workers, and each
+    printed the script's first line again when its own run() released it: 'sweeping' came
+    three times. Now the script's output is released when it forks."""
+    _save_test_profile(db_url)  # numpy wins a 0.2-s run: its output is held until run()
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SWEEP)
+    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
+                            "--duration", "0.2", str(script)], capture_output=True, text=True,
+                           timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "applied runtime/numpy" in " ".join(tuned.stderr.split())
+    # each neuron reaches threshold after 10 ms * ln(drive / (drive - 1)), then resets
+    assert tuned.stdout == "sweeping\n1.5 900\n2.0 1400\n3.0 2400\n"
+
+
+def test_a_network_refused_after_the_output_was_shown_is_one_clear_error(
+        tmp_path: Path, db_url: str) -> None:
+    """A script that forked has shown its output: when standalone then finds a
+    network_operation it would leave out, starting the script again would show that output
+    twice, so run stops with the reason and what to do, before anything is built."""
+    _save_test_profile(db_url)  # at 20 s this profile picks standalone
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "counting.py").write_text(COUNTING_MODULE)
+    script = tmp_path / "forks.py"
+    script.write_text(COUNTING_SCRIPT.replace(
+        "print('set up')", "print('set up')\nimport multiprocessing as mp\n"
+        "with mp.get_context('fork').Pool(1) as pool:\n    print(pool.map(abs, [-1]))"))
+    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
+                            "--duration", "20", str(script)], capture_output=True, text=True,
+                           timeout=300)
+    assert tuned.returncode == 1, tuned.stderr
+    assert tuned.stdout == "set up\n[1]\n"
+    assert tuned.stderr.strip().splitlines()[-1] == (
+        "brian2-autotune: error: the script uses network_operation (Python code during the "
+        "run), which cpp_standalone cannot serve; what the script printed is already shown, "
+        "so it is not started again: run it with --device runtime")
+
+
 def test_gsl_that_analysis_misses_is_refused_by_numpy_before_anything_runs(
         tmp_path: Path) -> None:
     """Brian2 has no numpy code for GSL; under numpy such a network is refused at run(), its
