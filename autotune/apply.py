@@ -320,14 +320,13 @@ def apply(
         config, build_dir, cython_cache_dir(root, host.fingerprint, config), with_output=True,
         passive_wait=passive)
     if config.device == "cpp_standalone":
+        from autotune.brianprefs import wait_passively_if_crowded_at_launch
         from autotune.runner import refuse_networks_standalone_drops
 
         refuse_networks_standalone_drops()
-    if config.device == "cpp_standalone" and config.threads > 1 and not passive:
-        from autotune.brianprefs import wait_passively_if_crowded_at_launch
-
-        wait_passively_if_crowded_at_launch(config.threads, host.usable_cpus,
-                                            node / "active" if registration else None)
+        if config.threads > 1 and not passive:
+            wait_passively_if_crowded_at_launch(config.threads, host.usable_cpus,
+                                                node / "active" if registration else None)
     applied = Applied(config, source, why, predicted, build_dir, host.fingerprint,
                       profile.workload.get("signature") if profile else None,
                       profile.created_at if profile else None,

@@ -63,9 +63,7 @@ def configure_brian2(
             build_dir.mkdir(parents=True, exist_ok=True)
         prefs.devices.cpp_standalone.openmp_threads = config.threads
         if passive_wait and config.threads > 0:
-            environment = dict(prefs.devices.cpp_standalone.run_environment_variables)
-            prefs.devices.cpp_standalone.run_environment_variables = {
-                **environment, "OMP_WAIT_POLICY": "PASSIVE"}
+            _sleep_while_waiting()
         set_device("cpp_standalone", directory=directory, build_on_run=True,
                    with_output=with_output)
     logger.debug("Brian2 configured for %s", config.describe())
@@ -94,7 +92,7 @@ def wait_passively_if_crowded_at_launch(threads: int, usable_cpus: int,
     """
     import os
 
-    from brian2 import get_device, prefs
+    from brian2 import get_device
 
     from autotune.buildslots import count_neighbours, cpus_busy_elsewhere, oversubscribed
 
@@ -109,9 +107,17 @@ def wait_passively_if_crowded_at_launch(threads: int, usable_cpus: int,
         if oversubscribed(threads, usable_cpus, cores, busy):
             logger.info("other work now keeps %d of %d CPUs busy: the %d OpenMP threads sleep "
                         "while they wait", max(cores, busy), usable_cpus, threads)
-            environment = dict(prefs.devices.cpp_standalone.run_environment_variables)
-            prefs.devices.cpp_standalone.run_environment_variables = {
-                **environment, "OMP_WAIT_POLICY": "PASSIVE"}
+            _sleep_while_waiting()
         return original(*args, **kwargs)
 
     device.run = run
+
+
+def _sleep_while_waiting() -> None:
+    """Make the standalone binary's OpenMP threads sleep while they wait
+    (``OMP_WAIT_POLICY=PASSIVE``, passed to the binary when it starts)."""
+    from brian2 import prefs
+
+    environment = dict(prefs.devices.cpp_standalone.run_environment_variables)
+    prefs.devices.cpp_standalone.run_environment_variables = {
+        **environment, "OMP_WAIT_POLICY": "PASSIVE"}

@@ -307,10 +307,13 @@ def sample_cpus() -> CpuSample | None:
             continue
         fields = rest.split()
         busy += sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields))
+    return CpuSample(time.monotonic(), busy / ticks, own_cpu_seconds(), len(allowed))
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds spent so far by this process and its finished children."""
     own = os.times()
-    return CpuSample(time.monotonic(), busy / ticks,
-                     own.user + own.system + own.children_user + own.children_system,
-                     len(allowed))
+    return own.user + own.system + own.children_user + own.children_system
 
 
 #: Runs shorter than this (wall seconds) are too short for a CPU count in clock ticks to tell

@@ -9,7 +9,6 @@ writing it to the store. Nothing here imports Brian2: it reads the module the ru
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import sys
 import time
@@ -260,9 +259,10 @@ class _LoopPace:
     wall: float = 0.0
     cpu: float = 0.0
 
-    def add(self, since: tuple[float, float]) -> None:
-        """Add the time from ``since`` (a :func:`_own_clock` reading) to now."""
-        wall, cpu = _own_clock()
+    def add(self, since: tuple[float, float], until: tuple[float, float] | None = None
+            ) -> None:
+        """Add the time from ``since`` to ``until`` (:func:`_own_clock` readings; None: now)."""
+        wall, cpu = until or _own_clock()
         self.wall += wall - since[0]
         self.cpu += cpu - since[1]
 
@@ -273,9 +273,11 @@ MIN_PACED_WALL = 0.5
 
 
 def _own_clock() -> tuple[float, float]:
-    """(monotonic wall seconds, CPU seconds of this process and its finished children)."""
-    own = os.times()
-    return time.monotonic(), own.user + own.system + own.children_user + own.children_system
+    """(monotonic wall seconds, CPU seconds of this process and its finished children), as
+    :class:`~autotune.buildslots.CpuSample` counts them."""
+    from autotune.buildslots import own_cpu_seconds
+
+    return time.monotonic(), own_cpu_seconds()
 
 
 def watch_model() -> None:
@@ -302,23 +304,15 @@ def watch_model() -> None:
         return result
 
     def after_run(self: Any) -> Any:
-        clock = getattr(self, "_autotune_clock", None)
-        if clock is not None and _is_runtime():
-            _LOOP_PACE.add(clock)
+        ended = _own_clock()
         result = original_after(self)
-        _count_runtime_run(self)
+        _count_runtime_run(self, ended)
         return result
 
     before_run._autotune_watch = True  # type: ignore[attr-defined]
     Network.before_run = before_run  # type: ignore[method-assign]
     Network.after_run = after_run  # type: ignore[method-assign]
     _watch_standalone_binary()
-
-
-def _is_runtime() -> bool:
-    from brian2.devices.device import RuntimeDevice, get_device
-
-    return isinstance(get_device(), RuntimeDevice)
 
 
 def _watch_standalone_binary() -> None:
@@ -351,8 +345,9 @@ def cpu_shares(since: CpuSample | None) -> tuple[float | None, float | None]:
     return loop, setup
 
 
-def _count_runtime_run(network: Any) -> None:
-    """Add a finished runtime run to :data:`_RUNTIME_RUNS` (standalone's ``run()`` only
+def _count_runtime_run(network: Any, ended: tuple[float, float]) -> None:
+    """Add a finished runtime run to :data:`_RUNTIME_RUNS`, and its loop, which ``ended``
+    (an :func:`_own_clock` reading), to :data:`_LOOP_PACE` (standalone's ``run()`` only
     generates code: its binary's loop is timed once, by Brian2, after the build)."""
     from brian2.devices.device import RuntimeDevice, get_device
 
@@ -364,6 +359,9 @@ def _count_runtime_run(network: Any) -> None:
     _RUNTIME_RUNS.loop += float(loop)
     _RUNTIME_RUNS.simulated += max(0.0, float(network.t_) - started_at)
     _RUNTIME_RUNS.count += 1
+    clock = getattr(network, "_autotune_clock", None)
+    if clock is not None:
+        _LOOP_PACE.add(clock, ended)
 
 
 def last_model() -> list[Any]:
