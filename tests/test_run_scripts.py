@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 # Integer arithmetic only, so that every backend gives the same count exactly; the count grows
 # with the script's argument.
@@ -102,6 +102,16 @@ print('ran')
 """
 
 
+def _save_test_profile(db_url: str) -> None:
+    """A profile where standalone wins long runs and numpy very short ones."""
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+
+
 def _result_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("result")]
 
@@ -158,17 +168,10 @@ def test_recording_every_synapse_that_analysis_misses_is_run_under_runtime_and_s
     """Standalone refuses StateMonitor(S, 'w', record=True) before the run (Brian2's
     Tetzlaff_2015.py and spike_based_homeostasis.py failed so); at 20 s this profile picks
     standalone, so the run starts there, nothing is shown, and it runs again under runtime."""
-    from autotune.host import collect_host
-    from autotune.store import open_store
-    from tests.helpers import make_profile
-
-    with open_store(db_url) as store:
-        store.save_profile(make_profile(collect_host()))
+    _save_test_profile(db_url)  # at 20 s this profile picks standalone
     script = tmp_path / "monitor.py"
     script.write_text(HIDDEN_SYNAPSE_RECORDING)
-    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
-                            "--duration", "20", str(script)], capture_output=True, text=True,
-                           timeout=300)
+    tuned = run_cli("run", "--db", db_url, "--duration", "20", str(script), timeout=300)
     assert tuned.returncode == 0, tuned.stderr
     assert tuned.stdout == "set up\nrecorded (5, 10) 9.0\n"
     stderr = tuned.stderr.replace("\n", " ")
@@ -182,9 +185,7 @@ def test_an_explicit_standalone_request_on_such_a_script_is_one_clear_error(
     script = tmp_path / "hidden.py"
     script.write_text(HIDDEN_EARLY_READ)
     for override in (["--device", "cpp_standalone"], ["--num-threads", "0"]):
-        result = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
-                                 *override, str(script)], capture_output=True, text=True,
-                                timeout=300)
+        result = run_cli("run", "--db", db_url, *override, str(script), timeout=300)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and "reads state variables" in result.stderr
         assert "set up" not in result.stdout  # nothing was shown of a run that did not happen
@@ -196,19 +197,12 @@ def test_a_network_operation_that_analysis_misses_is_run_under_runtime_not_dropp
     'ops 0' with exit 0, where python printed 'ops 3000'. At 20 s this profile picks
     standalone; the network is refused at run(), before anything is built or shown, and the
     script runs again under runtime with its operation."""
-    from autotune.host import collect_host
-    from autotune.store import open_store
-    from tests.helpers import make_profile
-
-    with open_store(db_url) as store:
-        store.save_profile(make_profile(collect_host()))
+    _save_test_profile(db_url)  # at 20 s this profile picks standalone
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "counting.py").write_text(COUNTING_MODULE)
     script = tmp_path / "count.py"
     script.write_text(COUNTING_SCRIPT)
-    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
-                            "--duration", "20", str(script)], capture_output=True, text=True,
-                           timeout=300)
+    tuned = run_cli("run", "--db", db_url, "--duration", "20", str(script), timeout=300)
     assert tuned.returncode == 0, tuned.stderr
     # 50 ms: one tick a millisecond; each of 20 neurons spikes every 10 steps of 0.1 ms
     assert tuned.stdout == "set up\nticks 50 spikes 1000\n"
@@ -256,15 +250,6 @@ if __name__ == '__main__':
 """
 
 
-def _save_test_profile(db_url: str) -> None:
-    from autotune.host import collect_host
-    from autotune.store import open_store
-    from tests.helpers import make_profile
-
-    with open_store(db_url) as store:
-        store.save_profile(make_profile(collect_host()))
-
-
 def test_a_pool_of_workers_shows_the_scripts_output_once(tmp_path: Path, db_url: str) -> None:
     """Output held until the first run() was inherited by a pool's forked workers, and each
     printed the script's first line again when its own run() released it: 'sweeping' came
@@ -272,9 +257,7 @@ def test_a_pool_of_workers_shows_the_scripts_output_once(tmp_path: Path, db_url:
     _save_test_profile(db_url)  # numpy wins a 0.2-s run: its output is held until run()
     script = tmp_path / "pool.py"
     script.write_text(POOL_SWEEP)
-    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
-                            "--duration", "0.2", str(script)], capture_output=True, text=True,
-                           timeout=300)
+    tuned = run_cli("run", "--db", db_url, "--duration", "0.2", str(script), timeout=300)
     assert tuned.returncode == 0, tuned.stderr
     assert "applied runtime/numpy" in " ".join(tuned.stderr.split())
     # each neuron reaches threshold after 10 ms * ln(drive / (drive - 1)), then resets
@@ -293,9 +276,7 @@ def test_a_network_refused_after_the_output_was_shown_is_one_clear_error(
     script.write_text(COUNTING_SCRIPT.replace(
         "print('set up')", "print('set up')\nimport multiprocessing as mp\n"
         "with mp.get_context('fork').Pool(1) as pool:\n    print(pool.map(abs, [-1]))"))
-    tuned = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
-                            "--duration", "20", str(script)], capture_output=True, text=True,
-                           timeout=300)
+    tuned = run_cli("run", "--db", db_url, "--duration", "20", str(script), timeout=300)
     assert tuned.returncode == 1, tuned.stderr
     assert tuned.stdout == "set up\n[1]\n"
     assert tuned.stderr.strip().splitlines()[-1] == (
@@ -356,9 +337,7 @@ def test_openmp_threads_sleep_when_other_work_arrives_after_apply(tmp_path: Path
         pytest.skip("2 OpenMP threads need 2 CPUs")
     script = tmp_path / "arrives.py"
     script.write_text(SPINNERS_AFTER_APPLY)
-    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
-                             "--num-threads", "2", str(script)], capture_output=True,
-                            text=True, timeout=600)
+    result = run_cli("run", "--db", db_url, "--num-threads", "2", str(script), timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("wait policy PASSIVE"), result.stdout
     said = " ".join(result.stderr.split())
