@@ -135,7 +135,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     from autotune.host import collect_host
     from autotune.paths import default_cache_root
     from autotune.plots import plot_profiles
-    from autotune.report import profile_renderables, profile_summary, views_renderables
+    from autotune.report import (
+        overview_renderable,
+        profile_renderables,
+        profile_summary,
+        views_renderables,
+    )
     from autotune.scriptreport import (
         precision_check_rows,
         precision_checks_renderable,
@@ -172,7 +177,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"no profile for this host ({host.fingerprint}); run "
                       "`brian2-autotune calibrate` first")
         return EXIT_OK
-    for profile in profiles:
+    if len(profiles) > 1 and not args.workload:
+        console.print(overview_renderable(profiles, args.duration))
+    for profile in profiles if len(profiles) == 1 or args.workload else ():
         for renderable in [*profile_renderables(profile, args.duration, runs),
                            *views_renderables(profile, args.duration)]:
             console.print(renderable)

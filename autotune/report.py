@@ -273,6 +273,30 @@ def views_renderables(profile: Profile, duration: float | None = None) -> list[A
     return out
 
 
+def overview_renderable(profiles: Sequence[Profile], duration: float | None = None) -> Any:
+    """One table row per profile, for ``show`` on a host with several (a suite's members):
+    the best configuration, its predicted time, its speed against Brian2's default and what
+    OpenMP threads did to the standalone loop."""
+    from autotune.views import thread_scaling_rows
+
+    rows = []
+    for profile in profiles:
+        summary = profile_summary(profile, duration)
+        scaling = thread_scaling_rows(profile)
+        threaded = scaling[-1] if len(scaling) > 1 else None
+        flags = "UNDER LOAD" if profile.busy else ""
+        rows.append([workload_label(profile), summary["best_key"] or "no valid configuration",
+                     f"{summary['target_duration']:g} s: "
+                     f"{_fmt_seconds(summary['best_predicted_s'])}",
+                     _fmt(summary["speedup_vs_default"], ".2f", "×"),
+                     f"{threaded['threads']}: {threaded['speedup']:.2f}×"
+                     if threaded and threaded["speedup"] else "-",
+                     profile.created_at[:16].replace("T", " "), flags])
+    return _table("this host's calibrations (`show --workload NAME --size N` for one in full)",
+                  ["workload", "best", "predicted", "vs default", "threads: loop speed-up",
+                   "calibrated (UTC)", "note"], rows)
+
+
 def compare_renderables(rows: list[dict[str, Any]], duration: float) -> list[Any]:
     """One table per workload comparing machines."""
     out: list[Any] = []
@@ -300,10 +324,18 @@ def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, 
 
     def on_event(event: str, data: dict[str, Any]) -> None:
         total = f" of {budget_trials}" if budget_trials else ""
-        if event == "trial" and status is not None:
+        if event == "member":  # calibrate --suite: a new model, so a new best
+            state.update(best=None, failures=0, done=0,
+                          member=f"{data['name']} {data['size']} ({data['number']} of "
+                                 f"{data['count']})")
+            kept = data["kept"]
+            console.print(f"{state['member']}: " + (
+                "already calibrated on this host, kept" if kept else "calibrating"))
+        elif event == "trial" and status is not None:
             what = ("confirming" if data.get("purpose") == "confirm"
                     else f"config {state['done'] + 1}{total}")
-            status.update(f"{what}: {data['config'].key}, {data['duration']:g} s simulated"
+            status.update((f"{state['member']}, " if state.get("member") else "")
+                          + f"{what}: {data['config'].key}, {data['duration']:g} s simulated"
                           + (f" — best so far {state['best'][0]} ({state['best'][1]:.2f} s)"
                              if state["best"] else "")
                           + (f" — {state['failures']} failed" if state["failures"] else ""))

@@ -61,11 +61,12 @@ SUITE: tuple[tuple[str, int], ...] = (
 def suite_settings(settings: CalibrationSettings, host: HostFingerprint) -> CalibrationSettings:
     """The member calibrations' settings: one configuration per family, no confirmation
     rounds (they rank configurations for the member's own model, which is not what the
-    suite is for)."""
+    suite is for), and no profile-guided builds (not transferred, so a profile's note that
+    none was measured would only mislead)."""
     threads = settings.max_threads if settings.max_threads is not None else host.max_threads
     families = len(first_configs(threads, cython_available(host)
                                  and "cython" in settings.targets))
-    return replace(settings, budget=Budget(trials=families), confirm_top=0)
+    return replace(settings, budget=Budget(trials=families), confirm_top=0, pgo=False)
 
 
 def parse_members(texts: Sequence[str]) -> list[tuple[str, int]]:
@@ -104,8 +105,11 @@ def calibrate_suite(
     host = host or collect_host()
     settings = suite_settings(settings or CalibrationSettings(), host)
     profiles = []
-    for name, size in members:
+    for number, (name, size) in enumerate(members, 1):
         kept = _kept_profile(db, host, name, size)
+        if progress is not None:
+            progress("member", {"name": name, "size": size, "number": number,
+                                "count": len(members), "kept": kept})
         if kept is None:
             logger.info("suite: calibrating %s %d", name, size)
             outcome: CalibrationOutcome = calibrate(

@@ -151,6 +151,52 @@ def test_show_states_the_confirmation(db_url: str, confirmed: tuple[str, ...],
     assert expected in " ".join(human.stdout.split())
 
 
+def test_show_gives_one_row_per_calibration_when_the_host_has_several(db_url: str) -> None:
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    host = collect_host()
+    with open_store(db_url) as store:
+        for workload, size in (("cuba", 100), ("cuba", 200), ("stdp", 50)):
+            store.save_profile(make_profile(host, workload, size))
+    overview = run_cli("show", "--db", db_url)
+    assert overview.returncode == 0, overview.stderr
+    rows = [line for line in overview.stdout.splitlines() if "(size " in line]
+    assert [row.split("│")[1].strip() for row in rows] == [
+        "cuba (size 100)", "cuba (size 200)", "stdp (size 50)"]
+    # make_profile's best at 10 s is standalone without OpenMP: 3.5 + 0.1 * 10 = 4.5 s
+    assert all("cpp_standalone-t0-float64-default" in row and "4.5 s" in row for row in rows)
+    assert "thread scaling" not in overview.stdout
+    one = run_cli("show", "--db", db_url, "--workload", "cuba", "--size", "200")
+    assert "cuba (size 200) — profile of" in one.stdout and "thread scaling" in one.stdout
+    assert "cuba (size 100)" not in one.stdout
+
+
+def test_a_suite_keeps_the_members_this_host_calibrated_and_says_so(db_url: str) -> None:
+    """README command 1 calibrates the suite; run again (after an interrupted one, say), it
+    keeps every member already calibrated, reads the features their profiles lack, and
+    tells which member it is at."""
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    with open_store(db_url) as store:
+        for workload, size in (("cuba", 100), ("stdp", 50)):
+            store.save_profile(make_profile(collect_host(), workload, size))
+    before = run_cli("show", "--db", db_url)
+    assert "scripts never calibrated get the newest profile's choice" in before.stdout
+    suite = run_cli("calibrate", "--suite", "--suite-members", "cuba:100", "stdp:50",
+                    "--db", db_url, timeout=300)
+    assert suite.returncode == 0, suite.stderr
+    assert "cuba 100 (1 of 2): already calibrated on this host, kept" in suite.stderr
+    assert "stdp 50 (2 of 2): already calibrated on this host, kept" in suite.stderr
+    assert "suite of 2 models calibrated" in suite.stdout
+    after = " ".join(run_cli("show", "--db", db_url).stdout.split())
+    assert ("scripts never calibrated are predicted for their own model from this host's "
+            "calibrations of") in after
+
+
 @pytest.mark.slow
 def test_run_applies_the_profile_and_results_match_plain_python(
         calibrated: dict[str, object], tmp_path: Path) -> None:
