@@ -15,6 +15,7 @@ user sees its output once.
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import os
@@ -78,7 +79,9 @@ class _HeldOutput:
     A script that forks (a ``multiprocessing`` pool whose workers run the simulations) gets
     its output released first, as a plain run would show it; a child it forks writes
     directly, since the held text is the parent's (a pool's workers each printed the script's
-    first line once more when their ``run()`` released what they had inherited)."""
+    first line once more when their ``run()`` released what they had inherited). A script
+    that asks with ``input()`` gets its output released first too, so that its user sees
+    the question before it waits for the answer."""
 
     def __init__(self) -> None:
         self.real: tuple[TextIO, TextIO] = (sys.stdout, sys.stderr)
@@ -86,8 +89,15 @@ class _HeldOutput:
         self.released = False
         self.owner = os.getpid()
         sys.stdout, sys.stderr = _Tap(self, 0), _Tap(self, 1)  # type: ignore[assignment]
+        self.plain_input = builtins.input
+        self.releasing_input = self._releasing_input
+        builtins.input = self.releasing_input
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(before=self.release)  # a no-op once released
+
+    def _releasing_input(self, prompt: object = "") -> str:
+        self.release()
+        return self.plain_input(prompt)
 
     @property
     def holding(self) -> bool:
@@ -98,8 +108,7 @@ class _HeldOutput:
         """Write what was held, in order, and let the script write directly from now on."""
         if not self.holding:
             return
-        self.released = True
-        sys.stdout, sys.stderr = self.real
+        self._restore()
         for stream, text in self.parts:
             self.real[stream].write(text)
         self.real[0].flush()
@@ -108,8 +117,13 @@ class _HeldOutput:
     def drop(self) -> None:
         """Forget what was held and restore the streams."""
         self.parts.clear()
+        self._restore()
+
+    def _restore(self) -> None:
         self.released = True
         sys.stdout, sys.stderr = self.real
+        if builtins.input is self.releasing_input:
+            builtins.input = self.plain_input
 
 
 class _Tap(io.TextIOBase):

@@ -6,9 +6,13 @@ subprocesses.
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -262,6 +266,48 @@ def test_a_pool_of_workers_shows_the_scripts_output_once(tmp_path: Path, db_url:
     assert "applied runtime/numpy" in " ".join(tuned.stderr.split())
     # each neuron reaches threshold after 10 ms * ln(drive / (drive - 1)), then resets
     assert tuned.stdout == "sweeping\n1.5 900\n2.0 1400\n3.0 2400\n"
+
+
+# input() before Brian2's star import, which brings a module named input
+ASKS_FIRST = """
+print('model ready')
+n = int(input('how many? '))
+from brian2 import *
+G = NeuronGroup(n, 'v : 1')
+run(1*ms)
+print('neurons', len(G))
+"""
+
+
+def _read_until(stream: Any, expected: bytes, seconds: float) -> bytes:
+    """What ``stream`` gave until it contained ``expected`` (or ``seconds`` passed, or it
+    closed)."""
+    seen, deadline = b"", time.monotonic() + seconds
+    while expected not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], deadline - time.monotonic())
+        chunk = os.read(stream.fileno(), 4096) if ready else b""
+        if ready and not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_a_script_that_asks_shows_its_question_before_it_waits(tmp_path: Path,
+                                                             db_url: str) -> None:
+    """Output held until the first run() hid an input() prompt from the user, who saw a
+    script waiting for nothing; a question now releases what was held."""
+    _save_test_profile(db_url)  # numpy wins a 0.2-s run: its output is held until run()
+    script = tmp_path / "asks.py"
+    script.write_text(ASKS_FIRST)
+    with subprocess.Popen([sys.executable, str(REPO / "cli.py"), "run", "--db", db_url,
+                           "--duration", "0.2", str(script)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path) as tuned:
+        before_answer = _read_until(tuned.stdout, b"how many? ", 240)
+        assert before_answer == b"model ready\nhow many? ", tuned.poll()
+        rest, errors = tuned.communicate(b"3\n", timeout=300)
+    assert tuned.returncode == 0, errors.decode()
+    assert "applied runtime/numpy" in " ".join(errors.decode().split())
+    assert rest == b"neurons 3\n"
 
 
 def test_a_network_refused_after_the_output_was_shown_is_one_clear_error(
