@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -356,6 +357,16 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
     raise Terminated(f"signal {signum}")
 
 
+def _how_to_continue(args: argparse.Namespace) -> str:
+    """What an interrupted calibration kept, and the command that goes on from there (the
+    user's own arguments: a bare ``--resume`` would resume CUBA, the default workload)."""
+    if args.suite:
+        return (f"the members it finished are kept: run `brian2-autotune "
+                f"{shlex.join(args.argv)}` again to calibrate the others")
+    again = [a for a in args.argv if a != "--resume"] + ["--resume"]
+    return f"completed trials are saved, continue with `brian2-autotune {shlex.join(again)}`"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -372,8 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code if not isinstance(e, BadInput) else EXIT_BAD_INPUT
     except KeyboardInterrupt as e:
         if args.command == "calibrate":
-            sys.stderr.write("brian2-autotune: interrupted; completed trials are saved, "
-                             "continue with `brian2-autotune calibrate --resume`\n")
+            sys.stderr.write(f"brian2-autotune: interrupted; {_how_to_continue(args)}\n")
         else:
             sys.stderr.write("brian2-autotune: interrupted\n")
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED

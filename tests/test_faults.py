@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -109,7 +111,12 @@ def test_interrupting_a_calibration_keeps_trials_and_resume_continues(
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    assert "Traceback" not in stderr
+    # the command it gives is the user's own, with --resume: a bare `calibrate --resume`
+    # would resume CUBA, the default workload
+    hint = re.search(r"continue with `brian2-autotune (.*)`", stderr)
+    assert hint is not None, stderr
+    assert shlex.split(hint.group(1)) == [*_calibrate_args(db, targets), "--resume"]
     time.sleep(0.5)
     assert not [p for p in descendants if p.is_running() and p.status() != "zombie"]
     stored = _count(db, "SELECT count(*) FROM autotune_trials")
@@ -120,7 +127,7 @@ def test_interrupting_a_calibration_keeps_trials_and_resume_continues(
         "HAVING count(DISTINCT duration) = 2")}
     assert completed
 
-    resumed = run_cli(*_calibrate_args(db, targets), "--resume", "--json", env=env)
+    resumed = run_cli(*shlex.split(hint.group(1)), "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr
     with sqlite3.connect(db) as connection:
         per_config = dict(connection.execute(
