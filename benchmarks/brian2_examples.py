@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run (300)")
     parser.add_argument("--only", nargs="+", help="these examples (paths below examples/)")
     parser.add_argument("--db", help="run with a copy of this SQLite store (README command 1's "
-                        "calibration, say) instead of an empty one")
+                        "calibration of the suite, say) instead of an empty one")
     args = parser.parse_args()
     scripts = sorted(p for p in args.examples.rglob("*.py") if p.name != "plot_utils.py"
                      and p.name != "params.py")

@@ -1,10 +1,11 @@
 """Your own model, never calibrated: does ``run`` pick well for it?
 
     python benchmarks/own_models.py BRIAN2/examples [--lengths 1 10] [--rounds 5]
-        [--scripts COBAHH.py synapses/STDP.py frompapers/Brunel_Hakim_1999.py] [--db URL]
+        [--scripts COBAHH.py synapses/STDP.py frompapers/Brunel_Hakim_1999.py] [--db FILE.db]
 
-With only a calibration of the built-in CUBA network in the store (README command 1; made here
-first unless ``--db`` names a store that has one), each of Brian2's own example scripts runs,
+With only this host's calibration of the suite of built-in models in the store (README command
+1; made here first unless ``--db`` names a store that has one: a copy is used, since the tuned
+runs learn into it), each of Brian2's own example scripts runs,
 its ``run()`` length set to each of ``--lengths``, the way a user runs it, in fresh processes,
 interleaved round by round:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,14 +134,17 @@ def main() -> None:
         "COBAHH.py", "synapses/STDP.py", "frompapers/Brunel_Hakim_1999.py"])
     parser.add_argument("--lengths", nargs="+", type=float, default=[1.0, 10.0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--db", help="a store with this host's CUBA calibration")
+    parser.add_argument("--db", type=Path, metavar="FILE.db",
+                        help="a SQLite store with this host's calibration (README command 1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="own-models-") as folder:
         work = Path(folder)
-        db = args.db or f"sqlite:///{work / 'store.db'}"
-        if not args.db:
-            print("calibrating cuba (README command 1)...", file=sys.stderr, flush=True)
-            subprocess.run([*CLI, "calibrate", "--db", db], check=True,
+        db = f"sqlite:///{work / 'store.db'}"
+        if args.db:
+            shutil.copyfile(args.db, work / "store.db")
+        else:
+            print("calibrating the suite (README command 1)...", file=sys.stderr, flush=True)
+            subprocess.run([*CLI, "calibrate", "--suite", "--db", db], check=True,
                            env={**os.environ, "BRIAN2_AUTOTUNE_CACHE": str(work / "calib")},
                            capture_output=True)
         rows = []
