@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -26,10 +27,11 @@ def _as_server_user(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run it as the ``postgres`` user then."""
     if os.geteuid() != 0:
         return command
-    runuser = shutil.which("runuser")
+    # runuser lives in /usr/sbin, which a root shell's PATH may lack
+    runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if runuser:
         return [runuser, "-u", "postgres", "--", *command]
-    return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
+    return ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
 
 
 class PostgresServer:
