@@ -136,16 +136,18 @@ def test_a_script_run_twice_learns_from_its_first_run(db_url: str, tmp_path: Pat
         assert "done" in done.stdout
     with open_store(db_url) as store:
         first, second = store.runs()
-    # a run that shared its CPUs with other work (a busy host) teaches nothing
-    learned = [run for run in (first, second) if not run.crowded]
+    # a run that shared its CPUs with other work (a busy host) teaches only where it kept one
+    # CPU busy, at the pace of its own CPU time
+    learned = [run for run in (first, second) if run.times_alone() is not None]
+    alone = first.times_alone()
     assert first.source == "profile"
-    assert second.source == ("profile" if first.crowded else "script")
+    assert second.source == ("profile" if alone is None else "script")
     assert first.config_key == second.config_key == "numpy-float64"
     assert first.script_digest == second.script_digest is not None
     assert first.neurons == 20 and first.synapses is not None and first.synapses > 0
     assert first.simulated == pytest.approx(0.05)
-    if not first.crowded:
-        own = first.actual_build + first.actual_loop / first.simulated * 0.05  # type: ignore[operator]
+    if alone is not None:
+        own = alone[0] + alone[1] / first.simulated * 0.05  # type: ignore[operator]
         assert second.predicted_total == pytest.approx(own)
     shown = json.loads(run_cli("show", "--json", "--db", db_url).stdout)["scripts"]
     assert [(r["config"], r["runs"], r["neurons"]) for r in shown] == (
