@@ -180,10 +180,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     if len(profiles) > 1 and not args.workload:
         console.print(overview_renderable(profiles, args.duration))
-    for profile in profiles if len(profiles) == 1 or args.workload else ():
-        for renderable in [*profile_renderables(profile, args.duration, runs),
-                           *views_renderables(profile, args.duration)]:
-            console.print(renderable)
+    else:
+        for profile in profiles:
+            for renderable in [*profile_renderables(profile, args.duration, runs),
+                               *views_renderables(profile, args.duration)]:
+                console.print(renderable)
     for table in (scripts_renderable(script_rows(runs)), precision_checks_renderable(checks)):
         if table is not None:
             console.print(table)
