@@ -37,6 +37,12 @@ _NO_COMPILE = 0.1
 #: the 2-CPU development VM the 2-thread standalone ones came out 1.3 s above the others (4.8 vs
 #: 3.5 s), which flipped the choice for 1 s runs where the loops differed by 0.8 s.
 SHARED_FIXED_BAND = 0.05
+#: A loop longer than the shortest one timed at its simulated duration by more than this
+#: fraction (and :data:`LOOP_JITTER`), or longer than one at a longer duration, was slowed by
+#: something outside the configuration (see :func:`undisturbed`).
+DISTURBED_LOOP = 0.25
+#: Seconds of scheduler and timer jitter a loop may show without being called disturbed.
+LOOP_JITTER = 0.05
 #: Wall seconds a rate probe's loop should last (see :mod:`autotune.measure`): long enough that
 #: timer and scheduler jitter (milliseconds) is about 1 %, short enough to cost little.
 PROBE_LOOP = 0.5
@@ -160,10 +166,10 @@ def fit_cost_model(trials: Iterable[TrialResult], target: float = 10.0) -> CostM
     timed = [t for t in ok if _timeable(t)]
     if not any(not t.cold for t in timed):
         raise ValueError("no successful warm trial to fit a cost model from")
+    fixed = max(0.0, statistics.median(_repeat_total(t) - t.phases["run"] for t in timed))
+    timed = undisturbed(timed)
     rate = pooled_rate(timed)
-    pairs = [(t, _repeat_total(t)) for t in timed]
-    fixed = max(0.0, statistics.median(total - t.phases["run"] for t, total in pairs))
-    residual = _rms([total - (fixed + rate * t.duration) for t, total in pairs])
+    residual = _rms([_repeat_total(t) - (fixed + rate * t.duration) for t in timed])
     cold = [t.phases["total"] - t.phases["run"] - fixed for t in ok if t.cold]
     training = [t.phases["total"] for t in given if t.training]
     cold_extra = max(0.0, statistics.median(cold)) if cold else 0.0
@@ -185,9 +191,56 @@ def estimates(trials: Sequence[TrialResult], target: float) -> list[float]:
     """Each timeable trial's own estimate of a ``target``-second run: its fixed part plus its
     rate (the pooled rate when its loop was too short to time, :data:`MIN_TIMED_LOOP`).
     Their disagreement is the measurement noise of the configuration."""
-    timed = [t for t in trials if t.ok and _timeable(t) and t.duration > 0]
+    timed = undisturbed([t for t in trials if t.ok and _timeable(t) and t.duration > 0])
     pooled = pooled_rate(timed)
     return [_repeat_total(t) - t.phases["run"] + _own_rate(t, pooled) * target for t in timed]
+
+
+def undisturbed(trials: Sequence[TrialResult]) -> list[TrialResult]:
+    """``trials`` without those whose loop something else slowed: a loop longer, beyond
+    :data:`DISTURBED_LOOP` and :data:`LOOP_JITTER`, than the shortest at its simulated
+    duration, or longer (beyond jitter) than one at a longer duration. Sharing the CPUs only
+    adds time, and a longer simulation of the same model cannot loop for less.
+
+    A fresh calibration of Wang & Buzsaki 300 had both 2-thread trials slowed by about 0.4 s
+    that no other process's CPU use explained: loops of 0.417 s at 0.1 s simulated and 0.424 s
+    at 0.4 s, where the same builds looped 0.024 and 0.143 s minutes later. Pooled, they made
+    the 2-thread rate three times its own, and the member's thread speed-up read 0.24x.
+    The trial with the shortest loop at the longest duration is always kept."""
+    def floor(among: Iterable[TrialResult]) -> float:
+        return min((t.phases["run"] for t in among), default=math.inf)
+
+    def slowed(trial: TrialResult) -> bool:
+        loop = trial.phases["run"]
+        same = floor(t for t in trials if t.duration == trial.duration)
+        longer = floor(t for t in trials if t.duration > trial.duration)
+        return (loop - same > max(DISTURBED_LOOP * same, LOOP_JITTER)
+                or loop - longer > LOOP_JITTER)
+
+    return [t for t in trials if not slowed(t)]
+
+
+def loops_disagree(trials: Sequence[TrialResult]) -> bool:
+    """Whether the undisturbed trials' loops contradict a rate: a loop timed at a shorter
+    duration (at least :data:`MIN_TIMED_LOOP`) that grew less than half as much as the
+    simulated time did, or more than twice as much, by the longest duration. Only measuring
+    again tells which of them was slowed; racing must not skip that
+    (:meth:`autotune.measure.Measurer.measure`)."""
+    timed = undisturbed([t for t in trials if t.ok and _timeable(t) and t.duration > 0])
+    floors: dict[float, float] = {}
+    for t in timed:
+        floors[t.duration] = min(floors.get(t.duration, math.inf), t.phases["run"])
+    if len(floors) < 2:
+        return False
+    longest = max(floors)
+    for duration, loop in floors.items():
+        if duration == longest or loop < MIN_TIMED_LOOP:
+            continue
+        proportional = longest / duration
+        grown = floors[longest] / loop
+        if grown < 1 + (proportional - 1) / 2 or grown > 2 * proportional:
+            return True
+    return False
 
 
 def _own_rate(trial: TrialResult, pooled: float) -> float:

@@ -30,6 +30,7 @@ from autotune.costmodel import (
     PROBE_LOOP,
     estimates,
     fit_cost_model,
+    loops_disagree,
     relative_spread,
 )
 from autotune.errors import WorkloadError
@@ -228,7 +229,10 @@ class Measurer:
             spread = relative_spread(guesses)
             if spread <= self.settings.noise_target:
                 break
-            if self._clearly_slower(guesses):
+            if loops_disagree(self.results[config]):
+                logger.info("%s: its loops did not grow with the simulated time as one rate "
+                            "would; measuring again", config.key)
+            elif self._clearly_slower(guesses):
                 logger.info("%s: slower than the best so far even at its fastest; no repeats",
                             config.key)
                 break

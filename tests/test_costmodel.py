@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from autotune.config import RunConfig, standalone_config
-from autotune.costmodel import CostModel, fit_cost_model
+from autotune.costmodel import CostModel, estimates, fit_cost_model, loops_disagree
 from tests.helpers import make_result
 
 NUMPY = RunConfig("runtime", "numpy")
@@ -41,6 +41,53 @@ def test_a_recompiled_main_does_not_count_as_fixed_cost() -> None:
               make_result(config, 0.4, 5.04, 0.04, compile=2.01)]
     model = fit_cost_model(trials)
     assert model.predict(0.4) == pytest.approx(3.03, abs=0.01)
+
+
+def _two_threads(*trials: tuple[float, float, bool]) -> list:
+    """Wang & Buzsaki 300's 2-thread trials: (simulated s, loop s, cold), 3.2 s outside the
+    loop, a cold one with its 11 s build timed apart."""
+    return [make_result(standalone_config(2), duration, 3.2 + loop + (11.0 if cold else 0.0),
+                        loop, cold=cold, compile=11.0 if cold else 0.01)
+            for duration, loop, cold in trials]
+
+
+def test_loops_stalled_alike_disagree_and_a_steady_rerun_sets_the_rate() -> None:
+    """Both trials of a fresh calibration stalled about 0.4 s: their loops did not grow with
+    the simulated time. Measured again, the steady loop decides the rate; the stalled ones,
+    longer than a loop at their duration or a longer one, are left out."""
+    stalled = _two_threads((0.1, 0.417, True), (0.4, 0.424, False))
+    assert loops_disagree(stalled)
+    steady = stalled + _two_threads((0.4, 0.143, False))
+    assert not loops_disagree(steady)
+    model = fit_cost_model(steady)
+    assert model.rate == pytest.approx(0.143 / 0.4)  # pooled over all three: 1.09 s/s
+    assert model.fixed == pytest.approx(3.2, abs=0.02)
+    assert model.spread == 0.0 and model.residual == pytest.approx(0.0, abs=0.02)
+    assert estimates(steady, 10.0) == [pytest.approx(3.2 + 10 * 0.143 / 0.4, abs=0.02)]
+
+
+def test_loops_that_agree_within_jitter_are_all_kept() -> None:
+    """Normal runs of the same builds: loops a few per cent apart, a short one too short to
+    time on its own, none left out."""
+    trials = _two_threads((0.1, 0.024, True), (0.4, 0.143, False), (0.4, 0.150, False))
+    assert not loops_disagree(trials)
+    model = fit_cost_model(trials)
+    assert model.rate == pytest.approx((0.024 + 0.143 + 0.150) / 0.9)
+    assert len(estimates(trials, 10.0)) == 3
+
+
+@pytest.mark.parametrize(("short", "long", "disagree"), [
+    (0.30, 1.20, False),  # proportional
+    (0.30, 0.80, False),  # a per-run part inside the loop: grew 2.7x for 4x simulated
+    (0.30, 0.50, True),   # grew 1.7x for 4x: one of them stalled
+    (0.30, 2.60, True),   # grew 8.7x for 4x
+    (0.10, 0.11, False),  # too short to time at 0.1 s: nothing to tell
+])
+def test_loops_disagree_when_they_do_not_grow_with_the_simulated_time(
+        short: float, long: float, disagree: bool) -> None:
+    trials = [make_result(NUMPY, 0.1, 2.0 + short, short),
+              make_result(NUMPY, 0.4, 2.0 + long, long)]
+    assert loops_disagree(trials) is disagree
 
 
 def test_failed_trials_are_ignored_and_no_warm_trial_is_an_error() -> None:

@@ -23,6 +23,7 @@ from autotune.workloads import resolve_workload
 from tests.conftest import run_cli
 from tests.helpers import make_host
 
+HERE = Path(__file__).parent
 NUMPY = RunConfig("runtime", "numpy")
 
 
@@ -91,6 +92,33 @@ def test_a_loop_timed_well_that_already_loses_skips_the_longer_durations(
     assert [r.duration for r in results] == [0.01]
     evaluation = measurer.evaluate(NUMPY)  # one duration still makes a cost model
     assert evaluation.cost is not None and evaluation.cost.rate > 0
+
+
+@pytest.mark.slow
+def test_loops_stalled_alike_at_both_durations_are_measured_again_and_left_out(
+        cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh calibration's 2-thread trials of Wang & Buzsaki 300 both stalled about 0.4 s
+    (loops of 0.417 and 0.424 s at 0.1 and 0.4 s simulated, 0.024 and 0.143 s minutes later),
+    and racing kept them: slower than the best even at their fastest. Here the stall is real
+    (a sleep inside the loop of the first two runs): the loops did not grow with the simulated
+    time, so the configuration is measured again despite losing, and its rate is the
+    undisturbed run's."""
+    from autotune.host import collect_host
+
+    monkeypatch.setenv("HICCUP_COUNTER", str(tmp_path / "runs"))
+    settings = MeasureSettings((0.01, 0.03), 10.0, 0.05, 0.0, 2, 120.0, probe_loop=None)
+    recorded: list[tuple[TrialResult, str]] = []
+    measurer = Measurer(collect_host(), resolve_workload(str(HERE / "workloads" / "hiccup.py")),
+                        settings, cache_root, lambda r, p: recorded.append((r, p)))
+    measurer.best_objective = 0.001  # racing alone would stop after the two stalled runs
+    results = measurer.measure(NUMPY)
+    assert [r.duration for r in results][:3] == [0.01, 0.03, 0.03]
+    assert all(r.phases["run"] >= 0.4 for r in results[:2])
+    steady = [r for r in results[2:] if r.phases["run"] < 0.2]
+    assert steady, [r.phases["run"] for r in results]
+    model = fit_cost_model(results, 10.0)
+    assert model.rate <= max(r.phases["run"] for r in steady) / 0.03
+    assert model.rate < 0.4 / 0.03 / 4  # the stalled loops' pooled rate is about 20 s/s
 
 
 @pytest.mark.slow
