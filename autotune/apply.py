@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autotune.buildahead import AheadPlan, failed_before, worth_building_ahead
 from autotune.buildslots import (
     CpuSample,
     Neighbours,
@@ -103,6 +104,8 @@ class Applied:
             Brian2 compiled), else None.
         cpu_sample: the CPUs' work when the run started, to tell at its end how many of them
             other work left it (:func:`autotune.buildslots.cpus_left_free`).
+        ahead: the standalone build to make beside the run, when one was put off for its
+            cold build and is worth building now (``apply(build_ahead=True)``).
     """
 
     config: RunConfig
@@ -122,6 +125,7 @@ class Applied:
     guided: ProfileGuidedBuild | None = field(default=None, compare=False)
     dry_pass_seconds: float = field(default=0.0, compare=False)
     cpu_sample: CpuSample | None = field(default=None, compare=False)
+    ahead: AheadPlan | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -130,7 +134,8 @@ class Applied:
                 "build_dir": str(self.build_dir) if self.build_dir else None,
                 "fingerprint": self.fingerprint, "workload": self.workload,
                 "profile_created_at": self.profile_created_at, "seconds": self.seconds,
-                "cold": self.cold, "dry_pass_seconds": self.dry_pass_seconds}
+                "cold": self.cold, "dry_pass_seconds": self.dry_pass_seconds,
+                "built_beside": self.ahead.config.key if self.ahead else None}
 
 
 def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: Path
@@ -179,6 +184,7 @@ def apply(
     features: ModelFeatures | None = None,
     dry_pass: tuple[Path, Sequence[str]] | None = None,
     pgo: bool | None = None,
+    build_ahead: bool = False,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
@@ -220,6 +226,9 @@ def apply(
         pgo: True asks for a profile-guided standalone build (:mod:`autotune.pgo`: the first
             run takes the profile, later ones build with it), False forbids one; None: as the
             profile decides.
+        build_ahead: where a standalone configuration is put off for its cold build, plan to
+            build it beside the run (:mod:`autotune.buildahead`; ``brian2-autotune run``
+            starts and awaits it: :attr:`Applied.ahead`).
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
@@ -297,6 +306,14 @@ def apply(
                 f"{host.usable_cpus} CPUs")
     if registration is not None:
         registration.update(max(1, config.threads))
+    ahead = None
+    if build_ahead and config.key not in cold and profile is not None and not (
+            device or threads is not None or precision or pgo):
+        ahead = _ahead_plan(host, profile, seconds, allowed, reason, history, relations, cold,
+                            config, predicted, root, owner, neighbours, digest, repeats)
+    if ahead is not None:
+        why += (f"; {ahead.config.key} is built beside this run, at the lowest priority on a "
+                "free CPU, so that the next run finds it built")
     build_dir = None
     is_cold = config.key in cold if config.target == "cython" else False
     if config.device == "cpp_standalone":
@@ -334,12 +351,37 @@ def apply(
                       cost=cost_for_run(profile, history, config, relations),
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
                       guided=guided, dry_pass_seconds=dry_seconds,
-                      cpu_sample=sample_cpus())
+                      cpu_sample=sample_cpus(), ahead=ahead)
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
                  applied.seconds * 1000)
     return applied
+
+
+def _ahead_plan(host: HostFingerprint, profile: Profile, seconds: float | None,
+                allowed: Allowed, no_profile_reason: str, history: dict[str, OwnTimes],
+                relations: dict[str, LoopRelation], cold: frozenset[str], chosen: RunConfig,
+                predicted: float | None, root: Path, owner: str, neighbours: Neighbours,
+                digest: str | None, repeats: int) -> AheadPlan | None:
+    """The build to make beside a run of ``chosen``: the configuration chosen had no build
+    been cold, when its build is cold and worth making now (:mod:`autotune.buildahead`)."""
+    warm, _, _, _ = choose(host, profile, duration=seconds, allowed=allowed,
+                           no_profile_reason=no_profile_reason, history=history,
+                           relations=relations)
+    cost = cost_for_run(profile, history, warm, relations)
+    if warm.key not in cold or cost is None:
+        return None
+    folder = standalone_build_dir(root, host.fingerprint, owner, warm)
+    if failed_before(folder, digest):
+        return None
+    in_use = max(neighbours.cores, cpus_busy_elsewhere())
+    runs = max(repeats, sum(t.runs for t in history.values()))
+    if not worth_building_ahead(chosen, predicted, warm, cost.predict(seconds or
+                                profile.target_duration), cost.cold_extra, host.usable_cpus,
+                                in_use, runs):
+        return None
+    return AheadPlan(warm, folder, cost.cold_extra, digest)
 
 
 def _profile_guided_note(build_dir: Path) -> str:

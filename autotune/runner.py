@@ -32,6 +32,7 @@ from autotune.runrecord import RunRecord, loop_seconds, peak_rss
 
 if TYPE_CHECKING:
     from autotune.apply import Applied
+    from autotune.buildahead import BuildAhead
     from autotune.scriptcheck import ScriptAnalysis
 
 logger = logging.getLogger(__name__)
@@ -345,7 +346,6 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     """
     from autotune.apply import apply
     from autotune.paths import script_owner
-    from autotune.runrecord import record_run
     from autotune.scriptcheck import analyse_script
 
     analysis = _without(analyse_script(script), options.ruled_out)
@@ -357,11 +357,31 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
                         threads=options.threads, precision=options.precision,
                         use_profile=options.use_profile, pgo=options.pgo,
                         owner=script_owner(script),
-                        record=False, analysis=analysis, dry_pass=(Path(script), tuple(args)))
+                        record=False, analysis=analysis, dry_pass=(Path(script), tuple(args)),
+                        build_ahead=True)
         logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
                     if applied.predicted else "")
-    report = _execute(script, args, applied, options)
+    ahead = _start_building_ahead(applied, script, args)
+    finished = False
+    try:
+        report = _execute(script, args, applied, options)
+        finished = True
+        record = _record(script, applied, report)
+    finally:
+        if ahead is not None:
+            from autotune import buildahead
+
+            buildahead.finish(ahead, interrupted=not finished)
+    return ScriptRun(applied, report, record)
+
+
+def _record(script: str | Path, applied: Applied | None, report: RunReport
+            ) -> RunRecord | None:
+    """Log the finished run and record it against its prediction (before any build beside it
+    is awaited: the run's time is the script's, not the build's)."""
+    from autotune.runrecord import record_run
+
     logger.info("run finished in %.2f s (build/set-up %s, simulation loop %s), peak memory "
                 "%.0f MiB", report.wall,
                 f"{report.build:.2f} s" if report.build is not None else "-",
@@ -375,7 +395,7 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
                         "(%+.0f %%)%s%s", record.predicted_total, _seconds_text(record.simulated),
                         record.actual_total, 100 * record.total_error,
                         _dry_pass_note(applied.dry_pass_seconds), _crowded_note(record))
-    return ScriptRun(applied, report, record)
+    return record
 
 
 def _without(analysis: ScriptAnalysis, ruled_out: Mapping[str, str]) -> ScriptAnalysis:
@@ -412,6 +432,16 @@ def _dry_pass_note(seconds: float) -> str:
         return ""
     return (f"; the dry pass before it took {seconds:.2f} s more (once per script text and "
             "arguments)")
+
+
+def _start_building_ahead(applied: Applied | None, script: str | Path, args: list[str]
+                          ) -> BuildAhead | None:
+    """Start the build ``applied`` plans beside the run (:mod:`autotune.buildahead`), if any."""
+    if applied is None or applied.ahead is None:
+        return None
+    from autotune import buildahead
+
+    return buildahead.start(applied.ahead, Path(script), args)
 
 
 def _execute(script: str | Path, args: list[str], applied: Applied | None,
