@@ -252,6 +252,10 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
     habit = (f" (the {expected_runs} runs this host's scripts get, median)"
              if repeats > max(1, had) else "")
 
+    def _same_build_as_chosen(config: RunConfig) -> bool:
+        # a rival with the same cold build is the profile's choice to make, not the build's
+        return config != chosen and config.key in cold and _same_build(config, chosen)
+
     def effective(config: RunConfig, runs: int) -> float | None:
         cost = costs.get(config.key)
         if cost is None:
@@ -260,7 +264,8 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
 
     def cheapest_over(runs: int) -> tuple[float, RunConfig] | None:
         priced = [(cost, e.config) for e in allowed
-                  if (cost := effective(e.config, runs)) is not None]
+                  if not _same_build_as_chosen(e.config)
+                  and (cost := effective(e.config, runs)) is not None]
         return min(priced, key=lambda pair: pair[0]) if priced else None
 
     best = cheapest_over(expected_runs)
@@ -287,6 +292,16 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
                     f"{'s' if expected_runs != 1 else ''} of this script{habit}, so "
                     f"{config.key} ({cheapest:.2f} s with "
                     f"{'its' if config.key in cold else 'no'} cold build counted)")
+
+
+def _same_build(config: RunConfig, other: RunConfig) -> bool:
+    """Whether two configurations compile the same generated code the same way (threads and
+    precision aside), so that their cold builds cost the same: a build both would pay is no
+    reason to prefer one. Brunel & Hakim at 10 s, never run: the suite chose 2 threads, both
+    standalone builds were new, and the cold-build rule, pricing each by its own prediction,
+    switched to no OpenMP, which ran 8.77 s a warm run against 2 threads' 7.70 s."""
+    return (config.set_up_family == other.set_up_family and config.flags == other.flags
+            and config.pgo == other.pgo)
 
 
 def _close_and_pays_back(cheapest: float, mine: float, chosen: RunConfig,

@@ -262,6 +262,26 @@ def test_on_a_host_whose_scripts_are_run_again_a_first_run_pays_a_build_that_pay
     assert "over 4 runs of this script (the 4 runs" in short[2]
 
 
+def test_a_cold_build_both_would_pay_does_not_overturn_the_profiles_choice() -> None:
+    """Brunel & Hakim at 10 s, never run: the suite chose 2 threads, both standalone builds
+    were new, and pricing each build by its own prediction switched to no OpenMP (8.77 s a
+    warm run against 2 threads' 7.70 s). Builds of the same code cost the same; a cheaper
+    configuration with no build to pay still wins."""
+    from autotune.choice import mind_cold_builds
+
+    two = standalone_config(2)
+    entries = [ProfileEntry(STANDALONE, "valid", CostModel(3.5, 0.10, 0.1, 2, 2, 7.5)),
+               ProfileEntry(two, "valid", CostModel(3.6, 0.10, 0.1, 2, 2, 8.0)),
+               ProfileEntry(RunConfig("runtime", "numpy"), "valid", CostModel(1.5, 1.2))]
+    costs = {e.config.key: e.cost for e in entries}
+    cold = {STANDALONE.key, two.key}
+    config, reason = mind_cold_builds(costs, None, 10.0, two, "robust", cold, entries)
+    assert (config, reason) == (two, "robust")
+    # numpy, with no build, is cheaper than 2 threads and their build for one run: it wins
+    config, reason = mind_cold_builds(costs, None, 5.0, two, "robust", cold, entries)
+    assert config == RunConfig("runtime", "numpy") and "does not pay back" in reason
+
+
 def test_the_hosts_habit_is_named_only_where_it_decided() -> None:
     """At 30 s standalone's build pays back in one run (numpy 37.5 s, standalone 6.5 s warm,
     14.5 s with its build): the habit of running scripts four times changes nothing, and the
