@@ -6,11 +6,12 @@ runs the script is expected to get. On a host with no history that is one run: a
 script had numpy predicted 11.0 s against standalone's 4.3 s plus a 9.1 s build, so numpy ran
 twice before the build came, and four runs took 47.0 s against standalone's 27.3 s (0.58).
 
-Where the run chosen instead lasts at least as long as the build and a CPU is free beside it,
-``brian2-autotune run`` makes the build in a child process at the lowest priority while the
-run goes on (:mod:`autotune._build_child`): the run pays nothing for it and the next run finds
-the binary built. The child takes its own build slot, so a concurrent run never shares it, and
-``run`` waits for it before it exits, so no build outlives the command that started it.
+Where a CPU is free beside the run chosen instead, and the wait for the build after that run
+is repaid by the runs expected (:func:`worth_building_ahead`), ``brian2-autotune run`` makes the
+build in a child process at the lowest priority while the run goes on
+(:mod:`autotune._build_child`): the next run finds the binary built. The child takes its
+own build slot, so a concurrent run never shares it, and ``run`` waits for it before it
+exits, so no build outlives the command that started it.
 """
 
 from __future__ import annotations
