@@ -419,7 +419,10 @@ def loop_scale_error(members: Sequence[Member], kinds: Sequence[int] | None = No
     """How far off the reference's predicted loop rate may be, as a factor: the largest error
     when each model of the suite is predicted from the others, on the kinds of work ``kinds``
     (:func:`reference_kinds` when None; at least :data:`DEFAULT_SCALE_ERROR`, which is also
-    the answer when fewer than three models leave too few to predict from)."""
+    the answer when fewer than three models leave too few to predict from). A model the
+    others' fit gives no loop is not counted: such a model gets no prediction (:func:`_predict`),
+    so it says nothing of how far off one is (counted against the fit's floor, CUBA left out of
+    a suite whose other members had no work of its kinds made the error 203514)."""
     kinds = reference_kinds(members) if kinds is None else kinds
     rates = [(m.profile.workload.get("name"), m.features, max(e.cost.rate, 1e-6))
              for m in members if (e := m.profile.entry(REFERENCE)) is not None
@@ -432,8 +435,8 @@ def loop_scale_error(members: Sequence[Member], kinds: Sequence[int] | None = No
         coefficients, _ = fit_non_negative([_rate_row(f) for f, _ in rest],
                                            [rate for _, rate in rest], kinds)
         for name, features, actual in rates:
-            if name == left_out:
-                predicted = max(_dot(_rate_row(features), coefficients), 1e-6)
+            predicted = _dot(_rate_row(features), coefficients)
+            if name == left_out and predicted > 0:
                 errors.append(max(predicted / actual, actual / predicted))
     return max(errors)
 

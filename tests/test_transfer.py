@@ -235,6 +235,23 @@ def test_the_scale_error_is_the_suites_own_leave_one_out_error() -> None:
     assert loop_scale_error(members_of(busy)) > 25
 
 
+def test_a_member_the_others_give_no_loop_does_not_set_the_scale_error() -> None:
+    """A left-out member whose only work is of a kind no other member has is given no loop by
+    their fit; such a model gets no prediction at all, so it says nothing of how far off a
+    prediction is. Counted, its loop over the fit's floor of 1e-6 made the error 203514 on a
+    real suite (CUBA left out of the others' kinds), and every script's log read "if its loop
+    runs up to 203514 times faster or slower than predicted"."""
+    host = make_host()
+    noise_only = ModelFeatures(1000, 1000, 0, 0, 0, 0, random_normals=1000, object_steps=0)
+    member = _member(host, "synfire", 1000, noise_only)
+    member = replace(member, entries=tuple(
+        replace(e, cost=replace(e.cost, rate=0.3)) if e.config == T0 else e  # type: ignore[arg-type]
+        for e in member.entries))
+    members = members_of([*suite_profiles(host), member])
+    assert predicted_profile(members_of(suite_profiles(host)), noise_only) is None
+    assert loop_scale_error(members) == DEFAULT_SCALE_ERROR
+
+
 def test_a_prediction_is_kept_for_the_same_members_and_model(tmp_path: Path) -> None:
     """apply runs before every run of a script; the prediction took 35 ms of it with eight
     members (apply's target is 50 ms). It is read back for the same members' profiles and
