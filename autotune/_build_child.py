@@ -11,10 +11,8 @@ script ended without a ``run()``.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,12 +56,10 @@ def main(argv: list[str]) -> int:
     slot = acquire_build_slot(Path(spec["folder"]))
     configure_brian2(RunConfig.from_dict(spec["config"]), slot.path)
     _stop_after_building()
-    script = spec["script"]
-    sys.argv = [script, *spec["args"]]
-    sys.path.insert(0, str(Path(script).resolve().parent))
+    from autotune.runner import run_quietly_as_main
+
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            runpy.run_path(script, run_name="__main__")
+        run_quietly_as_main(spec["script"], spec["args"])
     except _Built:
         return 0
     except SystemExit:

@@ -42,19 +42,17 @@ def _stop_at_run() -> None:
 
 def _run_until_run(kind: str, target: str, args: list[str]) -> list[Any] | None:
     """The objects of the first network run, or None if none ran."""
-    import runpy
-
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            if kind == "script":
-                sys.argv = [target, *args]
-                sys.path.insert(0, str(Path(target).resolve().parent))
-                runpy.run_path(target, run_name="__main__")
-            else:
-                from brian2 import second
+        if kind == "script":
+            from autotune.runner import run_quietly_as_main
 
-                from autotune.workloads import WorkloadSpec, load_simulate
+            run_quietly_as_main(target, args)
+        else:
+            from brian2 import second
 
+            from autotune.workloads import WorkloadSpec, load_simulate
+
+            with contextlib.redirect_stdout(io.StringIO()):
                 load_simulate(WorkloadSpec.from_dict(json.loads(target)))(1 * second)
     except _StopAtRun as stop:
         return stop.objects

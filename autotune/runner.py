@@ -16,13 +16,14 @@ user sees its output once.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import logging
 import os
 import runpy
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -240,6 +241,29 @@ def serving_of(applied: Applied | None) -> str | None:
     return "numpy" if applied.config.target == "numpy" else None
 
 
+@contextlib.contextmanager
+def as_main(path: str | Path, args: list[str]) -> Iterator[None]:
+    """``sys.argv`` and ``sys.path`` as ``python SCRIPT ARGS`` sets them, restored after."""
+    folder = str(Path(path).resolve().parent)
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        if sys.path and sys.path[0] == folder and saved_path0 != folder:
+            sys.path.pop(0)
+
+
+def run_quietly_as_main(path: str | Path, args: list[str]) -> None:
+    """Run a script as ``python SCRIPT ARGS`` would, its standard output discarded: for the
+    children that run it only up to its first ``run()`` (the dry pass, a build beside a run),
+    whose output the user must not see twice. Whatever the script raises propagates."""
+    with as_main(path, args), contextlib.redirect_stdout(io.StringIO()):
+        runpy.run_path(str(path), run_name="__main__")
+
+
 def execute_script(path: str | Path, args: list[str], serving: str | None = None
                    ) -> RunReport:
     """Run a script as ``python SCRIPT ARGS`` would, in this process; measure it.
@@ -256,16 +280,14 @@ def execute_script(path: str | Path, args: list[str], serving: str | None = None
         CannotServe: ``serving`` cannot run the script; nothing was simulated or shown.
     """
     path = Path(path)
-    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
-    sys.argv = [str(path), *args]
-    sys.path.insert(0, str(path.resolve().parent))
     started = time.perf_counter()
     exit_code = 0
     namespace: dict[str, Any] = {}
     held = _HeldOutput() if serving is not None else None
     undo = _watch_first_run(held, serving) if held is not None and serving else None
     try:
-        namespace = runpy.run_path(str(path), run_name="__main__")
+        with as_main(path, args):
+            namespace = runpy.run_path(str(path), run_name="__main__")
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except _Refused as e:
@@ -288,9 +310,6 @@ def execute_script(path: str | Path, args: list[str], serving: str | None = None
             undo()
         if held is not None:
             held.release()
-        sys.argv = saved_argv
-        if sys.path and sys.path[0] == str(path.resolve().parent) and saved_path0 != sys.path[0]:
-            sys.path.pop(0)
     wall = time.perf_counter() - started
     loop, build = _brian_timings(wall)
     return RunReport(wall, loop, build, peak_rss(), exit_code, namespace)
