@@ -375,11 +375,12 @@ def _ahead_plan(host: HostFingerprint, profile: Profile, seconds: float | None,
     folder = standalone_build_dir(root, host.fingerprint, owner, warm)
     if failed_before(folder, digest):
         return None
+    from autotune.learned import runs_to_come
+
     in_use = max(neighbours.cores, cpus_busy_elsewhere())
-    runs = max(repeats, sum(t.runs for t in history.values()))
     if not worth_building_ahead(chosen, predicted, warm, cost.predict(seconds or
                                 profile.target_duration), cost.cold_extra, host.usable_cpus,
-                                in_use, runs):
+                                in_use, runs_to_come(history, repeats)):
         return None
     return AheadPlan(warm, folder, cost.cold_extra, digest)
 

@@ -247,8 +247,10 @@ def mind_cold_builds(costs: Mapping[str, CostModel], history: Mapping[str, OwnTi
         return chosen, reason
     if exploring and (paid := exploration_paid(costs, history, duration, chosen)) is not None:
         return chosen, f"{reason}; {paid}"
+    from autotune.learned import runs_to_come
+
     had = sum(t.runs for t in (history or {}).values())
-    expected_runs = max(1, had, repeats)
+    expected_runs = runs_to_come(history, repeats)
     habit = (f" (the {expected_runs} runs this host's scripts get, median)"
              if repeats > max(1, had) else "")
 

@@ -56,6 +56,14 @@ def expected_repeats(other_scripts_runs: Sequence[int]) -> int:
     return max(1, min(REPEATS_CAP, int(statistics.median_low(other_scripts_runs))))
 
 
+def runs_to_come(history: Mapping[str, OwnTimes] | None, repeats: int) -> int:
+    """The runs a script is expected to get, over which a cold build is spread: the runs it has
+    had (``history``, its own times per configuration), or ``repeats``
+    (:func:`expected_repeats`) where that is more; at least one."""
+    had = sum(t.runs for t in (history or {}).values())
+    return max(1, had, repeats)
+
+
 @dataclass(frozen=True)
 class OwnTimes:
     """One configuration's times in one script's own runs.

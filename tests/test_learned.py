@@ -13,7 +13,14 @@ import pytest
 from autotune.choice import choose
 from autotune.config import Allowed, RunConfig, standalone_config
 from autotune.costmodel import CostModel
-from autotune.learned import MAX_EXPLORE_LOSS, REPEATS_CAP, expected_repeats, learn
+from autotune.learned import (
+    MAX_EXPLORE_LOSS,
+    REPEATS_CAP,
+    OwnTimes,
+    expected_repeats,
+    learn,
+    runs_to_come,
+)
 from autotune.profile import Profile, ProfileEntry
 from autotune.runrecord import RunRecord
 from autotune.store import open_store
@@ -299,6 +306,24 @@ def test_the_runs_expected_of_a_script_are_the_median_of_the_others_and_capped()
     assert expected_repeats([1, 1, 7]) == 1  # most scripts here are run once
     assert expected_repeats([3, 9]) == 3
     assert expected_repeats([20, 30, 50]) == REPEATS_CAP
+
+
+def _runs(key: str, runs: int) -> OwnTimes:
+    return OwnTimes(key, runs, runs, 1.0, 0.5, 0.0, None, 2.0 * runs)
+
+
+@pytest.mark.parametrize(("had", "repeats", "expected"), [
+    ({}, 1, 1),                      # never run, no habit: one run
+    ({}, 0, 1),                      # at least one, whatever the caller passes
+    ({"numpy": 3}, 2, 3),            # its own runs, where they are more
+    ({"numpy": 1, "standalone": 1}, 4, 4),  # the host's habit, where that is more
+    ({"numpy": 5, "standalone": 2}, 4, 7),  # runs with every configuration count
+])
+def test_a_build_is_spread_over_the_runs_had_or_the_hosts_habit(
+        had: dict[str, int], repeats: int, expected: int) -> None:
+    """One rule for the choice and for the build beside a run (both call it)."""
+    history = {key: _runs(key, runs) for key, runs in had.items()}
+    assert runs_to_come(history, repeats) == expected
 
 
 def test_how_often_scripts_are_run_is_read_from_the_store_and_the_nodes_copy(tmp_path: Path
