@@ -439,11 +439,11 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
                       dry_pass: tuple[Path, Sequence[str]] | None) -> _SuitePrediction:
     """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`)."""
-    from autotune.drypass import cached_features, model_cache_dir, script_features
+    from autotune.drypass import known_features, model_cache_dir, script_features
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
     if features is None and digest is not None:  # a cache file: cheaper than the suite
-        features = cached_features(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
+        features = known_features(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
     can_read = dry_pass is not None and digest is not None
     if features is None and not can_read:
         return _SuitePrediction()

@@ -8,6 +8,12 @@ interpreter, Brian2's import and the script's own set-up (seconds), so it is pai
 text and arguments: the features are cached under the cache root, written atomically, and the
 runs of a parallel sweep started together take turns (a lock beside the cache file), so that one
 of them does the dry pass and the others read its result.
+
+A sweep runs one text with many argument lists, most of which change no size (a seed, a rate):
+a dry pass for each doubled a 1-s STDP run of Brian2's examples (4 s before a 5 s run). Where
+two or more argument lists of the text gave the same features and differed only in positions
+where the new list differs from them too (:func:`alike_features`), those features are taken
+without a dry pass; a list that changes any other position is counted afresh.
 """
 
 from __future__ import annotations
@@ -42,22 +48,103 @@ def model_cache_dir(cache_root: Path) -> Path:
     return cache_root / "models"
 
 
+#: Argument lists of one script text, alike in features, that show which positions change no
+#: size (:func:`alike_features`).
+ALIKE_ARGUMENT_LISTS = 2
+
+
+def _short_hash(value: object) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:24]
+
+
+def text_cache_dir(cache_root: Path, digest: str) -> Path:
+    """Where the features of a script's text ``digest`` are cached, one file per argument list."""
+    return model_cache_dir(cache_root) / f"text-{_short_hash(digest)}"
+
+
 def cache_file(cache_root: Path, digest: str, args: Sequence[str]) -> Path:
     """Where the features of a script's text ``digest`` run with ``args`` are cached."""
-    key = hashlib.sha256(json.dumps([digest, list(args)]).encode()).hexdigest()[:24]
-    return model_cache_dir(cache_root) / f"{key}.json"
+    return text_cache_dir(cache_root, digest) / f"{_short_hash(list(args))}.json"
+
+
+def _read_entry(path: Path) -> tuple[list[str], ModelFeatures] | None:
+    """A cache file's argument list and features (None: missing or unreadable)."""
+    try:
+        document = json.loads(path.read_text())
+        arguments = document["arguments"]
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise ValueError("its arguments are not a list of strings")
+        return arguments, ModelFeatures.from_dict(document["features"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, ProfileError) as e:
+        logger.debug("ignoring the unreadable model cache %s: %s", path, e)
+        return None
 
 
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
     """The cached features of this script text and arguments (None: no usable cache)."""
-    path = cache_file(cache_root, digest, args)
+    entry = _read_entry(cache_file(cache_root, digest, args))
+    return None if entry is None else entry[1]
+
+
+#: How far apart the synapse counts of alike argument lists may be: random connectivity
+#: (``connect(p=0.1)``) draws a few per cent more or fewer synapses with each seed of a
+#: small network, which moves no prediction, while every other count must be equal.
+SYNAPSE_SPREAD = 0.05
+
+
+def _alike(a: ModelFeatures, b: ModelFeatures) -> bool:
+    """Whether two dry passes counted the same model, up to a seed's random connectivity."""
+    def near(x: int, y: int) -> bool:
+        return abs(x - y) <= SYNAPSE_SPREAD * max(x, y)
+
+    not_equal_alone = {"synapses", "plastic_synapses", "seconds"}
+    first, second = a.to_dict(), b.to_dict()
+    return (all(first.get(k) == second.get(k) for k in first.keys() | second.keys()
+                if k not in not_equal_alone)
+            and near(a.synapses, b.synapses) and near(a.plastic_synapses, b.plastic_synapses))
+
+
+def alike_features(cache_root: Path, digest: str, args: Sequence[str]
+                   ) -> tuple[ModelFeatures, int] | None:
+    """Features for ``args`` from the text's dry passes with other argument lists, with how
+    many lists vouch for them: at least :data:`ALIKE_ARGUMENT_LISTS` lists of the same length
+    that gave alike counts (:func:`_alike`), where ``args`` differs from them only in
+    positions that already differ among them (seeds 1 and 2 vouch for seed 3; sizes 100 and
+    200 do not vouch for size 300: they gave different counts). None: a dry pass must tell."""
+    folder = text_cache_dir(cache_root, digest)
     try:
-        return ModelFeatures.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
+        paths = sorted(folder.glob("*.json"))
+    except OSError:
         return None
-    except (OSError, ValueError, ProfileError) as e:
-        logger.debug("ignoring the unreadable model cache %s: %s", path, e)
+    entries = [entry for entry in map(_read_entry, paths)
+               if entry is not None and len(entry[0]) == len(args)]
+    for anchor_args, anchor in entries:
+        group = [arguments for arguments, features in entries if _alike(anchor, features)]
+        if len(group) < ALIKE_ARGUMENT_LISTS:
+            continue
+        varied = {i for arguments in group for i, a in enumerate(arguments)
+                  if a != anchor_args[i]}
+        if all(i in varied for i, a in enumerate(args) if a != anchor_args[i]):
+            return anchor, len(group)
+    return None
+
+
+def known_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
+    """The features of this text and arguments without a dry pass: cached for them, or alike
+    across the text's other argument lists (:func:`alike_features`; logged)."""
+    cached = cached_features(cache_root, digest, args)
+    if cached is not None:
+        return cached
+    alike = alike_features(cache_root, digest, args)
+    if alike is None:
         return None
+    features, lists = alike
+    logger.info("features of this script: %s, as its dry passes with %d other argument lists "
+                "gave alike, which differed where these arguments do; no dry pass for them",
+                features.describe(), lists)
+    return features
 
 
 def script_features(script: str | Path, args: Sequence[str], digest: str, cache_root: Path,
@@ -67,14 +154,14 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
     None, with the reason logged, where the dry pass cannot tell: the script fails or ends
     before its first ``run()``, or takes longer than ``timeout``.
     """
-    cached = cached_features(cache_root, digest, args)
+    cached = known_features(cache_root, digest, args)
     if cached is not None:
         return cached
     path = cache_file(cache_root, digest, args)
     waited_since = time.time()
     turn = _one_dry_pass_at_a_time(path, timeout)
     try:
-        cached = cached_features(cache_root, digest, args)  # made by the run we waited for
+        cached = known_features(cache_root, digest, args)  # made by the run we waited for
         if cached is not None:
             return cached
         failed = _failure_since(path, waited_since)
@@ -90,7 +177,7 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
             return None
         features = ModelFeatures.from_dict({**document,
                                             "seconds": time.perf_counter() - started})
-        write_json_atomically(path, features.to_dict())
+        write_json_atomically(path, {"arguments": list(args), "features": features.to_dict()})
         logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)",
                     script, features.describe(), features.seconds)
         return features

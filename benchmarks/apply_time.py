@@ -98,7 +98,7 @@ def _store_suite(url: str, suite_url: str, text: str, cache: Path) -> int:
     features = ModelFeatures(1000, 3000, 10000, 80000, 0, 6, 0, 6, 0)
     path = cache_file(cache, script_digest(text), [])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(features.to_dict()))
+    path.write_text(json.dumps({"arguments": [], "features": features.to_dict()}))
     return len(profiles)
 
 

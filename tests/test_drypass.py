@@ -8,12 +8,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from autotune.drypass import cache_file, script_features, workload_features
+from autotune.drypass import (
+    alike_features,
+    cache_file,
+    script_features,
+    workload_features,
+)
 from autotune.errors import WorkloadError
+from autotune.features import ModelFeatures
+from autotune.paths import write_json_atomically
 from autotune.workloads import resolve_workload
 
 MARKED = """
@@ -49,6 +57,67 @@ def test_the_dry_pass_counts_the_model_and_never_runs_the_loop(tmp_path: Path) -
     assert cache_file(tmp_path / "cache", "d1", ["30", str(marker)]).exists()
     script.unlink()  # the same text and arguments again: read from the cache, not run
     assert script_features(script, ["30", str(marker)], "d1", tmp_path / "cache") == features
+
+
+SEEDED = """
+import sys
+from brian2 import *
+open(sys.argv[3], 'a').write('pass\\n')
+G = NeuronGroup(int(sys.argv[1]), 'dv/dt = -v/(10*ms) : 1')
+seed(int(sys.argv[2]))
+run(1*second)
+"""
+
+
+def test_a_sweep_over_seeds_pays_its_dry_pass_twice_not_for_every_seed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Seeds 1 and 2 gave the same model, so seed 3 takes it without a dry pass; a size
+    given where both had the same one is counted afresh."""
+    script, passes, cache = tmp_path / "sweep.py", tmp_path / "passes", tmp_path / "cache"
+    script.write_text(SEEDED)
+    for seed in ("1", "2"):
+        features = script_features(script, ["4", seed, str(passes)], "sweep", cache)
+        assert features is not None and features.neurons == 4
+    with caplog.at_level(logging.INFO, logger="autotune.drypass"):
+        third = script_features(script, ["4", "3", str(passes)], "sweep", cache)
+    assert third is not None and replace(third, seconds=None) == replace(features, seconds=None)
+    assert "as its dry passes with 2 other argument lists gave alike" in caplog.text
+    assert passes.read_text().count("pass") == 2
+    bigger = script_features(script, ["6", "1", str(passes)], "sweep", cache)
+    assert bigger is not None and bigger.neurons == 6
+    assert passes.read_text().count("pass") == 3
+
+
+def _features(neurons: int, synapses: int = 0) -> ModelFeatures:
+    return ModelFeatures(neurons, neurons, neurons, synapses, 0, 2, seconds=3.0)
+
+
+@pytest.mark.parametrize(("cached", "asked", "neurons"), [
+    ({("4", "1"): 4, ("4", "2"): 4}, ("4", "3"), 4),        # seeds vary: alike
+    ({("4", "1"): 4, ("4", "2"): 4}, ("6", "1"), None),     # a position that never varied
+    ({("4", "1"): 4, ("4", "2"): 4}, ("4", "3", "x"), None),  # another length
+    ({("4", "1"): 4}, ("4", "2"), None),                    # one list vouches for nothing
+    ({("4", "1"): 4, ("6", "1"): 6}, ("8", "1"), None),     # sizes differ: not alike
+    ({("4", "1"): 4, ("4", "2"): 4, ("6", "1"): 6, ("6", "2"): 6}, ("6", "3"), 6),
+])
+def test_features_are_taken_from_other_arguments_only_where_they_are_alike(
+        tmp_path: Path, cached: dict[tuple[str, ...], int], asked: tuple[str, ...],
+        neurons: int | None) -> None:
+    for arguments, count in cached.items():
+        write_json_atomically(cache_file(tmp_path, "text", arguments), {
+            "arguments": list(arguments), "features": _features(count).to_dict()})
+    found = alike_features(tmp_path, "text", asked)
+    assert (None if found is None else found[0].neurons) == neurons
+
+
+@pytest.mark.parametrize(("synapses", "alike"), [((1000, 1030), True), ((1000, 1200), False)])
+def test_seeds_that_drew_a_few_more_synapses_still_vouch_for_the_next_seed(
+        tmp_path: Path, synapses: tuple[int, int], alike: bool) -> None:
+    """connect(p=...) draws another synapse count with each seed of a small network."""
+    for seed, count in zip(("1", "2"), synapses, strict=True):
+        write_json_atomically(cache_file(tmp_path, "text", ["100", seed]), {
+            "arguments": ["100", seed], "features": _features(100, count).to_dict()})
+    assert (alike_features(tmp_path, "text", ["100", "3"]) is not None) == alike
 
 
 @pytest.mark.slow

@@ -322,7 +322,7 @@ def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
     assert "done" in first.stdout and "dry pass of" in first.stderr
     digest = sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
         "SELECT script_digest FROM autotune_runs").fetchone()[0]
-    cached = json.loads(cache_file(cache, digest, []).read_text())
+    cached = json.loads(cache_file(cache, digest, []).read_text())["features"]
     assert cached["neurons"] == 20 and cached["synapses"] > 0
     second = run_cli("run", "--db", db_url, str(script), env=env)
     assert second.returncode == 0, second.stderr
