@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from autotune.config import threads_in_key
 from autotune.costmodel import CostModel, LoopRelation
 
 if TYPE_CHECKING:
@@ -324,7 +325,30 @@ def choose_from_runs(allowed: Sequence[ProfileEntry], valid: Sequence[ProfileEnt
     return chosen(leader, (
         f"fastest of the {len(tried)} configuration{'s' if len(tried) != 1 else ''} this script "
         f"ran, by its own runs ({leader.config.key}, {times.describe()}); no other is "
-        f"predicted within {100 * within:.0f} % of it"), False)
+        f"predicted within {100 * within:.0f} % of it"
+        + _unmeasured_twin_note(leader.config.key, own, relations or {}, costs, duration)),
+        False)
+
+
+def _unmeasured_twin_note(key: str, own: Mapping[str, OwnTimes],
+                          relations: Mapping[str, LoopRelation],
+                          costs: Mapping[str, CostModel], duration: float) -> str:
+    """For a choice whose other thread count this script never ran: that its loop came from
+    the suite's loop relation, which misses for a model whose work the suite's models do not
+    share (2 threads on a CUBA-like network predicted faster, 1.3 times slower), and how to
+    measure it once. Empty when there is no such twin."""
+    twins = [other for other, relation in relations.items() if relation.base == key]
+    if key in relations:
+        twins.append(relations[key].base)
+    untried = [twin for twin in twins if twin not in own and twin in costs]
+    if not untried:
+        return ""
+    twin = min(untried, key=lambda k: costs[k].predict(duration))
+    threads = threads_in_key(twin) or 0
+    return (f"; {twin} was never run by this script, only predicted from this one's loop by "
+            f"the suite's loop relation ({costs[twin].predict(duration):.2f} s), which can be "
+            f"wrong for a model unlike the suite's: one run with --num-threads {threads} "
+            f"(apply(threads={threads}) in a script) measures it")
 
 
 def _scaled_reason(entry: ProfileEntry, own: Mapping[str, OwnTimes], scale: Scale) -> str:

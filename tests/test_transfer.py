@@ -624,6 +624,42 @@ def test_a_script_given_threads_by_a_mispriced_mix_leaves_them_after_its_first_r
     assert config == T0
 
 
+def test_a_script_kept_on_its_thread_count_by_the_relation_is_told_how_to_measure_the_other(
+        ) -> None:
+    """In the case above the script stays on 2 threads. Its log says that no OpenMP was only
+    predicted, from its own loop through the suite's relation, and how one run measures it;
+    after that run its own times choose."""
+    from autotune.learned import learn
+    from autotune.runrecord import RunRecord
+    from autotune.transfer import loop_relations
+
+    host = make_host()
+    members = members_of([_active_threads_member(host, name, size, activity)[0]
+                          for (name, size), (_, activity) in ACTIVE_SUITE.items()])
+    cuba = SUITE_FEATURES["cuba", 4000]
+    _, true_ratio = _active_threads_member(host, "cuba", 4000, 3.0)
+    profile = predicted_profile(members, cuba)
+    assert profile is not None
+    single = 100 * _active_reference_loop(cuba, 3.0)
+
+    def run(config: RunConfig, loop: float) -> RunRecord:
+        return RunRecord(host.fingerprint, None, None, config.key, "suite", "cuba.py", 100.0,
+                         None, None, 3.6 + loop, 3.6, loop, None, 0,
+                         "2026-11-30T00:00:00+00:00", script_digest="d", cold=False)
+
+    relations = loop_relations(members, cuba)
+    runs = [run(T2, true_ratio * single)]
+    config, _, reason, _ = choose(host, profile, duration=100.0, allowed=FLOAT64,
+                                  history=learn(runs), relations=relations)
+    assert config == T2
+    assert f"{T0.key} was never run by this script" in reason
+    assert "--num-threads 0" in reason and "apply(threads=0)" in reason
+    runs.append(run(T0, single))  # the user's one run with --num-threads 0
+    config, source, reason, _ = choose(host, profile, duration=100.0, allowed=FLOAT64,
+                                       history=learn(runs), relations=relations)
+    assert (config, source) == (T0, "script") and "never run by this script" not in reason
+
+
 def _mixed_loop_member(host: HostFingerprint, name: str, size: int, features: ModelFeatures
                        ) -> Profile:
     """A member whose loop is part equations (2 threads: half the time), part synaptic events
