@@ -10,25 +10,28 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from autotune.choice import choose
 from autotune.config import Allowed, RunConfig, standalone_config
-from autotune.costmodel import CostModel
+from autotune.costmodel import CostModel, LoopRelation
 from autotune.drypass import cache_file
 from autotune.features import ModelFeatures
 from autotune.fit import fit_held_out, fit_non_negative
 from autotune.host import HostFingerprint
+from autotune.learned import learn
 from autotune.profile import Profile, ProfileEntry
+from autotune.runrecord import RunRecord
 from autotune.store import open_store
 from autotune.transfer import (
     DEFAULT_SCALE_ERROR,
     _dot,
     _random_draws,
     _rate_row,
+    loop_relations,
     loop_scale_error,
     members_of,
     predicted_profile,
@@ -591,6 +594,44 @@ def _active_threads_member(host: HostFingerprint, name: str, size: int, activity
             threaded / single)
 
 
+@dataclass(frozen=True)
+class _MispricedCuba:
+    """CUBA 4000 predicted from :data:`ACTIVE_SUITE`'s members as
+    :func:`_active_threads_member` makes them: their profile for it, their loop relations and
+    its true single-thread loop (seconds for 100 s simulated) and 2-thread ratio."""
+
+    host: HostFingerprint
+    profile: Profile
+    relations: dict[str, LoopRelation]
+    single_loop: float
+    threads_ratio: float
+
+    def run(self, config: RunConfig, loop: float) -> RunRecord:
+        """A 100-s run of the script under ``config`` whose loop took ``loop`` seconds."""
+        return RunRecord(self.host.fingerprint, None, None, config.key, "suite", "cuba.py",
+                         100.0, None, None, 3.6 + loop, 3.6, loop, None, 0,
+                         "2026-11-30T00:00:00+00:00", script_digest="d", cold=False)
+
+    def choose_after(self, runs: list[RunRecord]) -> tuple[RunConfig, str, str]:
+        """The configuration, source and reason for its next 100-s run after ``runs``."""
+        config, source, reason, _ = choose(self.host, self.profile, duration=100.0,
+                                           allowed=FLOAT64, history=learn(runs),
+                                           relations=self.relations)
+        return config, source, reason
+
+
+def _mispriced_cuba() -> _MispricedCuba:
+    host = make_host()
+    members = members_of([_active_threads_member(host, name, size, activity)[0]
+                          for (name, size), (_, activity) in ACTIVE_SUITE.items()])
+    cuba = SUITE_FEATURES["cuba", 4000]
+    profile = predicted_profile(members, cuba)
+    assert profile is not None
+    return _MispricedCuba(host, profile, loop_relations(members, cuba),
+                          100 * _active_reference_loop(cuba, 3.0),
+                          _active_threads_member(host, "cuba", 4000, 3.0)[1])
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "known limit (README, ninth suite): a script that ran only 2 threads is never tried "
     "without OpenMP when the suite's loop relation, fit on members whose mix of work is "
@@ -602,26 +643,11 @@ def test_a_script_given_threads_by_a_mispriced_mix_leaves_them_after_its_first_r
     they take 1.3 times its single-thread loop. Its measured 2-thread loop should send its
     next run to no OpenMP; the loop relation (fit on members where threads mostly gain on
     heavy loops) predicts no OpenMP 1.6 times slower instead, and the script stays."""
-    from autotune.learned import learn
-    from autotune.runrecord import RunRecord
-    from autotune.transfer import loop_relations
-
-    host = make_host()
-    members = members_of([_active_threads_member(host, name, size, activity)[0]
-                          for (name, size), (_, activity) in ACTIVE_SUITE.items()])
-    cuba = SUITE_FEATURES["cuba", 4000]
-    _, true_ratio = _active_threads_member(host, "cuba", 4000, 3.0)
-    assert true_ratio > 1.2  # 2 threads lose on it
-    profile = predicted_profile(members, cuba)
-    assert profile is not None
-    assert choose(host, profile, duration=100.0, allowed=FLOAT64)[0] == T2
-    loop = 100 * true_ratio * _active_reference_loop(cuba, 3.0)
-    first = RunRecord(host.fingerprint, None, None, T2.key, "suite", "cuba.py", 100.0, None,
-                      None, 3.6 + loop, 3.6, loop, None, 0, "2026-11-30T00:00:00+00:00",
-                      script_digest="d", cold=False)
-    config, _, _, _ = choose(host, profile, duration=100.0, allowed=FLOAT64,
-                             history=learn([first]), relations=loop_relations(members, cuba))
-    assert config == T0
+    cuba = _mispriced_cuba()
+    assert cuba.threads_ratio > 1.2  # 2 threads lose on it
+    assert choose(cuba.host, cuba.profile, duration=100.0, allowed=FLOAT64)[0] == T2
+    first = cuba.run(T2, cuba.threads_ratio * cuba.single_loop)
+    assert cuba.choose_after([first])[0] == T0
 
 
 def test_a_script_kept_on_its_thread_count_by_the_relation_is_told_how_to_measure_the_other(
@@ -629,34 +655,14 @@ def test_a_script_kept_on_its_thread_count_by_the_relation_is_told_how_to_measur
     """In the case above the script stays on 2 threads. Its log says that no OpenMP was only
     predicted, from its own loop through the suite's relation, and how one run measures it;
     after that run its own times choose."""
-    from autotune.learned import learn
-    from autotune.runrecord import RunRecord
-    from autotune.transfer import loop_relations
-
-    host = make_host()
-    members = members_of([_active_threads_member(host, name, size, activity)[0]
-                          for (name, size), (_, activity) in ACTIVE_SUITE.items()])
-    cuba = SUITE_FEATURES["cuba", 4000]
-    _, true_ratio = _active_threads_member(host, "cuba", 4000, 3.0)
-    profile = predicted_profile(members, cuba)
-    assert profile is not None
-    single = 100 * _active_reference_loop(cuba, 3.0)
-
-    def run(config: RunConfig, loop: float) -> RunRecord:
-        return RunRecord(host.fingerprint, None, None, config.key, "suite", "cuba.py", 100.0,
-                         None, None, 3.6 + loop, 3.6, loop, None, 0,
-                         "2026-11-30T00:00:00+00:00", script_digest="d", cold=False)
-
-    relations = loop_relations(members, cuba)
-    runs = [run(T2, true_ratio * single)]
-    config, _, reason, _ = choose(host, profile, duration=100.0, allowed=FLOAT64,
-                                  history=learn(runs), relations=relations)
+    cuba = _mispriced_cuba()
+    runs = [cuba.run(T2, cuba.threads_ratio * cuba.single_loop)]
+    config, _, reason = cuba.choose_after(runs)
     assert config == T2
     assert f"{T0.key} was never run by this script" in reason
     assert "--num-threads 0" in reason and "apply(threads=0)" in reason
-    runs.append(run(T0, single))  # the user's one run with --num-threads 0
-    config, source, reason, _ = choose(host, profile, duration=100.0, allowed=FLOAT64,
-                                       history=learn(runs), relations=relations)
+    runs.append(cuba.run(T0, cuba.single_loop))  # the user's one run with --num-threads 0
+    config, source, reason = cuba.choose_after(runs)
     assert (config, source) == (T0, "script") and "never run by this script" not in reason
 
 
