@@ -6,6 +6,13 @@ ARGS`` would, and ``python -m autotune._dry_child OUT.json workload SPEC_JSON`` 
 ``simulate``, both under the runtime device with numpy (no compilation), until the first
 ``run()``: there the network's features are counted, written to ``OUT.json``, and the process
 stops before a single step is simulated. Exit status 3: the script ended without a ``run()``.
+
+A script may run its networks in worker processes (a ``multiprocessing.Pool`` mapping a function
+that calls ``run()``, as Brian2's ``multiprocessing`` examples do). A forked worker stopped by
+an exception dies, and its pool then waits forever for that task's result: the dry pass of
+Brian2's ``01_using_cython.py`` waited out its whole timeout (300 s) before every first run of
+the script. So the first ``run()`` in a worker writes the features and ends the dry pass's whole
+process group (:mod:`autotune.drypass` starts it in a session of its own), workers included.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,13 +40,39 @@ class _StopAtRun(BaseException):
         self.objects = objects
 
 
-def _stop_at_run() -> None:
+def _stop_at_run(out: Path, started: float) -> None:
     from brian2.core.network import Network
 
+    own_pid = os.getpid()
+
     def run(self: Any, *args: Any, **kwargs: Any) -> None:
+        if os.getpid() != own_pid:
+            _write_and_stop_every_process(list(self.objects), out, started, own_pid)
         raise _StopAtRun(list(self.objects))
 
     Network.run = run  # type: ignore[method-assign]
+
+
+def _write_features(objects: list[Any], out: Path, started: float) -> None:
+    from autotune.features import features_of
+    from autotune.paths import replace_json
+
+    features = features_of(objects)
+    # atomically: several workers may reach their run() at once
+    replace_json(out, {**features.to_dict(), "seconds": time.perf_counter() - started})
+
+
+def _write_and_stop_every_process(objects: list[Any], out: Path, started: float,
+                                  own_pid: int) -> None:
+    """In a worker forked by the script: write the features, then kill the dry pass's process
+    group (the dry pass, this worker and its siblings), or the dry pass alone where it leads
+    no group of its own."""
+    _write_features(objects, out, started)
+    sys.stdout.flush()
+    if os.getpgid(own_pid) == own_pid:
+        os.killpg(own_pid, signal.SIGKILL)
+    os.kill(own_pid, signal.SIGKILL)
+    os._exit(0)
 
 
 def _run_until_run(kind: str, target: str, args: list[str]) -> list[Any] | None:
@@ -68,18 +103,14 @@ def main(argv: list[str]) -> int:
     args = argv[4:] if len(argv) > 3 and argv[3] == "--" else []
     import brian2
 
-    from autotune.features import features_of
-
     brian2.set_device("runtime")
     brian2.prefs.codegen.target = "numpy"
-    _stop_at_run()
+    _stop_at_run(out, started)
     objects = _run_until_run(kind, target, args)
     if objects is None:
         sys.stderr.write("it finished without calling run()\n")
         return NO_RUN_EXIT
-    features = features_of(objects)
-    document = {**features.to_dict(), "seconds": time.perf_counter() - started}
-    out.write_text(json.dumps(document))
+    _write_features(objects, out, started)
     return 0
 
 

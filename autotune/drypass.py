@@ -18,10 +18,12 @@ without a dry pass; a list that changes any other position is counted afresh.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -236,21 +238,35 @@ def workload_features(workload: dict[str, object], timeout: float = DRY_TIMEOUT
 
 
 def _dry_run(arguments: list[str], timeout: float) -> tuple[dict[str, object] | None, str]:
-    """Run the dry child; its document, or None and why."""
+    """Run the dry child; its document, or None and why.
+
+    The child leads a process group of its own, killed once it is done: a script's worker
+    processes (a ``multiprocessing.Pool``) end with it, and one of them that reached ``run()``
+    first ends the dry pass by killing that group (:mod:`autotune._dry_child`). Its standard
+    input is empty: a script that asks for input gets none, rather than the user's keystrokes
+    meant for the run itself."""
     with tempfile.TemporaryDirectory(prefix="autotune-dry-") as folder:
         out = Path(folder) / "features.json"
         env = {**os.environ, "MPLBACKEND": "Agg"}
-        try:
-            done = subprocess.run([sys.executable, "-m", "autotune._dry_child", str(out),
-                                   *arguments], capture_output=True, text=True, timeout=timeout,
-                                  env=env, check=False)
-        except subprocess.TimeoutExpired:
-            return None, f"no run() within {timeout:.0f} s"
-        if done.returncode == _NO_RUN_EXIT:
+        command = [sys.executable, "-m", "autotune._dry_child", str(out), *arguments]
+        with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True) as child:
+            try:
+                _, stderr = child.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None, f"no run() within {timeout:.0f} s"
+            finally:
+                _kill_group(child.pid)
+        if out.exists():  # written at the first run(), by the child or one of its workers
+            return json.loads(out.read_text()), ""
+        if child.returncode == _NO_RUN_EXIT:
             return None, "it finished without calling run()"
-        if done.returncode != 0 or not out.exists():
-            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            return None, f"it failed before its first run() ({last})"
-        return json.loads(out.read_text()), ""
+        last = (stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        return None, f"it failed before its first run() ({last})"
 
 
+def _kill_group(leader: int) -> None:
+    """Kill what is left of the process group ``leader`` leads (nothing, mostly)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)

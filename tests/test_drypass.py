@@ -139,6 +139,49 @@ def test_a_script_that_fails_or_never_runs_gives_no_features(
     assert (tmp_path / "tries").read_text() == "xx"
 
 
+POOLED = """
+import multiprocessing, os, sys
+from brian2 import *
+
+def simulate(tau):
+    open(os.path.join(sys.argv[1], 'worker-%d' % os.getpid()), 'w').close()
+    G = NeuronGroup(int(sys.argv[2]), 'dv/dt = -v/tau : 1', method='exact')
+
+    @network_operation
+    def mark():
+        open(os.path.join(sys.argv[1], 'the loop ran'), 'w').close()
+
+    run(10000*second)
+    return 0
+
+if __name__ == '__main__':
+    with multiprocessing.get_context('fork').Pool(2) as pool:
+        pool.map(simulate, [5*ms, 6*ms, 7*ms, 8*ms])
+"""
+
+
+def test_a_script_whose_pool_workers_run_the_networks_is_counted_in_a_worker(
+        tmp_path: Path) -> None:
+    """Brian2's multiprocessing examples call run() in a Pool's workers. A worker stopped at
+    its run() died, its pool waited for the task for ever, and the dry pass of
+    ``01_using_cython.py`` took its whole timeout (300 s) before the script's first run. The
+    first worker to reach run() is counted, and no process of the dry pass is left."""
+    import psutil
+
+    script, folder = tmp_path / "pooled.py", tmp_path / "marks"
+    script.write_text(POOLED)
+    folder.mkdir()
+    features = script_features(script, [str(folder), "12"], "dpool", tmp_path / "cache",
+                               timeout=120)
+    assert features is not None and features.neurons == 12
+    assert not (folder / "the loop ran").exists()
+    workers = [int(mark.name.removeprefix("worker-")) for mark in folder.glob("worker-*")]
+    assert workers  # the network was counted in a worker
+    running = [psutil.Process(pid) for pid in workers if psutil.pid_exists(pid)]
+    _, alive = psutil.wait_procs(running, timeout=60)
+    assert all(p.status() == psutil.STATUS_ZOMBIE for p in alive), alive
+
+
 def test_a_built_in_workload_is_counted_as_a_script_would_be() -> None:
     features = workload_features(resolve_workload("cuba", 50).to_dict())
     assert features.neurons == 50 and features.state_variables == 150
