@@ -298,7 +298,7 @@ def watch_model() -> None:
 
     def before_run(self: Any, run_namespace: Any) -> Any:
         _LAST_MODEL[:] = list(self.objects)
-        self._autotune_started_at = float(self.t_)
+        self._autotune_started_at = network_time(self)
         result = original_before(self, run_namespace)
         self._autotune_clock = _own_clock()  # the loop starts now (runtime)
         return result
@@ -306,7 +306,11 @@ def watch_model() -> None:
     def after_run(self: Any) -> Any:
         ended = _own_clock()
         result = original_after(self)
-        _count_runtime_run(self, ended)
+        try:
+            _count_runtime_run(self, ended)
+        except Exception as e:  # noqa: BLE001 - bookkeeping must never fail the user's run
+            logger.warning("could not count this run() of the script (%s: %s); its record "
+                           "will lack it", type(e).__name__, e)
         return result
 
     before_run._autotune_watch = True  # type: ignore[attr-defined]
@@ -345,6 +349,20 @@ def cpu_shares(since: CpuSample | None) -> tuple[float | None, float | None]:
     return loop, setup
 
 
+def network_time(network: Any) -> float | None:
+    """A network's time in seconds (None where it cannot be read). Brian2 keeps a float, but
+    after a ``stop()`` (from a ``network_operation``, say) the clock's variable view, which
+    ``float()`` refused: Brian2's ``network_operation_stop.py`` failed under ``run`` with a
+    traceback from this bookkeeping."""
+    import numpy as np
+
+    try:
+        values = np.asarray(network.t_, dtype=float).reshape(-1)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return float(values[0]) if values.size == 1 else None
+
+
 def _count_runtime_run(network: Any, ended: tuple[float, float]) -> None:
     """Add a finished runtime run to :data:`_RUNTIME_RUNS`, and its loop, which ``ended``
     (an :func:`_own_clock` reading), to :data:`_LOOP_PACE` (standalone's ``run()`` only
@@ -356,8 +374,11 @@ def _count_runtime_run(network: Any, ended: tuple[float, float]) -> None:
     loop = getattr(device, "_last_run_time", None)
     if not isinstance(device, RuntimeDevice) or started_at is None or loop is None:
         return
+    ended_at = network_time(network)
+    if ended_at is None:
+        return
     _RUNTIME_RUNS.loop += float(loop)
-    _RUNTIME_RUNS.simulated += max(0.0, float(network.t_) - started_at)
+    _RUNTIME_RUNS.simulated += max(0.0, ended_at - started_at)
     _RUNTIME_RUNS.count += 1
     clock = getattr(network, "_autotune_clock", None)
     if clock is not None:

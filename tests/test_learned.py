@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -210,6 +212,47 @@ def test_a_script_that_runs_several_times_is_recorded_with_all_it_simulated(
     assert record.simulated == pytest.approx(0.1)
     assert record.actual_loop == pytest.approx(loops)
     assert "(100 ms simulated)" in done.stderr
+
+
+# A network_operation stops the first run at 12 ms of 100 (Brian2's network_operation_stop.py);
+# the network then runs 5 ms more. After stop() Brian2 keeps the network's time as the clock's
+# variable view, not a float.
+STOPPED_RUN = """
+from brian2 import *
+G = NeuronGroup(5, 'dv/dt = -v/(10*ms) : 1', method='exact')
+
+@network_operation(dt=1*ms)
+def enough():
+    if defaultclock.t >= 12*ms:
+        stop()
+
+net = Network(G, enough)
+net.run(100*ms)
+print('stopped at', repr(float(net.t / ms)))
+net.run(5*ms)
+print('ended at', repr(float(net.t / ms)))
+"""
+
+
+def test_a_run_stopped_by_the_script_is_recorded_with_what_it_simulated(
+        db_url: str, tmp_path: Path) -> None:
+    """Brian2's network_operation_stop.py ran under python and failed under run with a
+    traceback from our bookkeeping: after stop() the network's time is no float."""
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED_RUN)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=300, check=True)
+    done = run_cli("run", "--db", db_url, str(script))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == plain.stdout and "Traceback" not in done.stderr
+    ended = float(done.stdout.split("ended at", 1)[1].split()[0])
+    with open_store(db_url) as store:
+        (record,) = store.runs()
+    assert record.simulated == pytest.approx(ended / 1000, abs=2e-4)
 
 
 def test_runs_of_an_older_store_are_recorded_after_it_is_upgraded(tmp_path: Path) -> None:
