@@ -390,3 +390,49 @@ def test_openmp_threads_sleep_when_other_work_arrives_after_apply(tmp_path: Path
     # decided at apply where the host was busy already, else as the binary started
     assert ("OpenMP threads sleep while they wait, since other work keeps" in said
             or "the 2 OpenMP threads sleep while they wait" in said), said
+
+
+CYTHON_SCRIPT = """
+from brian2 import *
+G = NeuronGroup(7, 'dv/dt = (1.3 - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0',
+                method='exact')
+spikes = SpikeMonitor(G)
+run(20*ms)
+print('spikes', spikes.num_spikes)
+"""
+
+
+@pytest.mark.slow
+def test_a_cython_run_reuses_what_plain_brian2_compiled_for_the_script(tmp_path: Path,
+                                                                       db_url: str) -> None:
+    """Under run, Cython extensions of the default flags go to Brian2's own cache: a script
+    the user ran under python before compiles nothing again (Brette_2004.py took 28 s under
+    run against 10 s under python, compiling into a cache of our own)."""
+    from dataclasses import replace
+
+    from autotune.config import RunConfig
+    from autotune.host import collect_host
+    from autotune.store import open_store
+    from tests.helpers import make_profile
+
+    profile = make_profile(collect_host())
+    entries = tuple(replace(e, status="invalid", reason="for this test")
+                    if e.config == RunConfig("runtime", "numpy") else e for e in profile.entries)
+    with open_store(db_url) as store:
+        store.save_profile(replace(profile, entries=entries))
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {"HOME": str(home), "BRIAN2_AUTOTUNE_CACHE": str(cache)}
+    script = tmp_path / "cython_script.py"
+    script.write_text(CYTHON_SCRIPT)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           env={**os.environ, **env}, timeout=600, check=True)
+    brians = home / ".cython" / "brian_extensions"
+    compiled = sorted(p.name for p in brians.glob("*.so"))
+    assert compiled  # plain Brian2 compiled the script with Cython
+    tuned = run_cli("run", "--db", db_url, "--device", "runtime", str(script), env=env)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "applied runtime/cython" in " ".join(tuned.stderr.split())
+    assert tuned.stdout == plain.stdout
+    assert sorted(p.name for p in brians.glob("*.so")) == compiled  # nothing compiled again
+    assert not list(cache.rglob("*.so"))
