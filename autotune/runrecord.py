@@ -219,9 +219,7 @@ def simulated_seconds() -> float | None:
     if brian2 is None:
         return None
     try:
-        import numpy as np
-
-        return float(np.asarray(brian2.defaultclock.t_).reshape(-1)[0])
+        return time_of(brian2.defaultclock)
     except Exception:  # noqa: BLE001 - a clock we cannot read (standalone never built)
         return None
 
@@ -298,7 +296,7 @@ def watch_model() -> None:
 
     def before_run(self: Any, run_namespace: Any) -> Any:
         _LAST_MODEL[:] = list(self.objects)
-        self._autotune_started_at = network_time(self)
+        self._autotune_started_at = time_of(self)
         result = original_before(self, run_namespace)
         self._autotune_clock = _own_clock()  # the loop starts now (runtime)
         return result
@@ -349,15 +347,15 @@ def cpu_shares(since: CpuSample | None) -> tuple[float | None, float | None]:
     return loop, setup
 
 
-def network_time(network: Any) -> float | None:
-    """A network's time in seconds (None where it cannot be read). Brian2 keeps a float, but
-    after a ``stop()`` (from a ``network_operation``, say) the clock's variable view, which
-    ``float()`` refused: Brian2's ``network_operation_stop.py`` failed under ``run`` with a
-    traceback from this bookkeeping."""
+def time_of(owner: Any) -> float | None:
+    """A network's or clock's time (``t_``) in seconds (None where it is no single number). A
+    network keeps a float, but after a ``stop()`` (from a ``network_operation``, say) the
+    clock's variable view, which ``float()`` refused: Brian2's ``network_operation_stop.py``
+    failed under ``run`` with a traceback from this bookkeeping."""
     import numpy as np
 
     try:
-        values = np.asarray(network.t_, dtype=float).reshape(-1)
+        values = np.asarray(owner.t_, dtype=float).reshape(-1)
     except (TypeError, ValueError, AttributeError):
         return None
     return float(values[0]) if values.size == 1 else None
@@ -374,7 +372,7 @@ def _count_runtime_run(network: Any, ended: tuple[float, float]) -> None:
     loop = getattr(device, "_last_run_time", None)
     if not isinstance(device, RuntimeDevice) or started_at is None or loop is None:
         return
-    ended_at = network_time(network)
+    ended_at = time_of(network)
     if ended_at is None:
         return
     _RUNTIME_RUNS.loop += float(loop)
