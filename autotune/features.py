@@ -1,8 +1,9 @@
 """What drives a model's cost, read from its network before anything is simulated.
 
 A model's loop cost grows with the operations of the equations integrated every step, the
-synapses whose events are delivered, and the objects that each run code every step (Python's
-overhead per object dominates numpy's small models); its fixed cost with the synapses created
+synapses whose events are delivered, the objects that each run code every step (Python's
+overhead per object dominates numpy's small models) and, for numpy, the operations on whole
+arrays (a call's overhead each, however few neurons); its fixed cost with the synapses created
 and the objects whose code is generated and compiled. What is done every step is counted per
 0.1 ms simulated (Brian2's default time step), so that a script with a ten times finer
 ``defaultclock.dt`` counts ten times the work per simulated second. :class:`ModelFeatures`
@@ -23,7 +24,8 @@ from autotune.errors import ProfileError
 
 #: The names of :class:`ModelFeatures`' counts (all required in a stored document).
 COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synapses", "objects",
-          "random_normals", "object_steps", "function_calls", "random_uniforms")
+          "random_normals", "object_steps", "function_calls", "random_uniforms",
+          "vector_operations")
 #: Functions that cost far more than an arithmetic operation (tens of them in C++): a call of
 #: one on a state-dependent argument is counted in :attr:`ModelFeatures.function_calls`.
 COSTLY_FUNCTIONS = frozenset({
@@ -72,6 +74,12 @@ class ModelFeatures:
             by a normal), ``rand()`` in the equations. One costs about a fifth of a normal
             draw; STDP's 4000 Poisson inputs spend about 0.1 s per simulated second drawing
             them in standalone, half its loop, and no other count grows with them.
+        vector_operations: the operations of each group's per-step equations, counted once
+            per group rather than once per neuron or synapse, per step, summed likewise: what
+            numpy does on whole arrays. Each of its operations pays a call's overhead of about a
+            microsecond whatever the array's length, so a small Hodgkin-Huxley model runs at
+            this pace, not at its operations': Brian2's one-neuron ``Wang_Buszaki_1996.py``
+            (dt 0.01 ms) took 14.6 s under numpy where ``operations`` predicted 3.6 s.
         seconds: what reading them cost (the dry pass's wall time), when known.
     """
 
@@ -85,6 +93,7 @@ class ModelFeatures:
     object_steps: int | None = None
     function_calls: int = 0
     random_uniforms: int = 0
+    vector_operations: int = 0
     seconds: float | None = None
 
     @property
@@ -264,7 +273,7 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
 
     everything = _with_contained(objects)
     neurons = synapses = plastic = 0
-    state_variables = operations = normals = calls = uniforms = 0.0
+    state_variables = operations = normals = calls = uniforms = vector_operations = 0.0
     for obj in everything:
         steps = _steps_per_default_step(obj)
         if isinstance(obj, (Synapses, NeuronGroup)):
@@ -282,6 +291,7 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
                                operations=max(1, step.operations))
             state_variables += steps * size * step.variables
             operations += steps * size * step.operations
+            vector_operations += steps * step.operations if size else 0.0
             normals += steps * size * step.normals
             calls += steps * size * step.calls
             uniforms += steps * size * step.uniforms
@@ -295,6 +305,7 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
             neurons += int(obj.N)
             state_variables += steps * int(obj.N)
             operations += steps * int(obj.N)
+            vector_operations += steps
             if isinstance(obj, PoissonGroup):
                 uniforms += steps * int(obj.N)
     running = [obj for obj in everything
@@ -303,4 +314,4 @@ def features_of(objects: Iterable[Any]) -> ModelFeatures:
     return ModelFeatures(neurons, round(state_variables), round(operations), synapses, plastic,
                          len(running), round(normals),
                          max(round(object_steps), 1) if running else 0, round(calls),
-                         round(uniforms))
+                         round(uniforms), round(vector_operations))

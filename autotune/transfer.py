@@ -26,7 +26,9 @@ flags). Every other configuration is predicted *relative to it*: its fixed part 
 reference's times the geometric mean of the same ratio over the members; its loop is fit, across
 the members, from the reference's loop split by kind of work (:func:`work_split`: the
 equations' part and the events' part, by the reference fit's terms) and the object steps, as
-``a * equations + b * events + c * object steps`` (:func:`fit_loop_mix`): 2 OpenMP threads
+``a * equations + b * events + c * object steps + d * vector operations``
+(:func:`fit_loop_mix`; the last, ``vector_operations``, is what numpy pays a call for, which the
+reference's loop does not contain): 2 OpenMP threads
 split the equations' work, deliver synaptic events worse than one and synchronise at every
 object's step, so whether they pay depends on the model's mix (on the development VM a
 Hodgkin-Huxley network of 400 neurons ran 0.61 of its single-thread loop with them, CUBA 2.07
@@ -101,24 +103,33 @@ class Member:
 
     @property
     def name(self) -> str:
-        workload = self.profile.workload
-        size = workload.get("size")
-        return f"{workload.get('name')} {size}" if size else str(workload.get("name"))
+        return _member_name(self.profile)
+
+
+def _member_name(profile: Profile) -> str:
+    size = profile.workload.get("size")
+    name = profile.workload.get("name")
+    return f"{name} {size}" if size else str(name)
 
 
 def members_of(profiles: Sequence[Profile]) -> list[Member]:
     """The profiles that can serve a suite: the newest of each workload whose features are
     known (newest first)."""
-    members, seen = [], set()
+    members, seen, outdated = [], set(), {}
     for profile in sorted(profiles, key=lambda p: p.created_at, reverse=True):
         signature = profile.workload.get("signature")
         if "model" not in profile.workload or signature in seen:
             continue
         try:
             members.append(Member(ModelFeatures.from_dict(profile.workload["model"]), profile))
-        except ProfileError:  # features of an older version: calibrate --suite reads them anew
+        except ProfileError:
+            outdated.setdefault(signature, _member_name(profile))
             continue
         seen.add(signature)
+    if names := [name for signature, name in outdated.items() if signature not in seen]:
+        logger.warning("this host's profiles of %s hold features counted by an older version "
+                       "and cannot serve predictions: `brian2-autotune calibrate --suite` "
+                       "counts them again (no trial is run again)", ", ".join(names))
     return members
 
 
@@ -228,14 +239,21 @@ class WorkSplit:
             calls, noise draws).
         events: seconds per simulated second on synapses, plasticity and objects.
         object_steps: the model's object steps per 0.1 ms simulated.
+        vector_operations: the model's operations per 0.1 ms simulated counted once per group
+            (:attr:`ModelFeatures.vector_operations`): numpy pays a call for each, which
+            compiled code does not, so the reference's loop cannot say what they cost it.
     """
 
     equations: float
     events: float
     object_steps: float
+    vector_operations: float = 0.0
 
-    def row(self) -> list[float]:
-        return [self.equations, self.events, self.object_steps]
+    def row(self, calls: bool) -> list[float]:
+        """The mix's terms; with ``calls``, those of a configuration that pays a call per
+        operation on an array (numpy), which the vector operations' term prices."""
+        row = [self.equations, self.events, self.object_steps]
+        return [*row, self.vector_operations] if calls else row
 
 
 def work_split(features: ModelFeatures, coefficients: Sequence[float], loop: float
@@ -247,17 +265,22 @@ def work_split(features: ModelFeatures, coefficients: Sequence[float], loop: flo
     if total <= 0:
         return None
     equations = sum(terms[:EQUATION_KINDS]) / total
-    return WorkSplit(loop * equations, loop * (1 - equations), float(features.loop_objects))
+    return WorkSplit(loop * equations, loop * (1 - equations), float(features.loop_objects),
+                     float(features.vector_operations))
 
 
-def fit_loop_mix(found: Sequence[tuple[WorkSplit, float]]) -> list[float] | None:
-    """One configuration's loop rate as ``a * equations + b * events + c * object steps``
-    (non-negative), from the members' reference splits and its measured rates: threads split
-    the equations' work, deliver events less well and synchronise at every object's step.
+def fit_loop_mix(found: Sequence[tuple[WorkSplit, float]], calls: bool = False
+                 ) -> list[float] | None:
+    """One configuration's loop rate as ``a * equations + b * events + c * object steps +
+    d * vector operations`` (non-negative), from the members' reference splits and its
+    measured rates: threads split the equations' work, deliver events less well and
+    synchronise at every object's step; numpy (``calls``) pays a call for every operation on
+    an array. Compiled code pays none, and a fourth term there only fit noise: left out of
+    the fit, COBA-HH 100's Cython loop came out 2.24 times its own with it, 1.19 without.
     None with fewer than :data:`MIN_MODELS` members."""
     if len(found) < MIN_MODELS:
         return None
-    coefficients, _ = fit_non_negative([split.row() for split, _ in found],
+    coefficients, _ = fit_non_negative([split.row(calls) for split, _ in found],
                                        [max(rate, 1e-6) for _, rate in found])
     return coefficients
 
@@ -357,10 +380,12 @@ def _costs(members: Sequence[Member], features: ModelFeatures,
             continue
         ratio = None
         if split is not None:
+            calls = config.target == "numpy"
             mix = fit_loop_mix([(member_splits[index], cost.rate)
-                                for index, (cost, _) in paired.items() if index in member_splits])
+                                for index, (cost, _) in paired.items() if index in member_splits],
+                               calls)
             if mix is not None and reference.rate > 0:
-                ratio = _dot(split.row(), mix) / reference.rate
+                ratio = _dot(split.row(calls), mix) / reference.rate
         # only its cold build from the features: the rest follows the reference
         costs[config] = relative_cost(list(paired.values()), reference,
                                       predict_cold(its_points, features), ratio)

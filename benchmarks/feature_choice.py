@@ -36,14 +36,22 @@ from benchmarks._harness import markdown_table  # noqa: E402
 #: The built-in suite's members as the dry pass read them on the development VM (the tests of
 #: ``autotune.transfer`` fit them too).
 SUITE = {
-    ("wang-buzsaki", 1000): ModelFeatures(1000, 4000, 88000, 60458, 0, 4, 0, 4, 6000),
-    ("wang-buzsaki", 300): ModelFeatures(300, 1200, 26400, 18280, 0, 4, 0, 4, 1800),
-    ("synfire", 1000): ModelFeatures(1085, 3085, 20085, 98500, 0, 7, 1000, 7, 0),
-    ("stdp", 4000): ModelFeatures(4001, 4002, 4007, 4000, 4000, 7, 0, 7, 0, 4000),
-    ("coba-hh", 400): ModelFeatures(400, 2400, 42000, 31898, 0, 5, 0, 5, 2400),
-    ("coba-hh", 100): ModelFeatures(100, 600, 10500, 8048, 0, 5, 0, 5, 600),
-    ("cuba", 4000): ModelFeatures(4000, 12000, 40000, 320105, 0, 6, 0, 6, 0),
-    ("cuba", 1000): ModelFeatures(1000, 3000, 10000, 80131, 0, 6, 0, 6, 0),
+    ("wang-buzsaki", 1000): ModelFeatures(1000, 4000, 88000, 60458, 0, 4, 0, 4, 6000,
+                                          vector_operations=88),
+    ("wang-buzsaki", 300): ModelFeatures(300, 1200, 26400, 18280, 0, 4, 0, 4, 1800,
+                                         vector_operations=88),
+    ("synfire", 1000): ModelFeatures(1085, 3085, 20085, 98500, 0, 7, 1000, 7, 0,
+                                     vector_operations=21),
+    ("stdp", 4000): ModelFeatures(4001, 4002, 4007, 4000, 4000, 7, 0, 7, 0, 4000,
+                                  vector_operations=8),
+    ("coba-hh", 400): ModelFeatures(400, 2400, 42000, 31898, 0, 5, 0, 5, 2400,
+                                    vector_operations=105),
+    ("coba-hh", 100): ModelFeatures(100, 600, 10500, 8048, 0, 5, 0, 5, 600,
+                                    vector_operations=105),
+    ("cuba", 4000): ModelFeatures(4000, 12000, 40000, 320105, 0, 6, 0, 6, 0,
+                                  vector_operations=10),
+    ("cuba", 1000): ModelFeatures(1000, 3000, 10000, 80131, 0, 6, 0, 6, 0,
+                                  vector_operations=10),
 }
 #: Seconds per simulated second per unit of each kind of work (:func:`_rate_row`'s order).
 TYPICAL_COSTS = (3e-6, 2.5e-4, 1.9e-4, 4e-7, 4.5e-5, 5e-4)
