@@ -13,6 +13,14 @@ an exception dies, and its pool then waits forever for that task's result: the d
 Brian2's ``01_using_cython.py`` waited out its whole timeout (300 s) before every first run of
 the script. So the first ``run()`` in a worker writes the features and ends the dry pass's whole
 process group (:mod:`autotune.drypass` starts it in a session of its own), workers included.
+
+Workers started afresh (the ``spawn`` start method, macOS's and Windows' default, and
+``forkserver``, Python 3.14's on Linux) inherit no patched ``run()``: each ran the whole
+simulation, the dry pass found no ``run()`` in its own process, and every run of the script
+paid that again (a sweep of four 2000-neuron networks under ``spawn``: a 21-s dry pass before a
+2.4-s run, and again on the next run). They are started with :mod:`autotune._dry_worker`
+imported first, which stops them at ``run()`` likewise; the environment tells them where the
+features go and which process leads the dry pass's group.
 """
 
 from __future__ import annotations
@@ -29,6 +37,12 @@ from typing import Any
 
 #: Exit status when the script or workload finished without calling ``run()``.
 NO_RUN_EXIT = 3
+#: Environment variables the script's workers inherit: where the features go, and the dry
+#: pass's own process (which leads its process group).
+OUT_VARIABLE = "BRIAN2_AUTOTUNE_DRY_PASS_OUT"
+LEADER_VARIABLE = "BRIAN2_AUTOTUNE_DRY_PASS_PID"
+#: Imported first by a worker started afresh, to stop it at its first ``run()``.
+WORKER_MODULE = "autotune._dry_worker"
 
 
 class _StopAtRun(BaseException):
@@ -40,17 +54,51 @@ class _StopAtRun(BaseException):
         self.objects = objects
 
 
-def _stop_at_run(out: Path, started: float) -> None:
+def _stop_at_run(out: Path, started: float, leader: int) -> None:
+    """Replace Brian2's ``Network.run``: in the dry pass's own process (``leader``) it stops
+    the script; in a worker it writes the features and ends the dry pass."""
     from brian2.core.network import Network
 
-    own_pid = os.getpid()
-
     def run(self: Any, *args: Any, **kwargs: Any) -> None:
-        if os.getpid() != own_pid:
-            _write_and_stop_every_process(list(self.objects), out, started, own_pid)
+        if os.getpid() != leader:
+            _write_and_stop_every_process(list(self.objects), out, started, leader)
         raise _StopAtRun(list(self.objects))
 
     Network.run = run  # type: ignore[method-assign]
+
+
+def stop_this_worker_at_run() -> None:
+    """In a worker started afresh by the script (:mod:`autotune._dry_worker`): stop at its
+    first ``run()`` as a forked worker does. Does nothing outside a dry pass."""
+    out, leader = os.environ.get(OUT_VARIABLE), os.environ.get(LEADER_VARIABLE)
+    if out and leader and leader.isdigit():
+        _stop_at_run(Path(out), time.perf_counter(), int(leader))
+
+
+def _start_fresh_workers_stopping_at_run() -> None:
+    """Have the workers the script starts with ``spawn`` or ``forkserver`` import
+    :data:`WORKER_MODULE` first: a ``spawn`` worker through its command line, the fork server
+    (whose children are forked from it) through the modules it preloads."""
+    from multiprocessing import forkserver, spawn
+
+    command_line = spawn.get_command_line
+
+    def importing_the_worker_module(**kwds: Any) -> list[str]:
+        command = command_line(**kwds)
+        if "-c" in command:  # [python, *flags, "-c", program, "--multiprocessing-fork"]
+            at = command.index("-c") + 1
+            command[at] = f"import {WORKER_MODULE}; {command[at]}"
+        return command
+
+    spawn.get_command_line = importing_the_worker_module  # type: ignore[assignment]
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    set_preload = server.set_forkserver_preload
+
+    def preloading_the_worker_module(modules: list[str]) -> None:
+        set_preload([*modules, WORKER_MODULE])
+
+    server.set_forkserver_preload = preloading_the_worker_module
+    preloading_the_worker_module(list(getattr(server, "_preload_modules", ["__main__"])))
 
 
 def _write_features(objects: list[Any], out: Path, started: float) -> None:
@@ -105,7 +153,9 @@ def main(argv: list[str]) -> int:
 
     brian2.set_device("runtime")
     brian2.prefs.codegen.target = "numpy"
-    _stop_at_run(out, started)
+    os.environ[OUT_VARIABLE], os.environ[LEADER_VARIABLE] = str(out), str(os.getpid())
+    _stop_at_run(out, started, os.getpid())
+    _start_fresh_workers_stopping_at_run()
     objects = _run_until_run(kind, target, args)
     if objects is None:
         sys.stderr.write("it finished without calling run()\n")

@@ -155,24 +155,27 @@ def simulate(tau):
     return 0
 
 if __name__ == '__main__':
-    with multiprocessing.get_context('fork').Pool(2) as pool:
+    with multiprocessing.get_context(sys.argv[3]).Pool(2) as pool:
         pool.map(simulate, [5*ms, 6*ms, 7*ms, 8*ms])
 """
 
 
+@pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
 def test_a_script_whose_pool_workers_run_the_networks_is_counted_in_a_worker(
-        tmp_path: Path) -> None:
-    """Brian2's multiprocessing examples call run() in a Pool's workers. A worker stopped at
-    its run() died, its pool waited for the task for ever, and the dry pass of
-    ``01_using_cython.py`` took its whole timeout (300 s) before the script's first run. The
-    first worker to reach run() is counted, and no process of the dry pass is left."""
+        tmp_path: Path, start_method: str) -> None:
+    """Brian2's multiprocessing examples call run() in a Pool's workers. A forked worker
+    stopped at its run() died, its pool waited for the task for ever, and the dry pass of
+    ``01_using_cython.py`` took its whole timeout (300 s) before the script's first run.
+    Workers started afresh (spawn: macOS's default; forkserver: Python 3.14's) ran the whole
+    simulation in the dry pass, on every run of the script. The first worker to reach run()
+    is counted, and no process of the dry pass is left."""
     import psutil
 
     script, folder = tmp_path / "pooled.py", tmp_path / "marks"
     script.write_text(POOLED)
     folder.mkdir()
-    features = script_features(script, [str(folder), "12"], "dpool", tmp_path / "cache",
-                               timeout=120)
+    features = script_features(script, [str(folder), "12", start_method], "dpool",
+                               tmp_path / "cache", timeout=120)
     assert features is not None and features.neurons == 12
     assert not (folder / "the loop ran").exists()
     workers = [int(mark.name.removeprefix("worker-")) for mark in folder.glob("worker-*")]
