@@ -37,7 +37,7 @@ from autotune.features import ModelFeatures  # noqa: E402
 from autotune.profile import Profile  # noqa: E402
 from autotune.scriptcheck import analyse_script  # noqa: E402
 from autotune.store import open_store  # noqa: E402
-from autotune.transfer import Member, predicted_profile  # noqa: E402
+from autotune.transfer import Member, members_of, predicted_profile  # noqa: E402
 from autotune.workloads import resolve_workload  # noqa: E402
 
 NUMPY = RunConfig("runtime", "numpy")
@@ -47,19 +47,20 @@ UNDER_NUMPY = ("import runpy, sys, brian2; brian2.prefs.codegen.target = 'numpy'
 
 
 def suite_members(db: str) -> list[Member]:
-    """The store's newest profile of each suite member, its features counted now."""
+    """The store's suite members (:func:`members_of`), their features counted now, as
+    ``calibrate --suite`` recounts those of an older version."""
     with open_store(db) as store:
         profiles = store.profiles()
-    members, seen = [], set()
-    for profile in sorted(profiles, key=lambda p: p.created_at, reverse=True):
+    recounted = []
+    for profile in profiles:
         workload = profile.workload
-        if "model" not in workload or workload.get("signature") in seen:
+        if "model" not in workload:
             continue
-        seen.add(workload.get("signature"))
         features = read_features(resolve_workload(workload["name"], workload["size"]))
         if features is not None:
-            members.append(Member(features, profile))
-    return members
+            recounted.append(replace(profile, workload={**workload,
+                                                        "model": features.to_dict()}))
+    return members_of(recounted)
 
 
 def numpy_seconds(profile: Profile | None, length: float) -> float | None:
