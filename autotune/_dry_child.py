@@ -47,22 +47,31 @@ WORKER_MODULE = "autotune._dry_worker"
 
 class _StopAtRun(BaseException):
     """Raised in place of the first run (a BaseException: a script's ``except Exception``
-    must not swallow it)."""
+    must not swallow it), with the network and the namespace its run would have used."""
 
-    def __init__(self, objects: list[Any]) -> None:
+    def __init__(self, objects: list[Any], network: Any = None,
+                 namespace: dict[str, Any] | None = None) -> None:
         super().__init__("dry pass stops at run()")
         self.objects = objects
+        self.network = network
+        self.namespace = namespace
 
 
 def _stop_at_run(out: Path, started: float, leader: int) -> None:
     """Replace Brian2's ``Network.run``: in the dry pass's own process (``leader``) it stops
     the script; in a worker it writes the features and ends the dry pass."""
+    from brian2.core.namespace import get_local_namespace
     from brian2.core.network import Network
 
-    def run(self: Any, *args: Any, **kwargs: Any) -> None:
+    # Brian2's own signature, so that a namespace passed by position is found
+    def run(self: Any, duration: Any = None, report: Any = None, report_period: Any = None,
+            namespace: dict[str, Any] | None = None, profile: Any = None, level: int = 0,
+            **_: Any) -> None:
         if os.getpid() != leader:
             _write_and_stop_every_process(list(self.objects), out, started, leader)
-        raise _StopAtRun(list(self.objects))
+        if namespace is None:  # the caller's, as Brian2 resolves it (level counts its frames)
+            namespace = get_local_namespace(level=level + 1)
+        raise _StopAtRun(list(self.objects), self, namespace)
 
     Network.run = run  # type: ignore[method-assign]
 
@@ -101,6 +110,77 @@ def _start_fresh_workers_stopping_at_run() -> None:
     preloading_the_worker_module(list(getattr(server, "_preload_modules", ["__main__"])))
 
 
+class _NotCompiled:
+    """Stands in for a Cython module the cache check did not load: its code does nothing."""
+
+    def main(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _interpreter_names() -> list[str]:
+    """This interpreter's names: its own first, then the other names in its folder that lead
+    to the same program (a virtual environment's ``python``, ``python3``, ``python3.11``).
+    Brian2's Cython cache keys its modules by the name, so a user's ``python script.py`` and
+    pip's ``brian2-autotune`` (which starts ``python3``) compile the same code twice."""
+    own = sys.executable
+    real = os.path.realpath(own)
+    folder = os.path.dirname(own)
+    major, minor = sys.version_info[:2]
+    names = [own]
+    for name in ("python", f"python{major}", f"python{major}.{minor}"):
+        path = os.path.join(folder, name)
+        if path not in names and os.path.exists(path) and os.path.realpath(path) == real:
+            names.append(path)
+    return names
+
+
+def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Whether Brian2's Cython cache already holds the network's code (compiled by an earlier
+    plain run of the script), and under which of this interpreter's names.
+
+    The network's code is generated for Cython, with Brian2's default preferences (float64),
+    as its run would generate it, and each module's cache file is looked up; nothing is
+    compiled or run. Returns ``modules`` (how many the run needs), ``cached`` (how many of them
+    the cache holds, per interpreter name) and ``seconds``; ``error`` instead of ``cached``
+    where the code could not be generated."""
+    import hashlib
+
+    from brian2 import prefs
+    from brian2.codegen.runtime.cython_rt.extension_manager import (
+        CythonExtensionManager,
+        get_cython_cache_dir,
+    )
+
+    started = time.perf_counter()
+    names = _interpreter_names()
+    cached = dict.fromkeys(names, 0)
+    modules = 0
+    if not any(Path(os.path.expanduser(get_cython_cache_dir())).glob("_cython_magic_*")):
+        return {"modules": 0, "cached": cached, "seconds": time.perf_counter() - started}
+
+    def look_up(manager: Any, module_path: str, key: tuple[Any, ...], **_: Any) -> _NotCompiled:
+        nonlocal modules
+        modules += 1
+        folder, suffix = os.path.dirname(module_path), getattr(manager, "so_ext", ".so")
+        for name in names:  # Brian2's module name: the md5 of its key, which holds the name
+            named = (*key[:2], name, *key[3:])
+            digest = hashlib.md5(str(named).encode("utf-8")).hexdigest()
+            cached[name] += os.path.isfile(os.path.join(folder,
+                                                        f"_cython_magic_{digest}{suffix}"))
+        return _NotCompiled()
+
+    CythonExtensionManager._load_module = look_up  # type: ignore[method-assign]
+    prefs.codegen.target = "cython"
+    try:
+        for obj in network.sorted_objects:
+            if obj.active:
+                obj.before_run(namespace)
+    except Exception as e:  # the run itself will say what is wrong; here it only means unknown
+        return {"modules": modules, "error": f"{type(e).__name__}: {e}"[:300],
+                "seconds": time.perf_counter() - started}
+    return {"modules": modules, "cached": cached, "seconds": time.perf_counter() - started}
+
+
 def _write_features(objects: list[Any], out: Path, started: float) -> None:
     from autotune.features import features_of
     from autotune.paths import replace_json
@@ -123,8 +203,8 @@ def _write_and_stop_every_process(objects: list[Any], out: Path, started: float,
     os._exit(0)
 
 
-def _run_until_run(kind: str, target: str, args: list[str]) -> list[Any] | None:
-    """The objects of the first network run, or None if none ran."""
+def _run_until_run(kind: str, target: str, args: list[str]) -> _StopAtRun | None:
+    """The first network run, stopped (None if none ran)."""
     try:
         if kind == "script":
             from autotune.runner import run_quietly_as_main
@@ -138,7 +218,7 @@ def _run_until_run(kind: str, target: str, args: list[str]) -> list[Any] | None:
             with contextlib.redirect_stdout(io.StringIO()):
                 load_simulate(WorkloadSpec.from_dict(json.loads(target)))(1 * second)
     except _StopAtRun as stop:
-        return stop.objects
+        return stop
     except SystemExit:
         return None
     return None
@@ -156,11 +236,17 @@ def main(argv: list[str]) -> int:
     os.environ[OUT_VARIABLE], os.environ[LEADER_VARIABLE] = str(out), str(os.getpid())
     _stop_at_run(out, started, os.getpid())
     _start_fresh_workers_stopping_at_run()
-    objects = _run_until_run(kind, target, args)
-    if objects is None:
+    stop = _run_until_run(kind, target, args)
+    if stop is None:
         sys.stderr.write("it finished without calling run()\n")
         return NO_RUN_EXIT
-    _write_features(objects, out, started)
+    _write_features(stop.objects, out, started)
+    if kind == "script" and stop.network is not None and stop.namespace is not None:
+        from autotune.paths import replace_json
+
+        found = {**json.loads(out.read_text()),
+                 "cython_cache": cython_cache_state(stop.network, stop.namespace)}
+        replace_json(out, found)
     return 0
 
 

@@ -280,7 +280,9 @@ def apply(
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     owner = owner or (script_owner(script) if script else "interactive")
-    cold = _cold_builds(profile, history, root, host, owner) | _retrained(runs)
+    cython_cached_as = _cython_cached_as(root, digest, dry_pass)
+    cold = _cold_builds(profile, history, root, host, owner,
+                        cython_cached_as is not None) | _retrained(runs)
     repeats = _expected_repeats(url, host, digest, node) if digest and cold else 1
     allowed = Allowed(
         standalone=standalone_ok, cython=cython_ok, numpy=numpy_reason is None,
@@ -330,6 +332,7 @@ def apply(
     if passive:
         why += (f"; its {config.threads} OpenMP threads sleep while they wait, since other "
                 f"work keeps {max(busy, neighbours.cores)} of {host.usable_cpus} CPUs busy")
+    why += _use_cython_cache_of(cython_cached_as, config)
     from autotune.brianprefs import configure_brian2
 
     watch_model()  # before configure_brian2, so the device methods PGO wraps keep their timing
@@ -532,9 +535,12 @@ def _cython_cache(root: Path, host: HostFingerprint, config: RunConfig) -> Path 
 
 
 def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Path,
-                 host: HostFingerprint, owner: str) -> frozenset[str]:
+                 host: HostFingerprint, owner: str, cython_cached: bool = False
+                 ) -> frozenset[str]:
     """The profile's configurations whose build would be new for this script here: standalone
-    ones with no built slot, Cython ones the script never ran (its code is not in the cache)."""
+    ones with no built slot, Cython ones the script never ran (its code is not in the cache),
+    except Brian2's default (float64, default flags) where ``cython_cached``: its dry pass found
+    all its code in Brian2's cache, compiled by a plain run of the script."""
     if profile is None:
         return frozenset()
     cold = set()
@@ -544,9 +550,39 @@ def _cold_builds(profile: Profile | None, history: dict[str, OwnTimes], root: Pa
             folder = standalone_build_dir(root, host.fingerprint, owner, config)
             if not any(folder.glob("slot-*/main")):
                 cold.add(config.key)
-        elif config.target == "cython" and config.key not in history:
+        elif config.target == "cython" and config.key not in history and not (
+                cython_cached and _brians_own_cython(config)):
             cold.add(config.key)
     return frozenset(cold)
+
+
+def _brians_own_cython(config: RunConfig) -> bool:
+    """Whether ``config`` compiles Cython code as plain Brian2 does (into its cache)."""
+    return config.target == "cython" and config.flags == "default" and (
+        config.precision == "float64")
+
+
+def _cython_cached_as(root: Path, digest: str | None,
+                      dry_pass: tuple[Path, Sequence[str]] | None) -> str | None:
+    """The interpreter name under which Brian2's cache holds this script's Cython code
+    (:func:`autotune.drypass.cython_cached_as`), or None."""
+    if digest is None:
+        return None
+    from autotune.drypass import cython_cached_as
+
+    return cython_cached_as(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
+
+
+def _use_cython_cache_of(name: str | None, config: RunConfig) -> str:
+    """Run Brian2's Cython under the interpreter name ``name`` where its cache holds the
+    script's code under that name: it keys each module by ``sys.executable``, and a user's
+    ``python script.py`` and pip's ``brian2-autotune`` (``python3``) would otherwise compile
+    the same code twice. The reason's note ('' when nothing changes)."""
+    if name is None or name == sys.executable or not _brians_own_cython(config):
+        return ""
+    sys.executable = name
+    return (f"; Brian2's Cython cache holds this script's code from a run as "
+            f"{Path(name).name}, so it runs as {Path(name).name} to reuse it")
 
 
 def _retrained(runs: list[RunRecord]) -> frozenset[str]:

@@ -84,6 +84,20 @@ def _read_entry(path: Path) -> tuple[list[str], ModelFeatures] | None:
         return None
 
 
+def cython_cached_as(cache_root: Path, digest: str, args: Sequence[str]) -> str | None:
+    """The interpreter name under which Brian2's Cython cache held all of this script's
+    compiled code when its dry pass looked (:func:`autotune._dry_child.cython_cache_state`:
+    a plain ``python`` run of the script compiled it), preferring this interpreter's own name;
+    None where it held none or not all, or it was not looked up."""
+    try:
+        state = json.loads(cache_file(cache_root, digest, args).read_text())["cython_cache"]
+        modules, cached = int(state["modules"]), state["cached"]
+        names = [name for name, count in cached.items() if modules > 0 and count == modules]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return sys.executable if sys.executable in names else next(iter(names), None)
+
+
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
     """The cached features of this script text and arguments (None: no usable cache)."""
     entry = _read_entry(cache_file(cache_root, digest, args))
@@ -177,15 +191,28 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
             logger.info("dry pass of %s: %s; predicting without its size", script, error)
             _note_failure(path, error)
             return None
+        cython_cache = document.pop("cython_cache", None)
         features = ModelFeatures.from_dict({**document,
                                             "seconds": time.perf_counter() - started})
-        write_json_atomically(path, {"arguments": list(args), "features": features.to_dict()})
-        logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)",
-                    script, features.describe(), features.seconds)
+        write_json_atomically(path, {"arguments": list(args), "features": features.to_dict(),
+                                     "cython_cache": cython_cache})
+        logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)%s",
+                    script, features.describe(), features.seconds, _cache_note(cython_cache))
         return features
     finally:
         if turn is not None:
             turn.release()
+
+
+def _cache_note(state: object) -> str:
+    """What the dry pass found in Brian2's Cython cache, for the log."""
+    if not isinstance(state, dict) or "seconds" not in state:
+        return ""
+    if "error" in state:
+        return f"; Brian2's Cython cache not looked up: {state['error']}"
+    found = max(state.get("cached", {}).values(), default=0)
+    return (f"; Brian2's Cython cache holds {found} of its {state.get('modules', 0)} Cython "
+            f"modules (looked up in {state['seconds']:.1f} s)")
 
 
 def _failure_file(path: Path) -> Path:
@@ -255,6 +282,8 @@ def _dry_run(arguments: list[str], timeout: float) -> tuple[dict[str, object] | 
             try:
                 _, stderr = child.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
+                if out.exists():  # the features came; the Cython cache's look-up did not end
+                    return json.loads(out.read_text()), ""
                 return None, f"no run() within {timeout:.0f} s"
             finally:
                 _kill_group(child.pid)

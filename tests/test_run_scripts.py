@@ -7,6 +7,7 @@ subprocesses.
 from __future__ import annotations
 
 import os
+import re
 import select
 import subprocess
 import sys
@@ -436,3 +437,60 @@ def test_a_cython_run_reuses_what_plain_brian2_compiled_for_the_script(tmp_path:
     assert tuned.stdout == plain.stdout
     assert sorted(p.name for p in brians.glob("*.so")) == compiled  # nothing compiled again
     assert not list(cache.rglob("*.so"))
+
+
+def _another_name_of_this_python() -> Path | None:
+    """A second name of this interpreter in its folder (a virtual environment's ``python3``
+    beside ``python``), or None."""
+    own = Path(sys.executable)
+    for name in ("python3", "python"):
+        other = own.parent / name
+        if other != own and other.exists() and os.path.realpath(other) == os.path.realpath(own):
+            return other
+    return None
+
+
+@pytest.mark.slow
+def test_a_first_run_finds_what_a_plain_run_compiled_under_another_name_of_python(
+        tmp_path: Path, db_url: str) -> None:
+    """A user ran ``python3 script.py`` (Brian2's default: Cython) before calibrating; the
+    tool, started as ``python``, looks the script's code up in Brian2's cache during its dry
+    pass: the first run prices Cython as built, runs under the name that compiled it and
+    compiles nothing again (Brian2 keys its cache by ``sys.executable``: before, such a first
+    run compiled everything again, and was priced for it)."""
+    from dataclasses import replace
+
+    from autotune.store import open_store
+    from tests.test_transfer import suite_profiles
+
+    other = _another_name_of_this_python()
+    if other is None:
+        pytest.skip("this interpreter has no second name in its folder")
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:  # a suite whose numpy is ruled out: runtime is Cython
+        for member in suite_profiles(collect_host()):
+            store.save_profile(replace(member, entries=tuple(
+                replace(e, status="invalid", reason="for this test")
+                if e.config.target == "numpy" else e for e in member.entries)))
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {"HOME": str(home), "BRIAN2_AUTOTUNE_CACHE": str(cache)}
+    script = tmp_path / "compiled_before.py"
+    script.write_text(CYTHON_SCRIPT)
+    plain = subprocess.run([str(other), str(script)], capture_output=True, text=True,
+                           env={**os.environ, **env}, timeout=600, check=True)
+    brians = home / ".cython" / "brian_extensions"
+    compiled = sorted(p.name for p in brians.glob("*.so"))
+    assert compiled
+    tuned = run_cli("run", "--db", db_url, "--device", "runtime", str(script), env=env)
+    assert tuned.returncode == 0, tuned.stderr
+    said = " ".join(tuned.stderr.split())
+    assert "applied runtime/cython" in said
+    # every module of its run (plain Brian2 also compiled a test module of its own)
+    assert re.search(r"Brian2's Cython cache holds (\d+) of its \1 Cython modules", said), said
+    assert f"so it runs as {other.name} to reuse it" in said
+    assert tuned.stdout == plain.stdout
+    assert sorted(p.name for p in brians.glob("*.so")) == compiled  # nothing compiled again
+    with open_store(db_url) as store:
+        assert [run.cold for run in store.runs()] == [False]  # priced and recorded as built
