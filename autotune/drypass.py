@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
@@ -88,12 +89,36 @@ def cython_cached_as(cache_root: Path, digest: str, args: Sequence[str]) -> str 
     """The interpreter name under which Brian2's Cython cache held all of this script's
     compiled code when its dry pass looked (:func:`autotune._dry_child.cython_cache_state`:
     a plain ``python`` run of the script compiled it), preferring this interpreter's own name;
-    None where it held none or not all, or it was not looked up."""
+    None where it held none or not all, or it was not looked up.
+
+    Arguments whose features were taken from alike ones without a dry pass
+    (:func:`known_features`) take what those found: a sweep's Cython code does not change with
+    the seed or rate it sweeps."""
+    exact = cache_file(cache_root, digest, args)
+    found = _cached_as(exact)
+    if found is None and not _looked_up(exact):
+        for other in sorted(text_cache_dir(cache_root, digest).glob("*.json")):
+            found = found or _cached_as(other)
+    return found
+
+
+def _cython_state(path: Path) -> Any:
     try:
-        state = json.loads(cache_file(cache_root, digest, args).read_text())["cython_cache"]
+        return json.loads(path.read_text()).get("cython_cache")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _looked_up(path: Path) -> bool:
+    return isinstance(_cython_state(path), dict)
+
+
+def _cached_as(path: Path) -> str | None:
+    state = _cython_state(path)
+    try:
         modules, cached = int(state["modules"]), state["cached"]
         names = [name for name, count in cached.items() if modules > 0 and count == modules]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return sys.executable if sys.executable in names else next(iter(names), None)
 

@@ -10,7 +10,12 @@ drawing off screen, and prints a markdown table: exit codes, wall times, the con
 applied and why.
 
     python benchmarks/brian2_examples.py BRIAN2_CHECKOUT/examples [--timeout 300] [--only NAME ...]
-        [--db URL_OR_SQLITE_PATH]
+        [--db URL_OR_SQLITE_PATH] [--fresh-brian2-cache] [--console-script]
+
+``--fresh-brian2-cache`` gives the runs a home folder of their own, so that Brian2's Cython
+cache starts empty: the plain run compiles, and ``run`` finds what it compiled (or not).
+``--console-script`` starts ``run`` as a user does, through pip's ``brian2-autotune`` script
+beside this interpreter (which starts ``python3``, while the plain run is ``python``).
 
 An example that fails under python (a missing optional package, a timeout) is listed as such
 and not run under ``run``.
@@ -82,7 +87,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="these examples (paths below examples/)")
     parser.add_argument("--db", help="run with a copy of this SQLite store (README command 1's "
                         "calibration of the suite, say) instead of an empty one")
+    parser.add_argument("--fresh-brian2-cache", action="store_true",
+                        help="a home folder of their own for the runs: Brian2's cache empty")
+    parser.add_argument("--console-script", action="store_true",
+                        help="start run through pip's brian2-autotune script, as a user does")
     args = parser.parse_args()
+    tuned_command = ([str(Path(sys.executable).parent / "brian2-autotune"), "run"]
+                     if args.console_script else [sys.executable, "-m", "autotune.cli", "run"])
     scripts = sorted(p for p in args.examples.rglob("*.py") if p.name != "plot_utils.py"
                      and p.name != "params.py")
     if args.only:
@@ -94,6 +105,9 @@ def main() -> None:
         env = {**os.environ, "MPLBACKEND": "Agg",
                "BRIAN2_AUTOTUNE_DB": f"sqlite:///{work}/store.db",
                "BRIAN2_AUTOTUNE_CACHE": f"{work}/cache"}
+        if args.fresh_brian2_cache:
+            (Path(work) / "home").mkdir()
+            env["HOME"] = f"{work}/home"
         for script in scripts:
             name = str(script.relative_to(args.examples))
             if name in SKIPPED:
@@ -108,9 +122,8 @@ def main() -> None:
                 print(f"{name}: python {code}", file=sys.stderr)
                 continue
             folder = Path(tempfile.mkdtemp(dir=work))
-            tuned, tuned_seconds, tuned_err = _run(
-                [sys.executable, "-m", "autotune.cli", "run", str(script)], folder,
-                args.timeout, env)
+            tuned, tuned_seconds, tuned_err = _run([*tuned_command, str(script)], folder,
+                                                   args.timeout, env)
             note = _why_runtime(tuned_err) if tuned == 0 else _last_error(tuned_err)
             rows.append([name, f"0 ({seconds:.0f} s)", f"{tuned} ({tuned_seconds:.0f} s)",
                          _applied(tuned_err), note])

@@ -16,6 +16,7 @@ import pytest
 from autotune.drypass import (
     alike_features,
     cache_file,
+    cython_cached_as,
     script_features,
     workload_features,
 )
@@ -419,3 +420,26 @@ def test_a_scripts_costly_calls_and_noise_draws_are_counted(tmp_path: Path) -> N
     assert features is not None
     assert features.function_calls == 30 * 2 and features.random_normals == 30
     assert "60 costly function calls per 0.1 ms" in features.describe()
+
+
+def test_the_name_that_compiled_a_scripts_cython_code_is_read_from_its_dry_pass(
+        tmp_path: Path) -> None:
+    """Only a name that holds every module counts, this interpreter's own first; arguments
+    taken from alike ones without a dry pass take what those found, while a dry pass that
+    looked and found nothing is believed."""
+    cache, other = tmp_path / "cache", "/venv/bin/python3"
+
+    def entry(args: list[str], state: object) -> None:
+        write_json_atomically(cache_file(cache, "t", args), {
+            "arguments": args, "features": _features(10).to_dict(), "cython_cache": state})
+
+    entry(["1"], {"modules": 5, "cached": {sys.executable: 4, other: 5}, "seconds": 1.0})
+    assert cython_cached_as(cache, "t", ["1"]) == other
+    entry(["1"], {"modules": 5, "cached": {sys.executable: 5, other: 5}, "seconds": 1.0})
+    assert cython_cached_as(cache, "t", ["1"]) == sys.executable
+    entry(["2"], {"modules": 5, "cached": {sys.executable: 4, other: 0}, "seconds": 1.0})
+    assert cython_cached_as(cache, "t", ["2"]) is None  # looked up: not all there
+    assert cython_cached_as(cache, "t", ["3"]) == sys.executable  # alike, no dry pass
+    entry(["4"], {"modules": 0, "error": "KeyError: 'x'", "seconds": 0.2})
+    assert cython_cached_as(cache, "t", ["4"]) is None
+    assert cython_cached_as(cache, "another text", ["1"]) is None
