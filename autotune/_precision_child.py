@@ -77,9 +77,10 @@ def main(argv: list[str]) -> int:
     from autotune.errors import CannotServe
     from autotune.paths import script_owner
     from autotune.runner import execute_script, serving_of
-    from autotune.runrecord import last_model
+    from autotune.runrecord import keep_last_model, last_model
     from autotune.scriptcheck import analyse_script
 
+    keep_last_model()
     applied = apply(precision=precision, device=os.environ.get(DEVICE_ENV), record=False,
                     owner=script_owner(script), analysis=analyse_script(script))
     brian2.seed(SEED)

@@ -232,8 +232,13 @@ def peak_rss() -> int:
     return max(own, children) * scale
 
 
-#: The groups of the last network Brian2 ran in this process (see :func:`watch_model`).
+#: The objects of the network Brian2 runs now in this process (see :func:`watch_model`); held
+#: only while its run lasts, unless :func:`keep_last_model` asked for them afterwards.
 _LAST_MODEL: list[Any] = []
+#: Neurons and synapses of the last network run, counted before its objects were let go.
+_LAST_SIZE: list[int | None] = [None, None]
+#: Whether the last network's objects are kept once its run is over (:func:`keep_last_model`).
+_KEEP_LAST_MODEL: list[bool] = [False]
 
 
 @dataclass
@@ -296,6 +301,7 @@ def watch_model() -> None:
 
     def before_run(self: Any, run_namespace: Any) -> Any:
         _LAST_MODEL[:] = list(self.objects)
+        _LAST_SIZE[:] = [None, None]
         self._autotune_started_at = time_of(self)
         result = original_before(self, run_namespace)
         self._autotune_clock = _own_clock()  # the loop starts now (runtime)
@@ -309,6 +315,7 @@ def watch_model() -> None:
         except Exception as e:  # noqa: BLE001 - bookkeeping must never fail the user's run
             logger.warning("could not count this run() of the script (%s: %s); its record "
                            "will lack it", type(e).__name__, e)
+        _let_the_model_go()
         return result
 
     before_run._autotune_watch = True  # type: ignore[attr-defined]
@@ -330,6 +337,7 @@ def _watch_standalone_binary() -> None:
             return original(self, *args, **kwargs)
         finally:
             _LOOP_PACE.add(clock)
+            _let_the_model_go()
 
     CPPStandaloneDevice.run = run  # type: ignore[method-assign]
 
@@ -383,23 +391,55 @@ def _count_runtime_run(network: Any, ended: tuple[float, float]) -> None:
         _LOOP_PACE.add(clock, ended)
 
 
+def _let_the_model_go() -> None:
+    """Count the network just run, then drop our references to its objects, unless kept.
+
+    Held on, a finished network's objects keep their names taken: Brian2 names a new object
+    after the first free name of its class, so a script that builds a network per panel
+    (Brian2's ``Brunel_2000.py``) got ``synapses_1`` where a plain run reuses ``synapses``.
+    Its code then differed from what plain Brian2 had compiled, and the run compiled 7 Cython
+    modules again (29 s of set-up), holding the previous panel's 15 million synapses too. In
+    standalone the synapses can only be counted once the binary ran: they are kept until then.
+    """
+    size = _count(_LAST_MODEL)
+    if size is None:
+        return
+    _LAST_SIZE[:] = list(size)
+    if not _KEEP_LAST_MODEL[0]:
+        _LAST_MODEL.clear()
+
+
+def keep_last_model() -> None:
+    """Keep the last network's objects once its run is over, for :func:`last_model` (a
+    precision check reads the monitors a script leaves behind)."""
+    _KEEP_LAST_MODEL[0] = True
+
+
 def last_model() -> list[Any]:
-    """The objects of the last network Brian2 ran in this process (see :func:`watch_model`)."""
+    """The objects of the last network Brian2 ran in this process, where
+    :func:`keep_last_model` asked for them (see :func:`watch_model`)."""
     return list(_LAST_MODEL)
+
+
+def _count(objects: list[Any]) -> tuple[int, int] | None:
+    brian2 = sys.modules.get("brian2")
+    if brian2 is None or not objects:
+        return None
+    try:
+        neurons = sum(int(o.N) for o in objects if isinstance(o, brian2.NeuronGroup))
+        synapses = sum(len(o) for o in objects if isinstance(o, brian2.Synapses))
+    except Exception:  # noqa: BLE001 - standalone before its binary ran, or unreadable
+        return None
+    return neurons, synapses
 
 
 def model_size() -> tuple[int | None, int | None]:
     """Neurons and synapses of the last network run in this process (None, None when no run
     was watched or they cannot be read)."""
-    brian2 = sys.modules.get("brian2")
-    if brian2 is None or not _LAST_MODEL:
-        return None, None
-    try:
-        neurons = sum(int(o.N) for o in _LAST_MODEL if isinstance(o, brian2.NeuronGroup))
-        synapses = sum(len(o) for o in _LAST_MODEL if isinstance(o, brian2.Synapses))
-    except Exception:  # noqa: BLE001 - sizes are a bonus; a failed read must not fail the run
-        return None, None
-    return neurons, synapses
+    if _LAST_SIZE[0] is not None:
+        return _LAST_SIZE[0], _LAST_SIZE[1]
+    size = _count(_LAST_MODEL)  # a run that did not end through after_run (stopped, failed)
+    return (None, None) if size is None else size
 
 
 def _process_wall() -> float | None:

@@ -255,6 +255,48 @@ def test_a_run_stopped_by_the_script_is_recorded_with_what_it_simulated(
     assert record.simulated == pytest.approx(ended / 1000, abs=2e-4)
 
 
+PANELS = """
+from brian2 import *
+
+def panel(n):
+    group = NeuronGroup(n, 'dv/dt = (2 - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0',
+                        method='exact')
+    synapses = Synapses(group, group, on_pre='v += 0.1')
+    synapses.connect(i=0, j=1)
+    monitor = SpikeMonitor(group)
+    run(1*ms)
+    return [group.name, synapses.name, monitor.name]
+
+print(panel(3), panel(4))
+"""
+
+
+def test_a_network_built_per_panel_gets_the_names_a_plain_run_gives_it(
+        db_url: str, tmp_path: Path) -> None:
+    """Our record of the last network must not keep a finished panel's objects alive: Brian2
+    names a new object after the first free name, and Brunel_2000.py's later panels got
+    ``synapses_1`` and the like under run, so their Cython code differed from what plain
+    Brian2 had compiled (7 modules compiled again, 29 s)."""
+    from autotune.host import collect_host
+
+    profile = make_profile(collect_host())
+    entries = tuple(replace(e, status="invalid", reason="nothing to compile in this test")
+                    if e.config.target == "cython" else e for e in profile.entries)
+    with open_store(db_url) as store:
+        store.save_profile(replace(profile, entries=entries))
+    script = tmp_path / "panels.py"
+    script.write_text(PANELS)
+    (tmp_path / "brian_preferences").write_text("codegen.target = 'numpy'\n")  # no compiling
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=300, check=True, cwd=tmp_path)
+    done = run_cli("run", "--db", db_url, str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == plain.stdout, done.stdout
+    with open_store(db_url) as store:
+        (record,) = store.runs()
+    assert (record.neurons, record.synapses) == (4, 1)  # the last panel, counted as it ended
+
+
 def test_runs_of_an_older_store_are_recorded_after_it_is_upgraded(tmp_path: Path) -> None:
     """apply writes runs with sqlite3 alone; a store made before runs had a script column is
     upgraded by the repository instead of losing the run."""
