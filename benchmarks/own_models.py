@@ -15,10 +15,12 @@ interleaved round by round:
 4. ``brian2-autotune run SCRIPT``: the tuned choice, which learns from the script's own runs
    from one round to the next, as it does for a user who runs a script again.
 
-Each alternative has its own cache of builds, so each pays its own cold builds in round 1:
-Brian2's default too, whose Cython cache (global, ``~/.cython``, and warm from whatever ran
-before) is pointed into the benchmark's folder by a ``brian_preferences`` file beside the
-scripts, which Brian2 reads from the current folder.
+Each alternative has its own cache of standalone builds, so each pays its own cold builds in
+round 1. Brian2's Cython cache (global, ``~/.cython``, and warm from whatever ran before) is
+pointed into the benchmark's folder by a ``brian_preferences`` file beside the scripts, which
+Brian2 reads from the current folder: Brian2's default compiles there in round 1, and the tuned
+run's Cython with the default flags finds that code there (its dry pass looks it up), as for a
+user who ran the script under ``python`` before.
 Reported: the total wall time of all the rounds (what a user who runs the script that many
 times waits) and the tuned total's speed against the best total of 1-3; and, over the later
 (warm) rounds, the median of each and the tuned run's speed against the best of 1-3 in each
