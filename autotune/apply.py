@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,7 @@ from autotune.store.location import resolve_url
 from autotune.values import as_seconds
 
 if TYPE_CHECKING:  # imported only when a script is read, or has runs to learn from
+    from autotune.drypass import CythonCacheFound
     from autotune.features import ModelFeatures
     from autotune.learned import OwnTimes
     from autotune.pgo import ProfileGuidedBuild
@@ -280,9 +281,11 @@ def apply(
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     owner = owner or (script_owner(script) if script else "interactive")
-    cython_cached_as = _cython_cached_as(root, digest, dry_pass)
+    cython_found = _cython_cache_found(root, digest, dry_pass)
+    if profile is not None and cython_found is not None and not cython_found.complete:
+        profile = _with_cython_partly_built(profile, cython_found)
     cold = _cold_builds(profile, history, root, host, owner,
-                        cython_cached_as is not None) | _retrained(runs)
+                        cython_found is not None and cython_found.complete) | _retrained(runs)
     repeats = _expected_repeats(url, host, digest, node) if digest and cold else 1
     allowed = Allowed(
         standalone=standalone_ok, cython=cython_ok, numpy=numpy_reason is None,
@@ -332,7 +335,7 @@ def apply(
     if passive:
         why += (f"; its {config.threads} OpenMP threads sleep while they wait, since other "
                 f"work keeps {max(busy, neighbours.cores)} of {host.usable_cpus} CPUs busy")
-    why += _use_cython_cache_of(cython_cached_as, config)
+    why += _use_cython_cache_of(cython_found, config, config.key in cold)
     from autotune.brianprefs import configure_brian2
 
     watch_model()  # before configure_brian2, so the device methods PGO wraps keep their timing
@@ -562,27 +565,47 @@ def _brians_own_cython(config: RunConfig) -> bool:
         config.precision == "float64")
 
 
-def _cython_cached_as(root: Path, digest: str | None,
-                      dry_pass: tuple[Path, Sequence[str]] | None) -> str | None:
-    """The interpreter name under which Brian2's cache holds this script's Cython code
-    (:func:`autotune.drypass.cython_cached_as`), or None."""
+def _cython_cache_found(root: Path, digest: str | None,
+                        dry_pass: tuple[Path, Sequence[str]] | None) -> CythonCacheFound | None:
+    """What Brian2's cache holds of this script's Cython code
+    (:func:`autotune.drypass.cython_cache_found`), or None."""
     if digest is None:
         return None
-    from autotune.drypass import cython_cached_as
+    from autotune.drypass import cython_cache_found
 
-    return cython_cached_as(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
+    return cython_cache_found(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
 
 
-def _use_cython_cache_of(name: str | None, config: RunConfig) -> str:
-    """Run Brian2's Cython under the interpreter name ``name`` where its cache holds the
-    script's code under that name: it keys each module by ``sys.executable``, and a user's
-    ``python script.py`` and pip's ``brian2-autotune`` (``python3``) would otherwise compile
-    the same code twice. The reason's note ('' when nothing changes)."""
-    if name is None or name == sys.executable or not _brians_own_cython(config):
+def _with_cython_partly_built(profile: Profile, found: CythonCacheFound) -> Profile:
+    """``profile`` with Brian2's own Cython's cold build priced for the modules that Brian2's
+    cache lacks, not for all: a script edited since its plain runs (one equation changed)
+    compiles one or two modules, not a dozen."""
+    missing = 1.0 - found.found / found.modules
+    entries = tuple(
+        replace(entry, cost=replace(entry.cost, cold_extra=entry.cost.cold_extra * missing))
+        if entry.cost is not None and _brians_own_cython(entry.config) else entry
+        for entry in profile.entries)
+    return replace(profile, entries=entries)
+
+
+def _use_cython_cache_of(found: CythonCacheFound | None, config: RunConfig, cold: bool) -> str:
+    """Run Brian2's Cython under the interpreter name whose entries in Brian2's cache hold the
+    script's code: it keys each module by ``sys.executable``, and a user's ``python
+    script.py`` and pip's ``brian2-autotune`` (``python3``) would otherwise compile the same
+    code twice. The reason's note ('' when nothing changes)."""
+    if found is None or not _brians_own_cython(config):
         return ""
-    sys.executable = name
-    return (f"; Brian2's Cython cache holds this script's code from a run as "
-            f"{Path(name).name}, so it runs as {Path(name).name} to reuse it")
+    note = ""
+    if cold:
+        note = (f"; Brian2's Cython cache holds {found.found} of this script's {found.modules} "
+                f"modules, so its cold build is priced for the {found.modules - found.found} "
+                "missing")
+    if found.name != sys.executable:
+        sys.executable = found.name
+        held = "this script's code" if found.complete else "those"
+        note += (f"; Brian2's Cython cache holds {held} from a run as {Path(found.name).name}, "
+                 f"so it runs as {Path(found.name).name} to reuse it")
+    return note
 
 
 def _retrained(runs: list[RunRecord]) -> frozenset[str]:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,21 +86,50 @@ def _read_entry(path: Path) -> tuple[list[str], ModelFeatures] | None:
         return None
 
 
-def cython_cached_as(cache_root: Path, digest: str, args: Sequence[str]) -> str | None:
-    """The interpreter name under which Brian2's Cython cache held all of this script's
-    compiled code when its dry pass looked (:func:`autotune._dry_child.cython_cache_state`:
-    a plain ``python`` run of the script compiled it), preferring this interpreter's own name;
-    None where it held none or not all, or it was not looked up.
+@dataclass(frozen=True)
+class CythonCacheFound:
+    """What Brian2's Cython cache held of a script's code when its dry pass looked
+    (:func:`autotune._dry_child.cython_cache_state`: a plain ``python`` run of the script
+    compiled it).
+
+    Attributes:
+        name: the interpreter name under which it held the most of the script's modules (this
+            interpreter's own name on a tie): Brian2 keys each module by ``sys.executable``.
+        found: how many of them it held under that name.
+        modules: how many the script's first run needs.
+    """
+
+    name: str
+    found: int
+    modules: int
+
+    @property
+    def complete(self) -> bool:
+        """Whether every module is there: nothing to compile."""
+        return self.found == self.modules
+
+
+def cython_cache_found(cache_root: Path, digest: str, args: Sequence[str]
+                       ) -> CythonCacheFound | None:
+    """What Brian2's Cython cache held of this script's code (None where it held none, or it
+    was not looked up).
 
     Arguments whose features were taken from alike ones without a dry pass
     (:func:`known_features`) take what those found: a sweep's Cython code does not change with
     the seed or rate it sweeps."""
     exact = cache_file(cache_root, digest, args)
-    found = _cached_as(exact)
+    found = _found_in(exact)
     if found is None and not _looked_up(exact):
         for other in sorted(text_cache_dir(cache_root, digest).glob("*.json")):
-            found = found or _cached_as(other)
+            found = found or _found_in(other)
     return found
+
+
+def cython_cached_as(cache_root: Path, digest: str, args: Sequence[str]) -> str | None:
+    """The interpreter name under which Brian2's Cython cache held all of this script's code
+    (:func:`cython_cache_found`), or None."""
+    found = cython_cache_found(cache_root, digest, args)
+    return found.name if found is not None and found.complete else None
 
 
 def _cython_state(path: Path) -> Any:
@@ -113,14 +143,19 @@ def _looked_up(path: Path) -> bool:
     return isinstance(_cython_state(path), dict)
 
 
-def _cached_as(path: Path) -> str | None:
+def _found_in(path: Path) -> CythonCacheFound | None:
     state = _cython_state(path)
     try:
-        modules, cached = int(state["modules"]), state["cached"]
-        names = [name for name, count in cached.items() if modules > 0 and count == modules]
+        modules = int(state["modules"])
+        counts = {str(name): min(int(count), modules) for name, count in state["cached"].items()}
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    return sys.executable if sys.executable in names else next(iter(names), None)
+    if modules <= 0 or not counts or max(counts.values()) <= 0:
+        return None
+    best = max(counts.values())
+    name = sys.executable if counts.get(sys.executable) == best else next(
+        n for n, count in counts.items() if count == best)
+    return CythonCacheFound(name, best, modules)
 
 
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:

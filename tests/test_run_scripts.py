@@ -457,9 +457,11 @@ def test_a_first_run_finds_what_a_plain_run_compiled_under_another_name_of_pytho
     tool, started as ``python``, looks the script's code up in Brian2's cache during its dry
     pass: the first run prices Cython as built, runs under the name that compiled it and
     compiles nothing again (Brian2 keys its cache by ``sys.executable``: before, such a first
-    run compiled everything again, and was priced for it)."""
+    run compiled everything again, and was priced for it). A copy edited since is priced
+    for the one module it lacks."""
     from dataclasses import replace
 
+    from autotune.config import RunConfig
     from autotune.store import open_store
     from tests.test_transfer import suite_profiles
 
@@ -468,10 +470,11 @@ def test_a_first_run_finds_what_a_plain_run_compiled_under_another_name_of_pytho
         pytest.skip("this interpreter has no second name in its folder")
     from autotune.host import collect_host
 
-    with open_store(db_url) as store:  # a suite whose numpy is ruled out: runtime is Cython
+    cython, compile_seconds = RunConfig("runtime", "cython"), 30.0
+    with open_store(db_url) as store:  # a suite whose runtime is Cython, its compile 30 s
         for member in suite_profiles(collect_host()):
             store.save_profile(replace(member, entries=tuple(
-                replace(e, status="invalid", reason="for this test")
+                replace(e, config=cython, cost=replace(e.cost, cold_extra=compile_seconds))
                 if e.config.target == "numpy" else e for e in member.entries)))
     home, cache = tmp_path / "home", tmp_path / "cache"
     home.mkdir()
@@ -493,4 +496,21 @@ def test_a_first_run_finds_what_a_plain_run_compiled_under_another_name_of_pytho
     assert tuned.stdout == plain.stdout
     assert sorted(p.name for p in brians.glob("*.so")) == compiled  # nothing compiled again
     with open_store(db_url) as store:
-        assert [run.cold for run in store.runs()] == [False]  # priced and recorded as built
+        (first,) = store.runs()
+    assert first.cold is False and first.predicted_total < compile_seconds  # priced as built
+    # a copy edited since the plain run, never run here: one module's code changed, and only
+    # that one is priced as a compile
+    copy = tmp_path / "edited_since.py"
+    copy.write_text(CYTHON_SCRIPT.replace("reset='v = 0'", "reset='v = 0.25'"))
+    edited = run_cli("run", "--db", db_url, "--device", "runtime", str(copy), env=env)
+    assert edited.returncode == 0, edited.stderr
+    said = " ".join(edited.stderr.split())
+    found = re.search(r"Brian2's Cython cache holds (\d+) of this script's (\d+) modules, so its "
+                      r"cold build is priced for the 1 missing", said)
+    assert found and int(found[1]) + 1 == int(found[2]), said
+    assert len(list(brians.glob("*.so"))) == len(compiled) + 1  # the reset, under python3
+    with open_store(db_url) as store:
+        second = store.runs()[-1]
+    assert second.cold is True
+    assert second.predicted_total - first.predicted_total == pytest.approx(
+        compile_seconds / int(found[2]), abs=0.05)
