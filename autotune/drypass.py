@@ -119,17 +119,11 @@ def cython_cache_found(cache_root: Path, digest: str, args: Sequence[str]
     the seed or rate it sweeps."""
     exact = cache_file(cache_root, digest, args)
     found = _found_in(exact)
-    if found is None and not _looked_up(exact):
-        for other in sorted(text_cache_dir(cache_root, digest).glob("*.json")):
-            found = found or _found_in(other)
-    return found
-
-
-def cython_cached_as(cache_root: Path, digest: str, args: Sequence[str]) -> str | None:
-    """The interpreter name under which Brian2's Cython cache held all of this script's code
-    (:func:`cython_cache_found`), or None."""
-    found = cython_cache_found(cache_root, digest, args)
-    return found.name if found is not None and found.complete else None
+    if found is not None or _looked_up(exact):
+        return found
+    alike = [f for other in text_cache_dir(cache_root, digest).glob("*.json")
+             if (f := _found_in(other)) is not None]
+    return max(alike, key=lambda f: f.found / f.modules, default=None)
 
 
 def _cython_state(path: Path) -> Any:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from autotune.drypass import (
+    CythonCacheFound,
     alike_features,
     cache_file,
-    cython_cached_as,
+    cython_cache_found,
     script_features,
     workload_features,
 )
@@ -424,9 +425,10 @@ def test_a_scripts_costly_calls_and_noise_draws_are_counted(tmp_path: Path) -> N
 
 def test_the_name_that_compiled_a_scripts_cython_code_is_read_from_its_dry_pass(
         tmp_path: Path) -> None:
-    """Only a name that holds every module counts, this interpreter's own first; arguments
-    taken from alike ones without a dry pass take what those found, while a dry pass that
-    looked and found nothing is believed."""
+    """The name that holds the most modules counts, this interpreter's own on a tie, and only
+    all of them make the code complete; arguments taken from alike ones without a dry pass
+    take the most complete of what those found, while a dry pass that looked and found
+    nothing is believed."""
     cache, other = tmp_path / "cache", "/venv/bin/python3"
 
     def entry(args: list[str], state: object) -> None:
@@ -434,12 +436,29 @@ def test_the_name_that_compiled_a_scripts_cython_code_is_read_from_its_dry_pass(
             "arguments": args, "features": _features(10).to_dict(), "cython_cache": state})
 
     entry(["1"], {"modules": 5, "cached": {sys.executable: 4, other: 5}, "seconds": 1.0})
-    assert cython_cached_as(cache, "t", ["1"]) == other
+    assert cython_cache_found(cache, "t", ["1"]) == CythonCacheFound(other, 5, 5)
     entry(["1"], {"modules": 5, "cached": {sys.executable: 5, other: 5}, "seconds": 1.0})
-    assert cython_cached_as(cache, "t", ["1"]) == sys.executable
+    found = cython_cache_found(cache, "t", ["1"])
+    assert found == CythonCacheFound(sys.executable, 5, 5) and found.complete
     entry(["2"], {"modules": 5, "cached": {sys.executable: 4, other: 0}, "seconds": 1.0})
-    assert cython_cached_as(cache, "t", ["2"]) is None  # looked up: not all there
-    assert cython_cached_as(cache, "t", ["3"]) == sys.executable  # alike, no dry pass
+    found = cython_cache_found(cache, "t", ["2"])  # looked up: not all there
+    assert found == CythonCacheFound(sys.executable, 4, 5) and not found.complete
+    for alike in ("3", "5", "6"):  # whatever order the files are listed in
+        assert cython_cache_found(cache, "t", [alike]) == CythonCacheFound(sys.executable, 5, 5)
     entry(["4"], {"modules": 0, "error": "KeyError: 'x'", "seconds": 0.2})
-    assert cython_cached_as(cache, "t", ["4"]) is None
-    assert cython_cached_as(cache, "another text", ["1"]) is None
+    assert cython_cache_found(cache, "t", ["4"]) is None
+    entry(["7"], {"modules": 5, "cached": {sys.executable: 0, other: 0}, "seconds": 1.0})
+    assert cython_cache_found(cache, "t", ["7"]) is None
+    assert cython_cache_found(cache, "another text", ["1"]) is None
+
+
+def test_a_part_found_for_one_seed_does_not_hide_all_found_for_another(tmp_path: Path) -> None:
+    """A sweep's seed without a dry pass takes the most complete look-up of its alike seeds,
+    whichever cache file is listed first (the first one found used to win)."""
+    cache = tmp_path / "cache"
+    seeds = sorted((["1"], ["2"], ["3"]), key=lambda args: cache_file(cache, "t", args).name)
+    for args, found in zip(seeds[:2], (4, 5), strict=True):  # the part listed first
+        write_json_atomically(cache_file(cache, "t", args), {
+            "arguments": args, "features": _features(10).to_dict(),
+            "cython_cache": {"modules": 5, "cached": {sys.executable: found}, "seconds": 1.0}})
+    assert cython_cache_found(cache, "t", ["9"]) == CythonCacheFound(sys.executable, 5, 5)
