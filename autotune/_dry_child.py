@@ -49,8 +49,7 @@ class _StopAtRun(BaseException):
     """Raised in place of the first run (a BaseException: a script's ``except Exception``
     must not swallow it), with the network and the namespace its run would have used."""
 
-    def __init__(self, objects: list[Any], network: Any = None,
-                 namespace: dict[str, Any] | None = None) -> None:
+    def __init__(self, objects: list[Any], network: Any, namespace: dict[str, Any]) -> None:
         super().__init__("dry pass stops at run()")
         self.objects = objects
         self.network = network
@@ -241,7 +240,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("it finished without calling run()\n")
         return NO_RUN_EXIT
     _write_features(stop.objects, out, started)
-    if kind == "script" and stop.network is not None and stop.namespace is not None:
+    if kind == "script":
         from autotune.paths import replace_json
 
         found = {**json.loads(out.read_text()),

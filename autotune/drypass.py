@@ -138,7 +138,11 @@ def _looked_up(path: Path) -> bool:
 
 
 def _found_in(path: Path) -> CythonCacheFound | None:
-    state = _cython_state(path)
+    return _found(_cython_state(path))
+
+
+def _found(state: Any) -> CythonCacheFound | None:
+    """A look-up's document (:func:`autotune._dry_child.cython_cache_state`) read."""
     try:
         modules = int(state["modules"])
         counts = {str(name): min(int(count), modules) for name, count in state["cached"].items()}
@@ -264,9 +268,9 @@ def _cache_note(state: object) -> str:
         return ""
     if "error" in state:
         return f"; Brian2's Cython cache not looked up: {state['error']}"
-    found = max(state.get("cached", {}).values(), default=0)
-    return (f"; Brian2's Cython cache holds {found} of its {state.get('modules', 0)} Cython "
-            f"modules (looked up in {state['seconds']:.1f} s)")
+    found = _found(state)
+    return (f"; Brian2's Cython cache holds {found.found if found else 0} of its "
+            f"{state.get('modules', 0)} Cython modules (looked up in {state['seconds']:.1f} s)")
 
 
 def _failure_file(path: Path) -> Path:
