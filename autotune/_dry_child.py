@@ -139,23 +139,20 @@ def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any
 
     The network's code is generated for Cython, with Brian2's default preferences (float64),
     as its run would generate it, and each module's cache file is looked up; nothing is
-    compiled or run. Returns ``modules`` (how many the run needs), ``cached`` (how many of them
-    the cache holds, per interpreter name) and ``seconds``; ``error`` instead of ``cached``
-    where the code could not be generated."""
+    compiled or run. Returns ``modules`` (how many the run needs), ``files`` (each module's
+    cache file, per interpreter name: later runs look again, since a plain run after this dry
+    pass may compile them), ``cached`` (how many of them the cache holds now, per name) and
+    ``seconds``; ``error`` instead where the code could not be generated. The code is generated
+    even where the cache is empty, for the same reason."""
     import hashlib
 
     from brian2 import prefs
-    from brian2.codegen.runtime.cython_rt.extension_manager import (
-        CythonExtensionManager,
-        get_cython_cache_dir,
-    )
+    from brian2.codegen.runtime.cython_rt.extension_manager import CythonExtensionManager
 
     started = time.perf_counter()
     names = _interpreter_names()
-    cached = dict.fromkeys(names, 0)
+    files: dict[str, list[str]] = {name: [] for name in names}
     modules = 0
-    if not any(Path(os.path.expanduser(get_cython_cache_dir())).glob("_cython_magic_*")):
-        return {"modules": 0, "cached": cached, "seconds": time.perf_counter() - started}
 
     def look_up(manager: Any, module_path: str, key: tuple[Any, ...], **_: Any) -> _NotCompiled:
         nonlocal modules
@@ -164,8 +161,7 @@ def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any
         for name in names:  # Brian2's module name: the md5 of its key, which holds the name
             named = (*key[:2], name, *key[3:])
             digest = hashlib.md5(str(named).encode("utf-8")).hexdigest()
-            cached[name] += os.path.isfile(os.path.join(folder,
-                                                        f"_cython_magic_{digest}{suffix}"))
+            files[name].append(os.path.join(folder, f"_cython_magic_{digest}{suffix}"))
         return _NotCompiled()
 
     CythonExtensionManager._load_module = look_up  # type: ignore[method-assign]
@@ -177,7 +173,9 @@ def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any
     except Exception as e:  # the run itself will say what is wrong; here it only means unknown
         return {"modules": modules, "error": f"{type(e).__name__}: {e}"[:300],
                 "seconds": time.perf_counter() - started}
-    return {"modules": modules, "cached": cached, "seconds": time.perf_counter() - started}
+    cached = {name: sum(map(os.path.isfile, paths)) for name, paths in files.items()}
+    return {"modules": modules, "files": files, "cached": cached,
+            "seconds": time.perf_counter() - started}
 
 
 def _write_features(objects: list[Any], out: Path, started: float) -> None:

@@ -88,9 +88,9 @@ def _read_entry(path: Path) -> tuple[list[str], ModelFeatures] | None:
 
 @dataclass(frozen=True)
 class CythonCacheFound:
-    """What Brian2's Cython cache held of a script's code when its dry pass looked
-    (:func:`autotune._dry_child.cython_cache_state`: a plain ``python`` run of the script
-    compiled it).
+    """What Brian2's Cython cache holds of a script's code (compiled by a plain ``python`` run
+    of the script, before or after its dry pass listed the modules:
+    :func:`autotune._dry_child.cython_cache_state`).
 
     Attributes:
         name: the interpreter name under which it held the most of the script's modules (this
@@ -111,8 +111,8 @@ class CythonCacheFound:
 
 def cython_cache_found(cache_root: Path, digest: str, args: Sequence[str]
                        ) -> CythonCacheFound | None:
-    """What Brian2's Cython cache held of this script's code (None where it held none, or it
-    was not looked up).
+    """What Brian2's Cython cache holds of this script's code (None where it holds none, or
+    the dry pass could not list the modules).
 
     Arguments whose features were taken from alike ones without a dry pass
     (:func:`known_features`) take what those found: a sweep's Cython code does not change with
@@ -142,10 +142,12 @@ def _found_in(path: Path) -> CythonCacheFound | None:
 
 
 def _found(state: Any) -> CythonCacheFound | None:
-    """A look-up's document (:func:`autotune._dry_child.cython_cache_state`) read."""
+    """A look-up's document (:func:`autotune._dry_child.cython_cache_state`) read, its module
+    files looked for again: a plain run since the dry pass may have compiled them (documents
+    written before the files were kept give their counts as they were then)."""
     try:
         modules = int(state["modules"])
-        counts = {str(name): min(int(count), modules) for name, count in state["cached"].items()}
+        counts = {str(name): min(_count(state, name), modules) for name in state["cached"]}
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     if modules <= 0 or not counts or max(counts.values()) <= 0:
@@ -154,6 +156,13 @@ def _found(state: Any) -> CythonCacheFound | None:
     name = sys.executable if counts.get(sys.executable) == best else next(
         n for n, count in counts.items() if count == best)
     return CythonCacheFound(name, best, modules)
+
+
+def _count(state: dict[str, Any], name: str) -> int:
+    files = state.get("files")
+    if isinstance(files, dict) and isinstance(files.get(name), list):
+        return sum(isinstance(path, str) and os.path.isfile(path) for path in files[name])
+    return int(state["cached"][name])
 
 
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:

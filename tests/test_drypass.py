@@ -462,3 +462,51 @@ def test_a_part_found_for_one_seed_does_not_hide_all_found_for_another(tmp_path:
             "arguments": args, "features": _features(10).to_dict(),
             "cython_cache": {"modules": 5, "cached": {sys.executable: found}, "seconds": 1.0}})
     assert cython_cache_found(cache, "t", ["9"]) == CythonCacheFound(sys.executable, 5, 5)
+
+
+def test_module_files_listed_by_the_dry_pass_are_looked_for_again(tmp_path: Path) -> None:
+    """What the cache holds is read when the run asks, not when the dry pass looked: a plain
+    run between the two compiled the modules."""
+    cache, other = tmp_path / "cache", "/venv/bin/python3"
+    own_files = [tmp_path / f"own{i}.so" for i in range(3)]
+    write_json_atomically(cache_file(cache, "t", []), {
+        "arguments": [], "features": _features(10).to_dict(),
+        "cython_cache": {"modules": 3, "cached": {sys.executable: 0, other: 0},
+                         "files": {sys.executable: [str(p) for p in own_files],
+                                   other: [str(tmp_path / "elsewhere.so")] * 3},
+                         "seconds": 1.0}})
+    assert cython_cache_found(cache, "t", []) is None
+    own_files[0].write_bytes(b"")
+    assert cython_cache_found(cache, "t", []) == CythonCacheFound(sys.executable, 1, 3)
+    for path in own_files[1:]:
+        path.write_bytes(b"")
+    assert cython_cache_found(cache, "t", []).complete  # type: ignore[union-attr]
+    own_files[2].unlink()  # Brian2's cache cleared in part
+    assert cython_cache_found(cache, "t", []) == CythonCacheFound(sys.executable, 2, 3)
+
+
+CYTHON_ONLY = """
+from brian2 import *
+G = NeuronGroup(5, 'dv/dt = (1.2 - v)/(10*ms) : 1', threshold='v > 1', reset='v = 0',
+                method='exact')
+run(5*ms)
+"""
+
+
+@pytest.mark.slow
+def test_a_plain_run_after_the_dry_pass_is_seen_by_the_next_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dry pass lists the script's Cython modules though Brian2's cache is still empty
+    (a user who runs the script under the tool first); once ``python script.py`` compiled them,
+    the cached dry pass finds them all (it used to say none, for as long as its cache lived)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    script = tmp_path / "first_under_the_tool.py"
+    script.write_text(CYTHON_ONLY)
+    assert script_features(script, [], "d-first", tmp_path / "cache") is not None
+    assert cython_cache_found(tmp_path / "cache", "d-first", []) is None
+    assert not list(home.rglob("*.so"))  # the dry pass compiled nothing
+    subprocess.run([sys.executable, str(script)], capture_output=True, timeout=600, check=True)
+    found = cython_cache_found(tmp_path / "cache", "d-first", [])
+    assert found is not None and found.complete and found.name == sys.executable
