@@ -7,6 +7,7 @@ gathers what it needs (profile, the script's runs, free cores) and applies the r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint
 from autotune.profile import Profile, ProfileEntry
 from autotune.transfer import is_prediction, robust_best, scale_error_of, scenarios_of
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # imported where a script has runs to learn from (apply stays fast)
     from autotune.learned import OwnTimes, ScriptChoice
@@ -134,6 +137,10 @@ def choose(
                    "(check it with `brian2-autotune check-precision SCRIPT`, or ask for it "
                    "with --precision float32)")
     costs = run_costs(profile, history, relations)
+    if best is not None and logger.isEnabledFor(logging.DEBUG):
+        logger.debug("predicted for this run: %s", _candidates_text(
+            costs, profile.target_duration if duration is None else duration,  # type: ignore
+            cold, profile.allowed(duration, allowed)))  # type: ignore[union-attr]
     if best is not None and cold:
         assert profile is not None
         rivals = profile.allowed(duration, replace(
@@ -153,6 +160,15 @@ def choose(
         if config.key in cold:
             predicted += cost.cold_extra
     return config, source, reason, predicted
+
+
+def _candidates_text(costs: Mapping[str, CostModel], duration: float, cold: Collection[str],
+                     allowed: Sequence[ProfileEntry]) -> str:
+    """Each allowed configuration's predicted time for this run, fastest first, for the log."""
+    priced = sorted((cost.predict(duration), cost.cold_extra if key in cold else 0.0, key)
+                    for e in allowed if (cost := costs.get(key := e.config.key)) is not None)
+    return ", ".join(f"{key} {seconds:.2f} s" + (f" (+{extra:.1f} s cold)" if extra else "")
+                     for seconds, extra, key in priced) or "nothing"
 
 
 def _profile_best(profile: Profile | None, duration: float | None, allowed: Allowed
