@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _harness import markdown_table  # noqa: E402
+from _harness import compile_bytecode_as_installed, markdown_table  # noqa: E402
 
 #: Examples that need what this machine lacks or run for many minutes, with the reason.
 SKIPPED = {
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--console-script", action="store_true",
                         help="start run through pip's brian2-autotune script, as a user does")
     args = parser.parse_args()
+    compile_bytecode_as_installed()
     tuned_command = ([str(Path(sys.executable).parent / "brian2-autotune"), "run"]
                      if args.console_script else [sys.executable, "-m", "autotune.cli", "run"])
     scripts = sorted(p for p in args.examples.rglob("*.py") if p.name != "plot_utils.py"
