@@ -140,10 +140,10 @@ def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any
     The network's code is generated for Cython, with Brian2's default preferences (float64),
     as its run would generate it, and each module's cache file is looked up; nothing is
     compiled or run. Returns ``modules`` (how many the run needs), ``files`` (each module's
-    cache file, per interpreter name: later runs look again, since a plain run after this dry
-    pass may compile them), ``cached`` (how many of them the cache holds now, per name) and
-    ``seconds``; ``error`` instead where the code could not be generated. The code is generated
-    even where the cache is empty, for the same reason."""
+    cache file, per interpreter name: each run looks for them, since a plain run after this dry
+    pass may compile them) and ``seconds``; ``error`` instead of ``files`` where the code could
+    not be generated. The code is generated even where the cache is empty, for the same
+    reason."""
     import hashlib
 
     from brian2 import prefs
@@ -173,9 +173,7 @@ def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any
     except Exception as e:  # the run itself will say what is wrong; here it only means unknown
         return {"modules": modules, "error": f"{type(e).__name__}: {e}"[:300],
                 "seconds": time.perf_counter() - started}
-    cached = {name: sum(map(os.path.isfile, paths)) for name, paths in files.items()}
-    return {"modules": modules, "files": files, "cached": cached,
-            "seconds": time.perf_counter() - started}
+    return {"modules": modules, "files": files, "seconds": time.perf_counter() - started}
 
 
 def _write_features(objects: list[Any], out: Path, started: float) -> None:

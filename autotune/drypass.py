@@ -117,10 +117,9 @@ def cython_cache_found(cache_root: Path, digest: str, args: Sequence[str]
     Arguments whose features were taken from alike ones without a dry pass
     (:func:`known_features`) take what those found: a sweep's Cython code does not change with
     the seed or rate it sweeps."""
-    exact = cache_file(cache_root, digest, args)
-    found = _found_in(exact)
-    if found is not None or _looked_up(exact):
-        return found
+    state = _cython_state(cache_file(cache_root, digest, args))
+    if isinstance(state, dict):  # its own dry pass looked: believed, found or not
+        return _found(state)
     alike = [f for other in text_cache_dir(cache_root, digest).glob("*.json")
              if (f := _found_in(other)) is not None]
     return max(alike, key=lambda f: f.found / f.modules, default=None)
@@ -133,21 +132,16 @@ def _cython_state(path: Path) -> Any:
         return None
 
 
-def _looked_up(path: Path) -> bool:
-    return isinstance(_cython_state(path), dict)
-
-
 def _found_in(path: Path) -> CythonCacheFound | None:
     return _found(_cython_state(path))
 
 
 def _found(state: Any) -> CythonCacheFound | None:
     """A look-up's document (:func:`autotune._dry_child.cython_cache_state`) read, its module
-    files looked for again: a plain run since the dry pass may have compiled them (documents
-    written before the files were kept give their counts as they were then)."""
+    files looked for again: a plain run since the dry pass may have compiled them."""
     try:
         modules = int(state["modules"])
-        counts = {str(name): min(_count(state, name), modules) for name in state["cached"]}
+        counts = {name: min(count, modules) for name, count in _counts(state).items()}
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     if modules <= 0 or not counts or max(counts.values()) <= 0:
@@ -158,11 +152,15 @@ def _found(state: Any) -> CythonCacheFound | None:
     return CythonCacheFound(name, best, modules)
 
 
-def _count(state: dict[str, Any], name: str) -> int:
+def _counts(state: dict[str, Any]) -> dict[str, int]:
+    """How many of the script's modules Brian2's cache holds now, per interpreter name: its
+    listed files looked for, or the counts of a document that lists none (written before the
+    files were kept)."""
     files = state.get("files")
-    if isinstance(files, dict) and isinstance(files.get(name), list):
-        return sum(isinstance(path, str) and os.path.isfile(path) for path in files[name])
-    return int(state["cached"][name])
+    if isinstance(files, dict):
+        return {str(name): sum(isinstance(path, str) and os.path.isfile(path) for path in paths)
+                for name, paths in files.items()}
+    return {str(name): int(count) for name, count in state["cached"].items()}
 
 
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
