@@ -267,12 +267,15 @@ def apply(
     digest = analysis.digest if analysis else None
     relations: dict[str, LoopRelation] = {}
     dry_seconds = 0.0
+    key = _features_key(analysis, dry_pass, script)
     if profile is not None and workload is None and not same_model:
-        suite = _suite_prediction(url, host, node, features, digest, root, dry_pass)
+        suite = _suite_prediction(url, host, node, features, digest, root, dry_pass, key)
         dry_seconds = suite.dry_pass_seconds
+        features = suite.features or features
         if suite.profile is not None:
             profile, relations = suite.profile, suite.relations
     runs = _script_runs(url, host, digest, node) if digest and profile else []
+    runs, other_sizes = _of_this_size(runs, features)
     history = _learn(runs)
     length_from_runs = None if seconds is not None else _run_length_of(runs)
     if length_from_runs is not None:
@@ -281,7 +284,7 @@ def apply(
     neighbours = registration.neighbours if registration else Neighbours(0, 0)
     thread_cap = max(1, host.usable_cpus - neighbours.cores) if neighbours.runs else None
     owner = owner or (script_owner(script) if script else "interactive")
-    cython_found = _cython_cache_found(root, digest, dry_pass)
+    cython_found = _cython_cache_found(root, digest, key)
     if profile is not None and cython_found is not None and not cython_found.complete:
         profile = _with_cython_partly_built(profile, cython_found)
     cold = _cold_builds(profile, history, root, host, owner,
@@ -306,6 +309,9 @@ def apply(
         why += f"; numpy cannot serve this script: {numpy_reason}"
     plain = brian2_default_config(cython_available(host)).key if digest else None
     why += random_draws_note(runs, config.key, plain) + _crowded_note(runs)
+    if other_sizes:
+        why += (f"; {other_sizes} run(s) of this script built a model of another size and teach "
+                "nothing of this one")
     if neighbours.runs:
         why += (f"; {neighbours.runs} other run(s) on this node use {neighbours.cores} of "
                 f"{host.usable_cpus} CPUs")
@@ -438,34 +444,52 @@ class _SuitePrediction:
     profile: Profile | None = None
     relations: dict[str, LoopRelation] = field(default_factory=dict)
     dry_pass_seconds: float = 0.0
+    features: ModelFeatures | None = None
+
+
+def _features_key(analysis: ScriptAnalysis | None, dry_pass: tuple[Path, Sequence[str]] | None,
+                  script: Path | None) -> list[str]:
+    """What the script's features are cached under: its arguments, then the values of the
+    environment variables and the state of the data files it reads by name
+    (:mod:`autotune.scriptinputs`)."""
+    args = list(dry_pass[1]) if dry_pass else sys.argv[1:]
+    if analysis is None or not (analysis.environment or analysis.data_files):
+        return args
+    from autotune.scriptinputs import input_key
+
+    return [*args, *input_key(analysis.environment, analysis.data_files,
+                              dry_pass[0] if dry_pass else script)]
 
 
 def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
-                      dry_pass: tuple[Path, Sequence[str]] | None) -> _SuitePrediction:
-    """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`)."""
+                      dry_pass: tuple[Path, Sequence[str]] | None, key: Sequence[str]
+                      ) -> _SuitePrediction:
+    """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`);
+    ``key``: what its features are cached under (:func:`_features_key`)."""
     from autotune.drypass import known_features, model_cache_dir, script_features
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
     if features is None and digest is not None:  # a cache file: cheaper than the suite
-        features = known_features(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
+        features = known_features(root, digest, key)
     can_read = dry_pass is not None and digest is not None
     if features is None and not can_read:
         return _SuitePrediction()
     members = members_of(_host_profiles(url, host, node))
     if not suite_ready(members):
-        return _SuitePrediction()
+        return _SuitePrediction(features=features)
     dry_seconds = 0.0
     if features is None and dry_pass is not None and digest is not None:
         started = time.perf_counter()
-        features = script_features(dry_pass[0], dry_pass[1], digest, root)  # paid once, here
+        features = script_features(dry_pass[0], dry_pass[1], digest, root,
+                                   key=key)  # paid once, here
         dry_seconds = time.perf_counter() - started
     if features is None:
         return _SuitePrediction(dry_pass_seconds=dry_seconds)
     profile = predicted_profile(members, features, model_cache_dir(root))
     if profile is None:
-        return _SuitePrediction(dry_pass_seconds=dry_seconds)
-    return _SuitePrediction(profile, loop_relations(members, features), dry_seconds)
+        return _SuitePrediction(dry_pass_seconds=dry_seconds, features=features)
+    return _SuitePrediction(profile, loop_relations(members, features), dry_seconds, features)
 
 
 def _host_profiles(url: str, host: HostFingerprint, node: Path) -> list[Profile]:
@@ -498,6 +522,17 @@ def _run_length_of(runs: list[RunRecord]) -> float | None:
     run). Crowded runs count: what they simulated does not depend on their CPUs."""
     lengths = [run.simulated for run in runs if run.simulated]
     return statistics.median_low(lengths) if lengths else None
+
+
+def _of_this_size(runs: list[RunRecord], features: ModelFeatures | None
+                  ) -> tuple[list[RunRecord], int]:
+    """The script's runs of the model its features describe, and how many were of another
+    size (:func:`autotune.learned.of_size`); all of them where the features are unknown."""
+    if not runs or features is None:
+        return runs, 0
+    from autotune.learned import of_size
+
+    return of_size(runs, features.neurons, features.synapses)
 
 
 def _learn(runs: list[RunRecord]) -> dict[str, OwnTimes]:
@@ -565,15 +600,15 @@ def _brians_own_cython(config: RunConfig) -> bool:
         config.precision == "float64")
 
 
-def _cython_cache_found(root: Path, digest: str | None,
-                        dry_pass: tuple[Path, Sequence[str]] | None) -> CythonCacheFound | None:
+def _cython_cache_found(root: Path, digest: str | None, key: Sequence[str]
+                        ) -> CythonCacheFound | None:
     """What Brian2's cache holds of this script's Cython code
     (:func:`autotune.drypass.cython_cache_found`), or None."""
     if digest is None:
         return None
     from autotune.drypass import cython_cache_found
 
-    return cython_cache_found(root, digest, dry_pass[1] if dry_pass else sys.argv[1:])
+    return cython_cache_found(root, digest, key)
 
 
 def _with_cython_partly_built(profile: Profile, found: CythonCacheFound) -> Profile:

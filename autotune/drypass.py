@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -175,11 +176,17 @@ def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> Model
 SYNAPSE_SPREAD = 0.05
 
 
+def synapses_alike(x: int, y: int) -> bool:
+    """Whether two synapse counts can come from one model's random connectivity with two
+    seeds: :data:`SYNAPSE_SPREAD` apart, or four standard deviations of a binomial draw of
+    that many, whichever is wider (20 neurons connected with ``p=0.5`` draw 200 ± 10)."""
+    larger = max(x, y)
+    return abs(x - y) <= max(SYNAPSE_SPREAD * larger, 4.0 * math.sqrt(larger))
+
+
 def _alike(a: ModelFeatures, b: ModelFeatures) -> bool:
     """Whether two dry passes counted the same model, up to a seed's random connectivity."""
-    def near(x: int, y: int) -> bool:
-        return abs(x - y) <= SYNAPSE_SPREAD * max(x, y)
-
+    near = synapses_alike
     not_equal_alone = {"synapses", "plastic_synapses", "seconds"}
     first, second = a.to_dict(), b.to_dict()
     return (all(first.get(k) == second.get(k) for k in first.keys() | second.keys()
@@ -229,20 +236,24 @@ def known_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelF
 
 
 def script_features(script: str | Path, args: Sequence[str], digest: str, cache_root: Path,
-                    timeout: float = DRY_TIMEOUT) -> ModelFeatures | None:
+                    timeout: float = DRY_TIMEOUT, key: Sequence[str] | None = None
+                    ) -> ModelFeatures | None:
     """The script's features: cached, or from a dry pass now (then cached).
 
-    None, with the reason logged, where the dry pass cannot tell: the script fails or ends
-    before its first ``run()``, or takes longer than ``timeout``.
+    ``key``: what the features are cached under, where more than ``args`` decides the model
+    (``args`` followed by :func:`autotune.scriptinputs.input_key`'s entries). None, with the
+    reason logged, where the dry pass cannot tell: the script fails or ends before its first
+    ``run()``, or takes longer than ``timeout``.
     """
-    cached = known_features(cache_root, digest, args)
+    key = list(args) if key is None else list(key)
+    cached = known_features(cache_root, digest, key)
     if cached is not None:
         return cached
-    path = cache_file(cache_root, digest, args)
+    path = cache_file(cache_root, digest, key)
     waited_since = time.time()
     turn = _one_dry_pass_at_a_time(path, timeout)
     try:
-        cached = known_features(cache_root, digest, args)  # made by the run we waited for
+        cached = known_features(cache_root, digest, key)  # made by the run we waited for
         if cached is not None:
             return cached
         failed = _failure_since(path, waited_since)
@@ -259,7 +270,7 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
         cython_cache = document.pop("cython_cache", None)
         features = ModelFeatures.from_dict({**document,
                                             "seconds": time.perf_counter() - started})
-        write_json_atomically(path, {"arguments": list(args), "features": features.to_dict(),
+        write_json_atomically(path, {"arguments": key, "features": features.to_dict(),
                                      "cython_cache": cython_cache})
         logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)%s",
                     script, features.describe(), features.seconds, _cache_note(cython_cache))

@@ -124,6 +124,44 @@ class OwnTimes:
                 f"{self.rate:.3g} s per simulated second")
 
 
+def of_size(records: Sequence[RunRecord], neurons: int, synapses: int
+            ) -> tuple[list[RunRecord], int]:
+    """The runs that built a model of this size, and how many built another: a script whose
+    size comes from an argument, an environment variable or a data file (``N=4000
+    brian2-autotune run model.py``) keeps one text, and its runs of 500 neurons say little of
+    its runs of 4000. Sizes match where the neurons are equal and the synapses as near as
+    the seeds of one model draw them (:func:`autotune.drypass.synapses_alike`); a run whose
+    size was not counted is kept."""
+    from autotune.drypass import synapses_alike
+
+    def same(record: RunRecord) -> bool:
+        if record.neurons is None or record.synapses is None:
+            return True
+        return record.neurons == neurons and synapses_alike(record.synapses, synapses)
+
+    kept = [record for record in records if same(record)]
+    return kept, len(records) - len(kept)
+
+
+def by_size(records: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """``records`` (one script's, oldest first) split by the size of the model each built, in
+    the order each size first ran; runs whose size was not counted make a group of their
+    own (see :func:`of_size`)."""
+    groups: list[list[RunRecord]] = []
+    unsized: list[RunRecord] = []
+    for record in records:
+        if record.neurons is None or record.synapses is None:
+            unsized.append(record)
+            continue
+        home = next((group for group in groups
+                     if of_size([record], group[0].neurons, group[0].synapses)[0]), None)
+        if home is None:
+            groups.append([record])
+        else:
+            home.append(record)
+    return groups + ([unsized] if unsized else [])
+
+
 def learn(records: Iterable[RunRecord]) -> dict[str, OwnTimes]:
     """Each configuration's times over one script's successful runs, as with CPUs of their
     own (a run that failed, that Brian2's timer did not see, that took a profile-guided

@@ -426,7 +426,11 @@ def _count(objects: list[Any]) -> tuple[int, int] | None:
     if brian2 is None or not objects:
         return None
     try:
-        neurons = sum(int(o.N) for o in objects if isinstance(o, brian2.NeuronGroup))
+        # counted as the dry pass counts them (autotune.features): inputs such as a
+        # PoissonGroup are neurons too, so that a run is matched with the model it ran
+        neurons = sum(int(o.N) for o in objects if isinstance(o, brian2.NeuronGroup) or (
+            isinstance(o, brian2.Group) and not isinstance(o, brian2.Synapses)
+            and hasattr(o, "N") and not hasattr(o, "source")))
         synapses = sum(len(o) for o in objects if isinstance(o, brian2.Synapses))
     except Exception:  # noqa: BLE001 - standalone before its binary ran, or unreadable
         return None

@@ -48,6 +48,12 @@ _MONITORS = {"StateMonitor", "SpikeMonitor", "EventMonitor", "PopulationRateMoni
 _METADATA = {"name", "namespace", "dt", "clock", "source", "target", "variables", "equations",
              "active", "when", "order", "events", "record", "method_choice", "N",
              "codeobj_class", "contained_objects", "event_codes", "start", "stop"}
+#: Calls that read the file named by their first argument (``np.load``, ``pd.read_csv``, ...);
+#: ``open`` and ``h5py.File`` read unless their mode writes.
+_FILE_READERS = {"load", "loadtxt", "genfromtxt", "fromfile", "loadmat", "read_csv", "read_json",
+                 "read_table", "read_pickle", "read_hdf", "read_excel", "read_parquet"}
+_FILE_OPENERS = {"open", "File"}
+_PATH_READERS = {"read_text", "read_bytes", "open"}
 #: At most this many of a script's own modules are read (a script in a large source tree).
 _MAX_OWN_MODULES = 40
 #: A larger file is no hand-written model; it is not read.
@@ -73,6 +79,12 @@ class ScriptAnalysis:
         numpy_reason: why the numpy target cannot run it here (None when it can): Brian2 has
             no numpy code for GSL integration, and its numpy code for a ``SpatialNeuron``
             needs scipy, which Cython's and standalone's do not.
+        environment: names of the environment variables the script (or its own modules)
+            reads by a literal name (``os.environ["N"]``, ``os.getenv("SEED", "1")``).
+        data_files: file names, as written, that the script (or its own modules) reads with a
+            literal name (``np.load("weights.npy")``, ``open(PARAMS)`` with ``PARAMS =
+            "params.json"``): with the environment, what besides its arguments can make one
+            text build another model (:mod:`autotune.scriptinputs`).
     """
 
     standalone_ok: bool
@@ -83,6 +95,8 @@ class ScriptAnalysis:
     run_length: float | None = None
     numpy_reason: str | None = None
     digest: str | None = None
+    environment: tuple[str, ...] = ()
+    data_files: tuple[str, ...] = ()
 
 
 def _call_name(node: ast.Call) -> str | None:
@@ -113,6 +127,9 @@ class _Visitor(ast.NodeVisitor):
         self.synapses: set[str] = set()
         self.early_reads: list[str] = []  # "line N: text" of state reads before run()
         self.parents: dict[ast.AST, ast.AST] = {}
+        self.environment: set[str] = set()  # environment variables read by literal name
+        self.data_files: set[str] = set()  # files read by literal name
+        self.strings: dict[str, str] = {}  # module-level names bound to a string
 
     def visit(self, node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
@@ -160,7 +177,54 @@ class _Visitor(ast.NodeVisitor):
                 self.constants[node.targets[0].id] = value
             else:
                 self.constants.pop(node.targets[0].id, None)
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                self.strings[node.targets[0].id] = node.value.value
+            else:
+                self.strings.pop(node.targets[0].id, None)
         self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:  # noqa: N802
+        if _is_environ(node.value) and isinstance(node.ctx, ast.Load):
+            self._environment_name(node.slice)
+        self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> None:  # noqa: N802
+        if (len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn))
+                and _is_environ(node.comparators[0])):
+            self._environment_name(node.left)  # "DEBUG" in os.environ
+        self.generic_visit(node)
+
+    def _environment_name(self, node: ast.expr) -> None:
+        name = self._string(node)
+        if name:
+            self.environment.add(name)
+
+    def _string(self, node: ast.expr | None) -> str | None:
+        """The text of a string literal, or of a module-level name bound to one."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return self.strings.get(node.id)
+        return None
+
+    def _inputs_of(self, node: ast.Call, name: str) -> None:
+        """Note the environment variable or file a call reads by a literal name."""
+        first = node.args[0] if node.args else None
+        func = node.func
+        if name == "getenv" or (name == "get" and isinstance(func, ast.Attribute)
+                                and _is_environ(func.value)):
+            self._environment_name(first)
+        elif name in _PATH_READERS and isinstance(func, ast.Attribute) and isinstance(
+                func.value, ast.Call) and _call_name(func.value) == "Path" and func.value.args:
+            self._data_file(func.value.args[0])  # Path("params.json").read_text()
+        elif name in _FILE_READERS or (name in _FILE_OPENERS and _reads(node)):
+            self._data_file(first if first is not None else next(
+                (k.value for k in node.keywords if k.arg in ("file", "fname", "name")), None))
+
+    def _data_file(self, node: ast.expr | None) -> None:
+        path = self._string(node)
+        if path and "\n" not in path and len(path) < 1024:
+            self.data_files.add(path)
 
     def _bind(self, targets: list[ast.expr], value: ast.expr) -> None:
         """Remember names bound to Brian2 objects (``G = NeuronGroup(...)``, ``Pe = P[:10]``)."""
@@ -222,6 +286,7 @@ class _Visitor(ast.NodeVisitor):
             self.calls[name] = self.calls.get(name, 0) + 1
             if self.loop_depth:
                 self.loop_calls.add(name)
+            self._inputs_of(node, name)
         if name == "run":
             self.run_sites.append((self.loop_depth > 0, self.functions[-1] if self.functions
                                    else None))
@@ -291,6 +356,23 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
             return left[0] * right[0], left[1] + right[1]
         return (left[0] / right[0], left[1] - right[1]) if right[0] else None
     return None
+
+
+def _is_environ(node: ast.expr) -> bool:
+    """``os.environ`` or ``environ`` (imported from os)."""
+    return ((isinstance(node, ast.Attribute) and node.attr == "environ")
+            or (isinstance(node, ast.Name) and node.id == "environ"))
+
+
+def _reads(node: ast.Call) -> bool:
+    """Whether an ``open(path[, mode])`` or ``File(path[, mode])`` call opens for reading only
+    (its mode, where a literal, neither writes, appends nor creates)."""
+    mode = node.args[1] if len(node.args) > 1 else next(
+        (k.value for k in node.keywords if k.arg == "mode"), None)
+    if mode is None:
+        return True
+    return (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+            and not set(mode.value) & set("wax+"))
 
 
 def _is_device_build(node: ast.Call) -> bool:
@@ -366,6 +448,8 @@ def analyse_source(source: str, filename: str = "<script>",
         reasons=tuple(dict.fromkeys(reasons)),
         run_length=_total_length(everyone, calls, loop_calls),
         numpy_reason=_numpy_reason(everyone),
+        environment=tuple(sorted(set().union(*(v.environment for v in everyone)))),
+        data_files=tuple(sorted(set().union(*(v.data_files for v in everyone)))),
     )
 
 

@@ -13,29 +13,41 @@ from autotune.runrecord import RunRecord
 
 
 def script_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """What was learned per script (by the hash of its text) from its own runs: one row per
-    configuration it ran, its fastest (for its newest run's length) first."""
-    from autotune.learned import learn
+    """What was learned per script (by the hash of its text) and model size from its own
+    runs (a script whose size comes from an argument or the environment builds several:
+    :func:`autotune.learned.by_size`): one row per configuration it ran, its fastest (for its
+    newest run's length) first."""
+    from autotune.learned import by_size
 
     by_script: dict[str, list[RunRecord]] = {}
     for run in runs:
         if run.script_digest:
             by_script.setdefault(run.script_digest, []).append(run)
     rows = []
-    for digest, own_runs in by_script.items():
-        newest = own_runs[-1]
-        length = newest.simulated or 1.0
-        learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
-        for rank, times in enumerate(learned, 1):
-            shared = sum(1 for r in own_runs if r.config_key == times.config_key
-                         and r.times_alone() is None and r.crowded)
-            rows.append({
-                "script": newest.script, "digest": digest, "rank": rank,
-                "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
-                "crowded_runs": shared,
-                "set_up_s": times.build, "rate_s_per_s": times.rate, "simulated_s": length,
-                "predicted_s": times.predict(length), "neurons": newest.neurons,
-                "synapses": newest.synapses})
+    for digest, all_runs in by_script.items():
+        for own_runs in by_size(all_runs):
+            rows += _rows_of(digest, own_runs)
+    return rows
+
+
+def _rows_of(digest: str, own_runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """The rows of :func:`script_rows` for one script's runs of one model size."""
+    from autotune.learned import learn
+
+    newest = own_runs[-1]
+    length = newest.simulated or 1.0
+    learned = sorted(learn(own_runs).values(), key=lambda t: t.predict(length))
+    rows = []
+    for rank, times in enumerate(learned, 1):
+        shared = sum(1 for r in own_runs if r.config_key == times.config_key
+                     and r.times_alone() is None and r.crowded)
+        rows.append({
+            "script": newest.script, "digest": digest, "rank": rank,
+            "config": times.config_key, "runs": times.runs, "warm_runs": times.warm_runs,
+            "crowded_runs": shared,
+            "set_up_s": times.build, "rate_s_per_s": times.rate, "simulated_s": length,
+            "predicted_s": times.predict(length), "neurons": newest.neurons,
+            "synapses": newest.synapses})
     return rows
 
 

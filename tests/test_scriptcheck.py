@@ -248,3 +248,44 @@ def test_a_module_that_does_not_parse_is_left_to_python(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("def oops(:\n")
     (tmp_path / "sim.py").write_text("from brian2 import *\nimport broken\nrun(1*ms)\n")
     assert analyse_script(tmp_path / "sim.py").standalone_ok
+
+
+READS_INPUTS = '''
+import os, json
+from os import environ, getenv
+from pathlib import Path
+import numpy as np
+from brian2 import *
+PARAMS = "params.json"
+N = int(os.environ["N"])
+seed(int(os.environ.get("SLURM_ARRAY_TASK_ID", 1)))
+tau = float(getenv("TAU_MS", "10")) * ms
+quiet = "QUIET" in environ
+with open(PARAMS) as f:
+    p = json.load(f)
+w = np.load("weights.npy")
+extra = Path("extra.txt").read_text()
+G = NeuronGroup(N, 'dv/dt = -v/tau : 1')
+run(1*second)
+np.save("spikes.npy", w)
+with open("log.txt", "w") as f:
+    f.write("done")
+savefig("raster.png")
+'''
+
+
+def test_the_environment_variables_and_files_a_script_reads_by_name_are_found() -> None:
+    """What besides its arguments can change the model a script builds; files it writes
+    (saved results, figures, logs) are no input and are left out, or every run would find
+    a changed file and pay a dry pass."""
+    analysis = analyse_source(READS_INPUTS)
+    assert analysis.environment == ("N", "QUIET", "SLURM_ARRAY_TASK_ID", "TAU_MS")
+    assert analysis.data_files == ("extra.txt", "params.json", "weights.npy")
+
+
+def test_inputs_read_in_the_scripts_own_module_are_found(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text("import os\nSIZE = int(os.getenv('SIZE', '100'))\n")
+    script = tmp_path / "sweep.py"
+    script.write_text("from model import SIZE\nfrom brian2 import *\n"
+                      "G = NeuronGroup(SIZE, 'v : 1')\nrun(1*ms)\n")
+    assert analyse_script(script).environment == ("SIZE",)

@@ -347,6 +347,49 @@ def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
         prediction.entry(NUMPY).cost.predict(0.05), rel=0.05)  # type: ignore[union-attr]
 
 
+SIZED_BY_ENVIRONMENT = """
+import os
+from brian2 import *
+N = int(os.environ["N"])
+G = NeuronGroup(N, 'dv/dt = -v/(10*ms) : 1', threshold='v > 0.8', reset='v = 0',
+                method='exact')
+S = Synapses(G, G, on_pre='v += 0.1')
+S.connect(j='i')
+P = PoissonGroup(5, 50*Hz)
+SP = Synapses(P, G, on_pre='v += 0.5')
+SP.connect(j='i')
+run(50*ms)
+print('done', N)
+"""
+
+
+@pytest.mark.slow
+def test_a_size_taken_from_the_environment_gets_its_own_features_and_runs(
+        db_url: str, tmp_path: Path) -> None:
+    """``N=40 brian2-autotune run model.py`` after runs with N=20: same text, same arguments,
+    another model. Its dry pass is its own (before, the cached 20 neurons were predicted
+    again), and the runs of 20 neurons teach it nothing. The Poisson inputs count as neurons
+    in the runs as in the dry pass, or no run would match its own model."""
+    store_this_hosts_suite(db_url)
+    script = tmp_path / "sized.py"
+    script.write_text(SIZED_BY_ENVIRONMENT)
+    cache = tmp_path / "cache"
+    said = []
+    for size in ("20", "20", "40"):
+        done = run_cli("run", "--db", db_url, str(script),
+                       env={"BRIAN2_AUTOTUNE_CACHE": str(cache), "N": size})
+        assert done.returncode == 0 and done.stdout.strip() == f"done {size}", done.stderr
+        said.append(" ".join(done.stderr.split()))
+    assert ["dry pass of" in text for text in said] == [True, False, True]
+    assert "25 neurons" in said[0] and "45 neurons" in said[2]
+    assert "1 run(s) of this script built a model of another size" not in said[1]
+    assert "2 run(s) of this script built a model of another size" in said[2]
+    with open_store(db_url) as store:
+        runs = store.runs()
+    assert [(r.neurons, r.source) for r in runs] == [(25, "suite"), (25, "script"),
+                                                     (45, "suite")]
+
+
 HELD_THE_FIRST_TIME = '''
 import sys, time
 from pathlib import Path
