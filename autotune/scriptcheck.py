@@ -23,7 +23,7 @@ import ast
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from autotune.errors import ScriptError
 
@@ -54,6 +54,11 @@ _FILE_READERS = {"load", "loadtxt", "genfromtxt", "fromfile", "loadmat", "read_c
                  "read_table", "read_pickle", "read_hdf", "read_excel", "read_parquet"}
 _FILE_OPENERS = {"open", "File"}
 _PATH_READERS = {"read_text", "read_bytes", "open"}
+#: Calls that write the file named by their first argument: a file the script writes as well
+#: as reads (a connectivity it saves, then loads) is its own product, not an input.
+_FILE_WRITERS = {"save", "savez", "savez_compressed", "savetxt", "savefig", "savemat", "to_csv",
+                 "to_json", "to_pickle", "to_hdf", "to_parquet", "tofile"}
+_PATH_WRITERS = {"write_text", "write_bytes"}
 #: At most this many of a script's own modules are read (a script in a large source tree).
 _MAX_OWN_MODULES = 40
 #: A larger file is no hand-written model; it is not read.
@@ -129,6 +134,7 @@ class _Visitor(ast.NodeVisitor):
         self.parents: dict[ast.AST, ast.AST] = {}
         self.environment: set[str] = set()  # environment variables read by literal name
         self.data_files: set[str] = set()  # files read by literal name
+        self.written_files: set[str] = set()  # files written by literal name
         self.strings: dict[str, str] = {}  # module-level names bound to a string
 
     def visit(self, node: ast.AST) -> None:
@@ -177,8 +183,9 @@ class _Visitor(ast.NodeVisitor):
                 self.constants[node.targets[0].id] = value
             else:
                 self.constants.pop(node.targets[0].id, None)
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                self.strings[node.targets[0].id] = node.value.value
+            text = self._string(node.value)
+            if text is not None:
+                self.strings[node.targets[0].id] = text
             else:
                 self.strings.pop(node.targets[0].id, None)
         self.generic_visit(node)
@@ -200,12 +207,21 @@ class _Visitor(ast.NodeVisitor):
             self.environment.add(name)
 
     def _string(self, node: ast.expr | None) -> str | None:
-        """The text of a string literal, or of a module-level name bound to one."""
+        """The text of a string literal, of a module-level name bound to one, or of a path
+        built from such (``Path("data")``, ``DATA / "w.npy"``, ``os.path.join(DATA, "w")``)."""
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             return node.value
         if isinstance(node, ast.Name):
             return self.strings.get(node.id)
-        return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            parts = [self._string(node.left), self._string(node.right)]
+        elif isinstance(node, ast.Call) and _call_name(node) in ("Path", "join") and node.args:
+            parts = [self._string(arg) for arg in node.args]
+        else:
+            return None
+        if any(part is None for part in parts):
+            return None
+        return str(PurePosixPath(*parts))  # type: ignore[arg-type]
 
     def _inputs_of(self, node: ast.Call, name: str) -> None:
         """Note the environment variable or file a call reads by a literal name."""
@@ -214,17 +230,21 @@ class _Visitor(ast.NodeVisitor):
         if name == "getenv" or (name == "get" and isinstance(func, ast.Attribute)
                                 and _is_environ(func.value)):
             self._environment_name(first)
-        elif name in _PATH_READERS and isinstance(func, ast.Attribute) and isinstance(
-                func.value, ast.Call) and _call_name(func.value) == "Path" and func.value.args:
-            self._data_file(func.value.args[0])  # Path("params.json").read_text()
-        elif name in _FILE_READERS or (name in _FILE_OPENERS and _reads(node)):
-            self._data_file(first if first is not None else next(
-                (k.value for k in node.keywords if k.arg in ("file", "fname", "name")), None))
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call) and (
+                _call_name(func.value) == "Path" and func.value.args
+                and name in _PATH_READERS | _PATH_WRITERS):
+            # Path("params.json").read_text(), .write_text(...)
+            self._file(func.value.args[0], written=name in _PATH_WRITERS or (
+                name == "open" and not _reads(node, mode_at=0)))
+        elif name in _FILE_READERS | _FILE_OPENERS | _FILE_WRITERS:
+            self._file(first if first is not None else next(
+                (k.value for k in node.keywords if k.arg in ("file", "fname", "name")), None),
+                written=name in _FILE_WRITERS or (name in _FILE_OPENERS and not _reads(node)))
 
-    def _data_file(self, node: ast.expr | None) -> None:
+    def _file(self, node: ast.expr | None, written: bool) -> None:
         path = self._string(node)
         if path and "\n" not in path and len(path) < 1024:
-            self.data_files.add(path)
+            (self.written_files if written else self.data_files).add(path)
 
     def _bind(self, targets: list[ast.expr], value: ast.expr) -> None:
         """Remember names bound to Brian2 objects (``G = NeuronGroup(...)``, ``Pe = P[:10]``)."""
@@ -364,10 +384,11 @@ def _is_environ(node: ast.expr) -> bool:
             or (isinstance(node, ast.Name) and node.id == "environ"))
 
 
-def _reads(node: ast.Call) -> bool:
-    """Whether an ``open(path[, mode])`` or ``File(path[, mode])`` call opens for reading only
-    (its mode, where a literal, neither writes, appends nor creates)."""
-    mode = node.args[1] if len(node.args) > 1 else next(
+def _reads(node: ast.Call, mode_at: int = 1) -> bool:
+    """Whether an ``open(path[, mode])`` or ``File(path[, mode])`` call (``Path(p).open(mode)``:
+    ``mode_at=0``) opens for reading only (its mode, where a literal, neither writes, appends
+    nor creates)."""
+    mode = node.args[mode_at] if len(node.args) > mode_at else next(
         (k.value for k in node.keywords if k.arg == "mode"), None)
     if mode is None:
         return True
@@ -449,7 +470,8 @@ def analyse_source(source: str, filename: str = "<script>",
         run_length=_total_length(everyone, calls, loop_calls),
         numpy_reason=_numpy_reason(everyone),
         environment=tuple(sorted(set().union(*(v.environment for v in everyone)))),
-        data_files=tuple(sorted(set().union(*(v.data_files for v in everyone)))),
+        data_files=tuple(sorted(set().union(*(v.data_files for v in everyone))
+                                - set().union(*(v.written_files for v in everyone)))),
     )
 
 

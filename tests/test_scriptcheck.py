@@ -265,6 +265,13 @@ with open(PARAMS) as f:
     p = json.load(f)
 w = np.load("weights.npy")
 extra = Path("extra.txt").read_text()
+if not os.path.exists("conn.npy"):
+    np.save("conn.npy", np.arange(N))
+conn = np.load("conn.npy")
+DATA = Path("data")
+rates = np.loadtxt(DATA / "rates.txt")
+delays = np.loadtxt(os.path.join("data", "delays.txt"))
+Path("notes.txt").write_text("started")
 G = NeuronGroup(N, 'dv/dt = -v/tau : 1')
 run(1*second)
 np.save("spikes.npy", w)
@@ -276,11 +283,12 @@ savefig("raster.png")
 
 def test_the_environment_variables_and_files_a_script_reads_by_name_are_found() -> None:
     """What besides its arguments can change the model a script builds; files it writes
-    (saved results, figures, logs) are no input and are left out, or every run would find
-    a changed file and pay a dry pass."""
+    (saved results, figures, logs, a connectivity saved once and then loaded) are no input
+    and are left out, or every run would find a changed file and pay a dry pass."""
     analysis = analyse_source(READS_INPUTS)
     assert analysis.environment == ("N", "QUIET", "SLURM_ARRAY_TASK_ID", "TAU_MS")
-    assert analysis.data_files == ("extra.txt", "params.json", "weights.npy")
+    assert analysis.data_files == ("data/delays.txt", "data/rates.txt", "extra.txt",
+                                   "params.json", "weights.npy")
 
 
 def test_inputs_read_in_the_scripts_own_module_are_found(tmp_path: Path) -> None:
