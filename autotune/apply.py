@@ -107,6 +107,8 @@ class Applied:
             other work left it (:func:`autotune.buildslots.cpus_left_free`).
         ahead: the standalone build to make beside the run, when one was put off for its
             cold build and is worth building now (``apply(build_ahead=True)``).
+        dry_size: the model's neurons and synapses by its dry pass (None without one): the
+            size the run is recorded and learned under.
     """
 
     config: RunConfig
@@ -127,6 +129,7 @@ class Applied:
     dry_pass_seconds: float = field(default=0.0, compare=False)
     cpu_sample: CpuSample | None = field(default=None, compare=False)
     ahead: AheadPlan | None = field(default=None, compare=False)
+    dry_size: tuple[int, int] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -362,7 +365,8 @@ def apply(
                       cost=cost_for_run(profile, history, config, relations),
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
                       guided=guided, dry_pass_seconds=dry_seconds,
-                      cpu_sample=sample_cpus(), ahead=ahead)
+                      cpu_sample=sample_cpus(), ahead=ahead,
+                      dry_size=(features.neurons, features.synapses) if features else None)
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,

@@ -126,18 +126,19 @@ class OwnTimes:
 
 def of_size(records: Sequence[RunRecord], neurons: int, synapses: int
             ) -> tuple[list[RunRecord], int]:
-    """The runs that built a model of this size, and how many built another: a script whose
-    size comes from an argument, an environment variable or a data file (``N=4000
-    brian2-autotune run model.py``) keeps one text, and its runs of 500 neurons say little of
-    its runs of 4000. Sizes match where the neurons are equal and the synapses as near as
-    the seeds of one model draw them (:func:`autotune.drypass.synapses_alike`); a run whose
-    size was not counted is kept."""
+    """The runs that built a model of this size (by their dry passes: ``dry_neurons``,
+    ``dry_synapses``), and how many built another: a script whose size comes from an
+    argument, an environment variable or a data file (``N=4000 brian2-autotune run
+    model.py``) keeps one text, and its runs of 500 neurons say little of its runs of 4000.
+    Sizes match where the neurons are equal and the synapses as near as the seeds of one
+    model draw them (:func:`autotune.drypass.synapses_alike`); a run recorded without its
+    dry pass's size is kept."""
     from autotune.drypass import synapses_alike
 
     def same(record: RunRecord) -> bool:
-        if record.neurons is None or record.synapses is None:
+        if record.dry_neurons is None or record.dry_synapses is None:
             return True
-        return record.neurons == neurons and synapses_alike(record.synapses, synapses)
+        return record.dry_neurons == neurons and synapses_alike(record.dry_synapses, synapses)
 
     kept = [record for record in records if same(record)]
     return kept, len(records) - len(kept)
@@ -145,16 +146,16 @@ def of_size(records: Sequence[RunRecord], neurons: int, synapses: int
 
 def by_size(records: Sequence[RunRecord]) -> list[list[RunRecord]]:
     """``records`` (one script's, oldest first) split by the size of the model each built, in
-    the order each size first ran; runs whose size was not counted make a group of their
-    own (see :func:`of_size`)."""
+    the order each size first ran; runs recorded without their dry pass's size make a group
+    of their own (see :func:`of_size`)."""
     groups: list[list[RunRecord]] = []
     unsized: list[RunRecord] = []
     for record in records:
-        if record.neurons is None or record.synapses is None:
+        if record.dry_neurons is None or record.dry_synapses is None:
             unsized.append(record)
             continue
-        home = next((group for group in groups
-                     if of_size([record], group[0].neurons, group[0].synapses)[0]), None)
+        home = next((group for group in groups if of_size(
+            [record], group[0].dry_neurons, group[0].dry_synapses)[0]), None)  # type: ignore[arg-type]
         if home is None:
             groups.append([record])
         else:

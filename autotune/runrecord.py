@@ -66,6 +66,12 @@ class RunRecord:
             loops (about 1 for one thread with a CPU of its own; None when unknown or too
             short to tell).
         setup_cpu_share: the same outside them, from ``apply`` to its end.
+        dry_neurons: the model's neurons as the script's dry pass counted them, before the
+            run (None without one): the size its prediction was made for, under which its
+            runs are learned from (:func:`autotune.learned.of_size`). Unlike ``neurons``,
+            counted from the last network the run ran, it is the same for every run of a
+            model, however many networks the script runs.
+        dry_synapses: its synapses, likewise.
     """
 
     fingerprint: str
@@ -92,6 +98,8 @@ class RunRecord:
     cpus: int | None = None
     loop_cpu_share: float | None = None
     setup_cpu_share: float | None = None
+    dry_neurons: int | None = None
+    dry_synapses: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (column names of ``autotune_runs``)."""
@@ -427,7 +435,7 @@ def _count(objects: list[Any]) -> tuple[int, int] | None:
         return None
     try:
         # counted as the dry pass counts them (autotune.features): inputs such as a
-        # PoissonGroup are neurons too, so that a run is matched with the model it ran
+        # PoissonGroup are neurons too, so that show and the dry pass's log line agree
         neurons = sum(int(o.N) for o in objects if isinstance(o, brian2.NeuronGroup) or (
             isinstance(o, brian2.Group) and not isinstance(o, brian2.Synapses)
             and hasattr(o, "N") and not hasattr(o, "source")))
@@ -490,7 +498,9 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         pgo_phase=applied.guided.phase if applied.guided is not None else None,
         free_cpus=cpus_left_free(applied.cpu_sample),
         cpus=applied.cpu_sample.cpus if applied.cpu_sample is not None else None,
-        loop_cpu_share=loop_share, setup_cpu_share=setup_share)
+        loop_cpu_share=loop_share, setup_cpu_share=setup_share,
+        dry_neurons=applied.dry_size[0] if applied.dry_size else None,
+        dry_synapses=applied.dry_size[1] if applied.dry_size else None)
 
 
 def _cold(applied: Applied) -> bool | None:

@@ -734,13 +734,14 @@ def test_runs_that_shared_their_cpus_do_not_count_against_the_profiles_predictio
 
 def test_runs_of_another_size_teach_nothing_of_this_one() -> None:
     """A script whose size comes from outside its text (an environment variable, a data file)
-    keeps one digest: only its runs of this model's size are learned from. Seeds that drew a
-    few more synapses are the same model; a run whose size was not counted is kept."""
+    keeps one digest: only its runs of this model's size (by their dry passes) are learned
+    from. Seeds that drew a few more synapses are the same model; a run recorded without its
+    dry pass's size is kept."""
     from autotune.learned import of_size
 
-    small = [replace(_run(STANDALONE, 4.0, 0.3), neurons=500, synapses=s)
+    small = [replace(_run(STANDALONE, 4.0, 0.3), dry_neurons=500, dry_synapses=s)
              for s in (25_000, 25_900)]
-    large = replace(_run(STANDALONE, 9.0, 20.0), neurons=4000, synapses=1_600_000)
+    large = replace(_run(STANDALONE, 9.0, 20.0), dry_neurons=4000, dry_synapses=1_600_000)
     unknown = _run(STANDALONE, 4.1, 0.3)
     kept, others = of_size([*small, large, unknown], 500, 25_400)
     assert kept == [*small, unknown] and others == 1
@@ -754,9 +755,10 @@ def test_show_lists_what_was_learned_per_model_size() -> None:
     from autotune.learned import by_size
     from autotune.scriptreport import script_rows
 
-    small = [replace(_run(STANDALONE, 4.0, 3.0), neurons=500, synapses=25_000 + 300 * k)
-             for k in range(3)]
-    large = [replace(_run(STANDALONE, 9.0, 40.0), neurons=4000, synapses=1_600_000)]
+    small = [replace(_run(STANDALONE, 4.0, 3.0), dry_neurons=500, dry_synapses=25_000 + 300 * k,
+                     neurons=500) for k in range(3)]
+    large = [replace(_run(STANDALONE, 9.0, 40.0), dry_neurons=4000, dry_synapses=1_600_000,
+                     neurons=4000)]
     unsized = [_run(STANDALONE, 4.0, 3.0)]
     mixed = [small[0], large[0], small[1], unsized[0], small[2]]
     assert by_size(mixed) == [small, large, unsized]

@@ -386,8 +386,32 @@ def test_a_size_taken_from_the_environment_gets_its_own_features_and_runs(
     assert "2 run(s) of this script built a model of another size" in said[2]
     with open_store(db_url) as store:
         runs = store.runs()
-    assert [(r.neurons, r.source) for r in runs] == [(25, "suite"), (25, "script"),
-                                                     (45, "suite")]
+    # a first run that shared its CPUs with other work (a busy host) teaches nothing
+    learned = "suite" if runs[0].times_alone() is None else "script"
+    assert [(r.dry_neurons, r.neurons, r.source) for r in runs] == [
+        (25, 25, "suite"), (25, 25, learned), (45, 45, "suite")]
+
+
+@pytest.mark.slow
+def test_a_script_of_several_networks_learns_under_the_size_its_dry_pass_counted(
+        db_url: str, tmp_path: Path) -> None:
+    """The dry pass counts the network of the first ``run()`` (3 neurons), a run's record the
+    last one it ran (4): its runs are learned from under the dry pass's size, or a script of
+    several panels would never match its own runs."""
+    from tests.test_learned import PANELS
+
+    store_this_hosts_suite(db_url)
+    script = tmp_path / "panels.py"
+    script.write_text(PANELS)
+    env = {"BRIAN2_AUTOTUNE_CACHE": str(tmp_path / "cache")}
+    for _ in range(2):
+        done = run_cli("run", "--db", db_url, str(script), env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    with open_store(db_url) as store:
+        runs = store.runs()
+    learned = "suite" if runs[0].times_alone() is None else "script"  # see above
+    assert [(r.dry_neurons, r.neurons, r.source) for r in runs] == [
+        (3, 4, "suite"), (3, 4, learned)]
 
 
 HELD_THE_FIRST_TIME = '''

@@ -122,6 +122,8 @@ class RunRow(Base):
     cpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     loop_cpu_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     setup_cpu_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dry_neurons: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    dry_synapses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class PrecisionCheckRow(Base):
