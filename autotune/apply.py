@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # imported only when a script is read, or has runs to learn f
     from autotune.learned import OwnTimes
     from autotune.pgo import ProfileGuidedBuild
     from autotune.scriptcheck import ScriptAnalysis
+    from autotune.scriptinputs import InputFiles
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class Applied:
             cold build and is worth building now (``apply(build_ahead=True)``).
         dry_size: the model's neurons and synapses by its dry pass (None without one): the
             size the run is recorded and learned under.
+        input_files: the files in the key of the script's dry pass, as they were before the
+            run: those it changes are its outputs (:func:`autotune.scriptinputs.note_written`).
     """
 
     config: RunConfig
@@ -130,6 +133,7 @@ class Applied:
     cpu_sample: CpuSample | None = field(default=None, compare=False)
     ahead: AheadPlan | None = field(default=None, compare=False)
     dry_size: tuple[int, int] | None = field(default=None, compare=False)
+    input_files: InputFiles | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -270,7 +274,7 @@ def apply(
     digest = analysis.digest if analysis else None
     relations: dict[str, LoopRelation] = {}
     dry_seconds = 0.0
-    key = _features_key(analysis, dry_pass, script)
+    key, input_files = _features_key(analysis, dry_pass, script, root)
     if profile is not None and workload is None and not same_model:
         suite = _suite_prediction(url, host, node, features, digest, root, dry_pass, key)
         dry_seconds = suite.dry_pass_seconds
@@ -366,9 +370,14 @@ def apply(
                       store_url=url, node_dir=node, script_digest=digest, cold=is_cold,
                       guided=guided, dry_pass_seconds=dry_seconds,
                       cpu_sample=sample_cpus(), ahead=ahead,
-                      dry_size=(features.neurons, features.synapses) if features else None)
+                      dry_size=(features.neurons, features.synapses) if features else None,
+                      input_files=input_files)
     if record:
         atexit.register(record_run, applied, str(script) if script else None)
+        if input_files is not None:
+            from autotune.scriptinputs import note_written
+
+            atexit.register(note_written, input_files)
     logger.debug("applied %s (%s: %s) in %.1f ms", config.describe(), source, why,
                  applied.seconds * 1000)
     return applied
@@ -452,17 +461,21 @@ class _SuitePrediction:
 
 
 def _features_key(analysis: ScriptAnalysis | None, dry_pass: tuple[Path, Sequence[str]] | None,
-                  script: Path | None) -> list[str]:
+                  script: Path | None, root: Path) -> tuple[list[str], InputFiles | None]:
     """What the script's features are cached under: its arguments, then the values of the
-    environment variables and the state of the data files it reads by name
-    (:mod:`autotune.scriptinputs`)."""
+    environment variables it reads by name and the state of the files it reads by name or is
+    given as arguments (:mod:`autotune.scriptinputs`); and those files, to tell after the
+    run which of them it wrote."""
     args = list(dry_pass[1]) if dry_pass else sys.argv[1:]
-    if analysis is None or not (analysis.environment or analysis.data_files):
-        return args
-    from autotune.scriptinputs import input_key
+    if analysis is None or analysis.digest is None or not (
+            args or analysis.environment or analysis.data_files):
+        return args, None
+    from autotune.drypass import text_cache_dir
+    from autotune.scriptinputs import OUTPUTS_NAME, input_files, input_key
 
-    return [*args, *input_key(analysis.environment, analysis.data_files,
-                              dry_pass[0] if dry_pass else script)]
+    files = input_files(analysis.data_files, args, dry_pass[0] if dry_pass else script,
+                        outputs_file=text_cache_dir(root, analysis.digest) / OUTPUTS_NAME)
+    return [*args, *input_key(analysis.environment, files)], files
 
 
 def _suite_prediction(url: str, host: HostFingerprint, node: Path,

@@ -387,6 +387,10 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
         report = _execute(script, args, applied, options)
         finished = True
         record = _record(script, applied, report)
+        if applied is not None and applied.input_files is not None:
+            from autotune.scriptinputs import note_written
+
+            note_written(applied.input_files)
     finally:
         if ahead is not None:
             from autotune import buildahead

@@ -392,6 +392,42 @@ def test_a_size_taken_from_the_environment_gets_its_own_features_and_runs(
         (25, 25, "suite"), (25, 25, learned), (45, 45, "suite")]
 
 
+CONFIGURED = """
+import json, sys
+import numpy as np
+from brian2 import *
+N = json.load(open(sys.argv[1]))["N"]
+G = NeuronGroup(N, 'dv/dt = -v/(10*ms) : 1')
+run(20*ms)
+np.save(sys.argv[2], G.v[:])
+print('done', N)
+"""
+
+
+@pytest.mark.slow
+def test_a_config_file_given_as_argument_is_a_new_model_when_edited(
+        db_url: str, tmp_path: Path) -> None:
+    """``run sim.py config.json out.npy``: editing the config gets a dry pass of its own;
+    ``out.npy``, written by every run, is seen to be an output and costs none."""
+    store_this_hosts_suite(db_url)
+    script, config = tmp_path / "sim.py", tmp_path / "config.json"
+    script.write_text(CONFIGURED)
+    env = {"BRIAN2_AUTOTUNE_CACHE": str(tmp_path / "cache")}
+    dry_passes = []
+    for size in (20, 20, 20, 40, 40):
+        if f'"N": {size}' not in (config.read_text() if config.exists() else ""):
+            config.write_text(f'{{"N": {size}}}')
+        done = run_cli("run", "--db", db_url, "sim.py", "config.json", "out.npy", env=env,
+                       cwd=tmp_path)
+        assert done.returncode == 0 and done.stdout.strip() == f"done {size}", done.stderr
+        said = " ".join(done.stderr.split())
+        dry_passes.append("dry pass of" in said)
+        assert not dry_passes[-1] or f"dry pass of sim.py: {size} neurons" in said, said
+    assert dry_passes == [True, False, False, True, False]
+    with open_store(db_url) as store:
+        assert [r.dry_neurons for r in store.runs()] == [20, 20, 20, 40, 40]
+
+
 @pytest.mark.slow
 def test_a_script_of_several_networks_learns_under_the_size_its_dry_pass_counted(
         db_url: str, tmp_path: Path) -> None:
