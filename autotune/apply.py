@@ -348,7 +348,8 @@ def apply(
     if passive:
         why += (f"; its {config.threads} OpenMP threads sleep while they wait, since other "
                 f"work keeps {max(busy, neighbours.cores)} of {host.usable_cpus} CPUs busy")
-    why += _use_cython_cache_of(cython_found, config, config.key in cold)
+    why += _cython_cache_note(cython_found, config, config.key in cold)
+    _run_as_the_cython_cache_interpreter(cython_found, config)
     from autotune.brianprefs import configure_brian2
 
     watch_model()  # before configure_brian2, so the device methods PGO wraps keep their timing
@@ -392,7 +393,7 @@ def _ahead_plan(host: HostFingerprint, profile: Profile, seconds: float | None,
     been cold, when its build is cold and worth making now (:mod:`autotune.buildahead`)."""
     warm, _, _, _ = choose(host, profile, duration=seconds, allowed=allowed,
                            no_profile_reason=no_profile_reason, history=history,
-                           relations=relations)
+                           relations=relations, log=False)
     cost = cost_for_run(profile, history, warm, relations)
     if warm.key not in cold or cost is None:
         return None
@@ -640,11 +641,10 @@ def _with_cython_partly_built(profile: Profile, found: CythonCacheFound) -> Prof
     return replace(profile, entries=entries)
 
 
-def _use_cython_cache_of(found: CythonCacheFound | None, config: RunConfig, cold: bool) -> str:
-    """Run Brian2's Cython under the interpreter name whose entries in Brian2's cache hold the
-    script's code: it keys each module by ``sys.executable``, and a user's ``python
-    script.py`` and pip's ``brian2-autotune`` (``python3``) would otherwise compile the same
-    code twice. The reason's note ('' when nothing changes)."""
+def _cython_cache_note(found: CythonCacheFound | None, config: RunConfig, cold: bool) -> str:
+    """What Brian2's Cython cache holds of the script's code, for the reason ('' when it
+    changes nothing): how much of a cold build is left, and the interpreter name it runs as
+    (:func:`_run_as_the_cython_cache_interpreter`)."""
     if found is None or not _brians_own_cython(config):
         return ""
     note = ""
@@ -653,11 +653,20 @@ def _use_cython_cache_of(found: CythonCacheFound | None, config: RunConfig, cold
                 f"modules, so its cold build is priced for the {found.modules - found.found} "
                 "missing")
     if found.name != sys.executable:
-        sys.executable = found.name
         held = "this script's code" if found.complete else "those"
         note += (f"; Brian2's Cython cache holds {held} from a run as {Path(found.name).name}, "
                  f"so it runs as {Path(found.name).name} to reuse it")
     return note
+
+
+def _run_as_the_cython_cache_interpreter(found: CythonCacheFound | None,
+                                         config: RunConfig) -> None:
+    """Run Brian2's Cython under the interpreter name whose entries in Brian2's cache hold the
+    script's code: it keys each module by ``sys.executable``, and a user's ``python
+    script.py`` and pip's ``brian2-autotune`` (``python3``) would otherwise compile the same
+    code twice."""
+    if found is not None and _brians_own_cython(config) and found.name != sys.executable:
+        sys.executable = found.name
 
 
 def _retrained(runs: list[RunRecord]) -> frozenset[str]:

@@ -89,6 +89,7 @@ def choose(
     relations: Mapping[str, LoopRelation] | None = None,
     pgo: bool | None = None,
     repeats: int = 1,
+    log: bool = True,
 ) -> tuple[RunConfig, str, str, float | None]:
     """Decide the configuration (pure: sets nothing). Returns (config, source, reason, predicted).
 
@@ -105,7 +106,8 @@ def choose(
     ``repeats``, what this host's other scripts got), and the prediction includes it.
     ``relations`` (a suite's, for a predicted profile) tie one configuration's loop to
     another's, so that the script's own runs of one correct the other. ``pgo`` asks for a
-    profile-guided build (True, which implies cpp_standalone) or forbids it (False).
+    profile-guided build (True, which implies cpp_standalone) or forbids it (False). ``log``
+    False keeps the candidates' DEBUG line out of the log (a second look at the same run).
 
     Raises:
         ConfigError: on invalid overrides, or an override that implies cpp_standalone (a device,
@@ -137,7 +139,7 @@ def choose(
                    "(check it with `brian2-autotune check-precision SCRIPT`, or ask for it "
                    "with --precision float32)")
     costs = run_costs(profile, history, relations)
-    if best is not None and logger.isEnabledFor(logging.DEBUG):
+    if log and best is not None and logger.isEnabledFor(logging.DEBUG):
         logger.debug("predicted for this run: %s", _candidates_text(
             costs, profile.target_duration if duration is None else duration,  # type: ignore
             cold, profile.allowed(duration, allowed)))  # type: ignore[union-attr]

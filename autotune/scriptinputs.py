@@ -43,6 +43,9 @@ OUTPUTS_NAME = "outputs.json"
 #: (``out_17.npy``) would otherwise make every run read a longer list.
 MAX_OUTPUTS = 256
 ABSENT = "absent"
+#: Seconds a run waits for another to finish remembering its outputs (then writes anyway: at
+#: worst one output is forgotten, which costs a later run one dry pass).
+OUTPUTS_LOCK_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,22 +100,35 @@ def input_key(environment: Sequence[str], files: InputFiles) -> list[str]:
 def note_written(files: InputFiles | None) -> list[str]:
     """The files of the key that changed since it was made (by the script's run: outputs),
     remembered in ``files.outputs_file`` so that later keys leave them out (the newest
-    :data:`MAX_OUTPUTS`; two runs of a sweep that end together may each keep only their own,
-    which costs a later run one dry pass)."""
+    :data:`MAX_OUTPUTS`). Runs of a sweep that end together take turns, under a lock beside
+    the file, so that none loses another's outputs."""
     if files is None or not files.states:
         return []
     written = [name for name, path in files.paths.items()
                if _state_of(path) != files.states[name]]
     if written and files.outputs_file is not None:
-        known = [name for name in _remembered(files.outputs_file) if name not in written]
-        try:
-            write_json_atomically(files.outputs_file, (known + written)[-MAX_OUTPUTS:])
-        except OSError as e:
-            logger.debug("cannot remember the outputs %s: %s", written, e)
-        else:
-            logger.debug("%s changed during the run: outputs, left out of the dry pass's key",
-                         ", ".join(written))
+        _remember(files.outputs_file, written)
     return written
+
+
+def _remember(outputs_file: Path, written: list[str]) -> None:
+    """Add ``written`` to the outputs remembered in ``outputs_file``, newest last."""
+    from autotune.buildslots import wait_lock
+
+    lock = None
+    try:
+        outputs_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = wait_lock(outputs_file.with_suffix(".lock"), timeout=OUTPUTS_LOCK_WAIT)
+        known = [name for name in _remembered(outputs_file) if name not in written]
+        write_json_atomically(outputs_file, (known + written)[-MAX_OUTPUTS:])
+    except OSError as e:
+        logger.debug("cannot remember the outputs %s: %s", written, e)
+    else:
+        logger.debug("%s changed during the run: outputs, left out of the dry pass's key",
+                     ", ".join(written))
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def known_outputs(outputs_file: Path | None) -> set[str]:

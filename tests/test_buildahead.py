@@ -131,6 +131,8 @@ def test_a_script_run_again_finds_the_build_made_beside_its_first_run(
     second = run_cli("-v", "run", "--db", db_url, str(script), str(marker))
     assert second.returncode == 0, second.stderr
     assert _said(second.stderr, "applied cpp_standalone, no OpenMP"), second.stderr
+    # the look at what to build ahead repeats no line of the choice's
+    assert second.stderr.count("predicted for this run") == 1, second.stderr
     assert built.stat().st_mtime_ns == linked
     assert marker.read_text() == "ran\nran\n"
     assert first.stdout == second.stdout

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +101,28 @@ def test_only_the_newest_outputs_are_remembered(tmp_path: Path) -> None:
     remembered = known_outputs(outputs)
     assert len(remembered) == MAX_OUTPUTS
     assert "out_0.npy" not in remembered and f"out_{MAX_OUTPUTS + 2}.npy" in remembered
+
+
+def _write_and_note(folder: str, name: str, outputs: str, together: Any) -> None:
+    """One run of a sweep: key, write its own output, then remember it with the others."""
+    before = input_files([], [name], cwd=Path(folder), outputs_file=Path(outputs))
+    (Path(folder) / name).write_bytes(b"result")
+    together.wait()
+    note_written(before)
+
+
+def test_runs_of_a_sweep_that_end_together_each_keep_their_outputs(tmp_path: Path) -> None:
+    """Eight processes remember their outputs at once: none is lost to another's write."""
+    context = multiprocessing.get_context("spawn")
+    outputs = tmp_path / "cache" / "outputs.json"
+    names = [f"out_{number}.npy" for number in range(8)]
+    together = context.Barrier(len(names))
+    runs = [context.Process(target=_write_and_note,
+                            args=(str(tmp_path), name, str(outputs), together))
+            for name in names]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert [run.exitcode for run in runs] == [0] * len(names)
+    assert known_outputs(outputs) == set(names)
