@@ -116,6 +116,8 @@ class _Visitor(ast.NodeVisitor):
     def __init__(self) -> None:
         self.run_sites: list[tuple[bool, str | None]] = []  # (in loop, enclosing function)
         self.run_lengths: list[float | None] = []  # each run()'s duration, when known
+        #: run()'s durations inside functions, by index in run_lengths, read again at the end
+        self.deferred_lengths: dict[int, ast.expr] = {}
         #: module-level names bound to a number or a time: (value, power of time)
         self.constants: dict[str, tuple[float, int]] = {}
         self.loop_depth = 0
@@ -176,19 +178,39 @@ class _Visitor(ast.NodeVisitor):
                                 'prefs["codegen.target"')):
                 self.own_device = True
         self._bind(node.targets, node.value)
+        if not self.functions and len(node.targets) == 1:
+            self._bind_constant(node.targets[0], node.value)
         if not self.functions and len(node.targets) == 1 and isinstance(node.targets[0],
                                                                          ast.Name):
-            value = _quantity(node.value, self.constants)
-            if value is not None:
-                self.constants[node.targets[0].id] = value
-            else:
-                self.constants.pop(node.targets[0].id, None)
             text = self._string(node.value)
             if text is not None:
                 self.strings[node.targets[0].id] = text
             else:
                 self.strings.pop(node.targets[0].id, None)
         self.generic_visit(node)
+
+    def _bind_constant(self, target: ast.expr, value: ast.expr) -> None:
+        """Keep what a module-level assignment binds to a quantity: a name (``T = 10*second``),
+        each entry of a dictionary literal (``params = {'duration': 1*second}``, read back as
+        ``params['duration']``) or one entry (``params['duration'] = 2*second``)."""
+        if isinstance(target, ast.Name):
+            prefix = f"{target.id}["
+            for name in [n for n in self.constants if n.startswith(prefix)]:
+                del self.constants[name]
+            if isinstance(value, ast.Dict):
+                for key, item in zip(value.keys, value.values, strict=True):
+                    entry = _entry_name(target.id, key) if key is not None else None
+                    quantity = _quantity(item, self.constants) if entry else None
+                    if entry is not None and quantity is not None:
+                        self.constants[entry] = quantity
+        name = target.id if isinstance(target, ast.Name) else _subscript_name(target)
+        if name is None:
+            return
+        quantity = _quantity(value, self.constants)
+        if quantity is not None:
+            self.constants[name] = quantity
+        else:
+            self.constants.pop(name, None)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:  # noqa: N802
         if _is_environ(node.value) and isinstance(node.ctx, ast.Load):
@@ -312,6 +334,9 @@ class _Visitor(ast.NodeVisitor):
                                    else None))
             duration = node.args[0] if node.args else next(
                 (k.value for k in node.keywords if k.arg == "duration"), None)
+            if duration is not None and self.functions:
+                # a function body runs when called, mostly below the constants it reads
+                self.deferred_lengths[len(self.run_lengths)] = duration
             self.run_lengths.append(_seconds(duration, self.constants)
                                     if duration is not None else None)
             for keyword in node.keywords:
@@ -365,6 +390,9 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
         if node.id in constants:
             return constants[node.id]
         return (_TIME_UNITS[node.id], 1) if node.id in _TIME_UNITS else None
+    if isinstance(node, ast.Subscript):
+        name = _subscript_name(node)
+        return constants.get(name) if name is not None else None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _quantity(node.operand, constants)
         return (-inner[0], inner[1]) if inner is not None else None
@@ -375,6 +403,26 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
         if isinstance(node.op, ast.Mult):
             return left[0] * right[0], left[1] + right[1]
         return (left[0] / right[0], left[1] - right[1]) if right[0] else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        left, right = _quantity(node.left, constants), _quantity(node.right, constants)
+        if left is None or right is None or left[1] != right[1]:
+            return None  # a time plus a number is an error in Brian2 too
+        sign = 1.0 if isinstance(node.op, ast.Add) else -1.0
+        return left[0] + sign * right[0], left[1]
+    return None
+
+
+def _entry_name(name: str, key: ast.expr) -> str | None:
+    """How the constants hold ``name[key]`` for a literal string key (None for others)."""
+    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+        return f"{name}[{key.value!r}]"
+    return None
+
+
+def _subscript_name(node: ast.expr) -> str | None:
+    """The constants' name of ``params['duration']`` (None for any other subscript)."""
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        return _entry_name(node.value.id, node.slice)
     return None
 
 
@@ -413,6 +461,8 @@ def _visit(source: str, filename: str) -> _Visitor:
                           "python either") from e
     visitor = _Visitor()
     visitor.visit(tree)
+    for index, duration in visitor.deferred_lengths.items():
+        visitor.run_lengths[index] = _seconds(duration, visitor.constants)
     return visitor
 
 

@@ -133,6 +133,13 @@ def test_writes_metadata_and_reads_after_run_are_fine(body: str) -> None:
     ("net = Network(collect())\nnet.run(3*second, report='text')\n", 3.0),
     ("run(1*second)\nrun(0.5*second)\n", 1.5), ("run(10*second/4)\n", 2.5),
     ("def main():\n    run(3*second)\n\nmain()\n", 3.0),
+    # Brian2's Vogels et al. 2011: a warm-up, then the rest of a module constant
+    ("simtime = 10*second\nrun(1*second)\nrun(simtime - 1*second)\n", 10.0),
+    ("run((200 + 300)*ms)\n", 0.5),
+    # a parameter dictionary, read in a function defined above it (COBAHH_approximated.py)
+    ("def simulate(p):\n    run(p['duration'])\n\n"
+     "p = {'duration': 20*ms, 'v_initial': -65*mV}\nsimulate(p)\n", 0.02),
+    ("params = {'T': 1*second}\nparams['T'] = 3*second\nrun(params['T'])\n", 3.0),
 ])
 def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> None:
     assert analyse_source(HEAD + body).run_length == pytest.approx(seconds)
@@ -140,7 +147,9 @@ def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> No
 
 @pytest.mark.parametrize("body", [
     "import sys\nrun(float(sys.argv[1])*second)\n", "for k in range(3):\n    run(1*second)\n",
-    "run(10)\n", "T = 1*mV\nrun(T)\n",
+    "run(10)\n", "T = 1*mV\nrun(T)\n", "run(1*second + 5)\n",
+    "params = {'T': 1*second}\nparams = load()\nrun(params['T'])\n",
+    "params = {'T': 1*second}\nparams['T'] = float(sys.argv[1])*second\nrun(params['T'])\n",
 ])
 def test_a_run_length_the_source_does_not_fix_is_unknown(body: str) -> None:
     assert analyse_source(HEAD + body).run_length is None
