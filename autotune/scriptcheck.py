@@ -119,7 +119,8 @@ class _Visitor(ast.NodeVisitor):
         #: run()'s durations inside functions, by index in run_lengths, read again at the end
         self.deferred_lengths: dict[int, ast.expr] = {}
         #: module-level names bound to a number or a time: (value, power of time)
-        self.constants: dict[str, tuple[float, int]] = {}
+        #: module-level names bound to a quantity (None: set where its value is not known)
+        self.constants: dict[str, tuple[float, int] | None] = {}
         self.loop_depth = 0
         self.functions: list[str] = []
         self.during_run = 0  # inside a network_operation: its reads happen during the run
@@ -180,6 +181,8 @@ class _Visitor(ast.NodeVisitor):
         self._bind(node.targets, node.value)
         if not self.functions and len(node.targets) == 1:
             self._bind_constant(node.targets[0], node.value)
+        elif any(_clock_step_name(target) for target in node.targets):
+            self.constants[DEFAULT_DT_NAME] = None  # set in a function: not known here
         if not self.functions and len(node.targets) == 1 and isinstance(node.targets[0],
                                                                          ast.Name):
             text = self._string(node.value)
@@ -193,6 +196,8 @@ class _Visitor(ast.NodeVisitor):
         """Keep what a module-level assignment binds to a quantity: a name (``T = 10*second``),
         each entry of a dictionary literal (``params = {'duration': 1*second}``, read back as
         ``params['duration']``) or one entry (``params['duration'] = 2*second``)."""
+        if self.constants.get(DEFAULT_DT_NAME, ()) is None and _clock_step_name(target):
+            return  # a function sets it too
         if isinstance(target, ast.Name):
             prefix = f"{target.id}["
             for name in [n for n in self.constants if n.startswith(prefix)]:
@@ -203,11 +208,12 @@ class _Visitor(ast.NodeVisitor):
                     quantity = _quantity(item, self.constants) if entry else None
                     if entry is not None and quantity is not None:
                         self.constants[entry] = quantity
-        name = target.id if isinstance(target, ast.Name) else _subscript_name(target)
+        name = (target.id if isinstance(target, ast.Name) else _subscript_name(target)
+                or _clock_step_name(target))
         if name is None:
             return
         quantity = _quantity(value, self.constants)
-        if quantity is not None:
+        if quantity is not None or name == DEFAULT_DT_NAME:  # the step has a default to hide
             self.constants[name] = quantity
         else:
             self.constants.pop(name, None)
@@ -368,19 +374,22 @@ class _Visitor(ast.NodeVisitor):
                 and isinstance(record, ast.Constant) and record.value is True)
 
 
+#: Brian2's time step where a script sets none, in seconds.
+BRIAN2_DEFAULT_DT = 1e-4
+DEFAULT_DT_NAME = "defaultclock.dt"
 #: Brian2's time units, in seconds.
 _TIME_UNITS = {"second": 1.0, "second2": 1.0, "ms": 1e-3, "msecond": 1e-3, "us": 1e-6,
                "usecond": 1e-6, "minute": 60.0, "hour": 3600.0, "ns": 1e-9, "nsecond": 1e-9}
 
 
-def _seconds(node: ast.expr, constants: dict[str, tuple[float, int]]) -> float | None:
+def _seconds(node: ast.expr, constants: dict[str, tuple[float, int] | None]) -> float | None:
     """The value in seconds of ``10*second``, ``500*ms``, ``T*ms`` with ``T = 100``, a name
     bound to a time, ...; None when ``node`` is not a time the source alone determines."""
     value = _quantity(node, constants)
     return value[0] if value is not None and value[1] == 1 else None
 
 
-def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
+def _quantity(node: ast.expr, constants: dict[str, tuple[float, int] | None]
               ) -> tuple[float, int] | None:
     """(value, power of time): power 1 for a time in seconds, 0 for a plain number."""
     if isinstance(node, ast.Constant):
@@ -393,6 +402,8 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
     if isinstance(node, ast.Subscript):
         name = _subscript_name(node)
         return constants.get(name) if name is not None else None
+    if _clock_step_name(node) is not None:  # run(steps*defaultclock.dt)
+        return constants.get(DEFAULT_DT_NAME, (BRIAN2_DEFAULT_DT, 1))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _quantity(node.operand, constants)
         return (-inner[0], inner[1]) if inner is not None else None
@@ -410,6 +421,11 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int]]
         sign = 1.0 if isinstance(node.op, ast.Add) else -1.0
         return left[0] + sign * right[0], left[1]
     return None
+
+
+def _clock_step_name(node: ast.expr) -> str | None:
+    """:data:`DEFAULT_DT_NAME` for ``defaultclock.dt`` (None for anything else)."""
+    return DEFAULT_DT_NAME if ast.unparse(node) == DEFAULT_DT_NAME else None
 
 
 def _entry_name(name: str, key: ast.expr) -> str | None:

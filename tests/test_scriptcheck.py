@@ -140,6 +140,8 @@ def test_writes_metadata_and_reads_after_run_are_fine(body: str) -> None:
     ("def simulate(p):\n    run(p['duration'])\n\n"
      "p = {'duration': 20*ms, 'v_initial': -65*mV}\nsimulate(p)\n", 0.02),
     ("params = {'T': 1*second}\nparams['T'] = 3*second\nrun(params['T'])\n", 3.0),
+    ("run(5000*defaultclock.dt)\n", 0.5),
+    ("defaultclock.dt = 0.01*ms\nrun(1000*defaultclock.dt)\n", 0.01),
 ])
 def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> None:
     assert analyse_source(HEAD + body).run_length == pytest.approx(seconds)
@@ -150,6 +152,10 @@ def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> No
     "run(10)\n", "T = 1*mV\nrun(T)\n", "run(1*second + 5)\n",
     "params = {'T': 1*second}\nparams = load()\nrun(params['T'])\n",
     "params = {'T': 1*second}\nparams['T'] = float(sys.argv[1])*second\nrun(params['T'])\n",
+    "def setup():\n    defaultclock.dt = 0.01*ms\nsetup()\nrun(1000*defaultclock.dt)\n",
+    "def go():\n    defaultclock.dt = 0.01*ms\n    run(1000*defaultclock.dt)\n"
+    "defaultclock.dt = 1*ms\ngo()\n",
+    "defaultclock.dt = float(sys.argv[1])*ms\nrun(1000*defaultclock.dt)\n",
 ])
 def test_a_run_length_the_source_does_not_fix_is_unknown(body: str) -> None:
     assert analyse_source(HEAD + body).run_length is None
