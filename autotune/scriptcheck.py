@@ -146,6 +146,10 @@ class _Visitor(ast.NodeVisitor):
         super().visit(node)
 
     def _loop(self, node: ast.AST) -> None:
+        if isinstance(node, (ast.For, ast.AsyncFor)) and not self.functions:
+            for target in ast.walk(node.target):
+                if isinstance(target, ast.Name):
+                    self._forget(target.id)
         self.loop_depth += 1
         self.generic_visit(node)
         self.loop_depth -= 1
@@ -191,6 +195,24 @@ class _Visitor(ast.NodeVisitor):
             else:
                 self.strings.pop(node.targets[0].id, None)
         self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:  # noqa: N802
+        if not self.functions:  # T += 1*second, params['T'] *= 2
+            self._bind_constant(node.target, ast.BinOp(node.target, node.op, node.value))
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:  # noqa: N802
+        for target in node.targets:
+            name = target.id if isinstance(target, ast.Name) else _subscript_name(target)
+            if name is not None:
+                self._forget(name)
+        self.generic_visit(node)
+
+    def _forget(self, name: str) -> None:
+        """A module-level name (or a dictionary's entry) no longer holds a known quantity."""
+        self.constants.pop(name, None)
+        for entry in [n for n in self.constants if n.startswith(f"{name}[")]:
+            del self.constants[entry]
 
     def _bind_constant(self, target: ast.expr, value: ast.expr) -> None:
         """Keep what a module-level assignment binds to a quantity: a name (``T = 10*second``),
@@ -329,6 +351,11 @@ class _Visitor(ast.NodeVisitor):
             self.gsl = True
 
     def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
+        if (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                and node.func.attr not in _READING_METHODS):
+            # params.update(...), params.pop('T'): the dictionary's entries are not known now
+            for entry in [n for n in self.constants if n.startswith(f"{node.func.value.id}[")]:
+                del self.constants[entry]
         name = _call_name(node)
         if name is not None:
             self.calls[name] = self.calls.get(name, 0) + 1
@@ -374,6 +401,8 @@ class _Visitor(ast.NodeVisitor):
                 and isinstance(record, ast.Constant) and record.value is True)
 
 
+#: Methods of a dictionary that leave its entries as they are.
+_READING_METHODS = frozenset({"get", "keys", "values", "items", "copy"})
 #: Brian2's time step where a script sets none, in seconds.
 BRIAN2_DEFAULT_DT = 1e-4
 DEFAULT_DT_NAME = "defaultclock.dt"

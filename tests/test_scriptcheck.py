@@ -142,6 +142,8 @@ def test_writes_metadata_and_reads_after_run_are_fine(body: str) -> None:
     ("params = {'T': 1*second}\nparams['T'] = 3*second\nrun(params['T'])\n", 3.0),
     ("run(5000*defaultclock.dt)\n", 0.5),
     ("defaultclock.dt = 0.01*ms\nrun(1000*defaultclock.dt)\n", 0.01),
+    ("T = 1*second\nT += 1*second\nrun(T)\n", 2.0),
+    ("p = {'T': 1*second}\np['T'] *= 2\nprint(p.get('T'))\nrun(p['T'])\n", 2.0),
 ])
 def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> None:
     assert analyse_source(HEAD + body).run_length == pytest.approx(seconds)
@@ -156,6 +158,11 @@ def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> No
     "def go():\n    defaultclock.dt = 0.01*ms\n    run(1000*defaultclock.dt)\n"
     "defaultclock.dt = 1*ms\ngo()\n",
     "defaultclock.dt = float(sys.argv[1])*ms\nrun(1000*defaultclock.dt)\n",
+    # changed where the analysis cannot follow: unknown, never the first value
+    "T = 1*second\nT += k\nrun(T)\n",
+    "T = 1*second\nfor T in [2*second]:\n    pass\nrun(T)\n",
+    "p = {'T': 1*second}\np.update(T=5*second)\nrun(p['T'])\n",
+    "p = {'T': 1*second}\ndel p['T']\nrun(p['T'])\n",
 ])
 def test_a_run_length_the_source_does_not_fix_is_unknown(body: str) -> None:
     assert analyse_source(HEAD + body).run_length is None
