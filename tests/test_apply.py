@@ -324,7 +324,7 @@ def test_a_run_length_the_script_does_not_say_is_taken_from_its_recorded_runs(
     from autotune.scriptcheck import script_digest
 
     host = collect_host()
-    extra = "\nlengths = {'a': 500*ms}\nif False:\n    run(lengths['a'])\n"
+    extra = "\nlengths = {'a': 500*ms}\nkey = 'a'\nif False:\n    run(lengths[key])\n"
     source = APPLY_SCRIPT.replace("DURATION", "None").replace("DB", repr(db_url)) + extra
     numpy = RunConfig("runtime", "numpy")
     with open_store(db_url) as store:
