@@ -431,6 +431,9 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int] | None]
     if isinstance(node, ast.Subscript):
         name = _subscript_name(node)
         return constants.get(name) if name is not None else None
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.attr in _TIME_UNITS):  # b2.second, after import brian2 as b2
+        return _TIME_UNITS[node.attr], 1
     if _clock_step_name(node) is not None:  # run(steps*defaultclock.dt)
         return constants.get(DEFAULT_DT_NAME, (BRIAN2_DEFAULT_DT, 1))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):

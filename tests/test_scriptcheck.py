@@ -143,6 +143,7 @@ def test_writes_metadata_and_reads_after_run_are_fine(body: str) -> None:
     ("run(5000*defaultclock.dt)\n", 0.5),
     ("defaultclock.dt = 0.01*ms\nrun(1000*defaultclock.dt)\n", 0.01),
     ("T = 1*second\nT += 1*second\nrun(T)\n", 2.0),
+    ("import brian2 as b2\nepoch = 1*b2.second\nnet = b2.Network()\nnet.run(3*epoch)\n", 3.0),
     ("p = {'T': 1*second}\np['T'] *= 2\nprint(p.get('T'))\nrun(p['T'])\n", 2.0),
 ])
 def test_the_run_length_is_read_from_the_script(body: str, seconds: float) -> None:
