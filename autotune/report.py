@@ -217,7 +217,7 @@ def profile_renderables(profile: Profile, duration: float | None = None,
         rejected.add_column("status")
         rejected.add_column("reason")
         for row in summary["rejected"]:
-            rejected.add_row(row["config"], row["status"], row["reason"] or "")
+            rejected.add_row(row["config"], row["status"], _plain(row["reason"] or ""))
         out.append(rejected)
     return out
 
@@ -229,8 +229,16 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(_plain(cell) for cell in row))
     return table
+
+
+def _plain(text: str) -> Any:
+    """``text`` as rich shows it verbatim: not markup, so that a script's digest
+    (``mine.py [f45c4512]``) or a path with brackets is not read as a style and dropped."""
+    from rich.text import Text
+
+    return Text(text)
 
 
 def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
@@ -317,6 +325,7 @@ def compare_renderables(rows: list[dict[str, Any]], duration: float) -> list[Any
 def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, Any]:
     """(a rich status or None, a progress callback for :func:`autotune.calibrate`): a live
     status line on a terminal, one line per configuration otherwise."""
+    from rich.markup import escape
     from rich.status import Status
 
     status = Status("starting calibration", console=console) if console.is_terminal else None
@@ -329,12 +338,12 @@ def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, 
                           member=f"{data['name']} {data['size']} ({data['number']} of "
                                  f"{data['count']})")
             kept = data["kept"]
-            console.print(f"{state['member']}: " + (
+            console.print(escape(f"{state['member']}: ") + (
                 "already calibrated on this host, kept" if kept else "calibrating"))
         elif event == "trial" and status is not None:
             what = ("confirming" if data.get("purpose") == "confirm"
                     else f"config {state['done'] + 1}{total}")
-            status.update((f"{state['member']}, " if state.get("member") else "")
+            status.update((escape(f"{state['member']}, ") if state.get("member") else "")
                           + f"{what}: {data['config'].key}, {data['duration']:g} s simulated"
                           + (f" — best so far {state['best'][0]} ({state['best'][1]:.2f} s)"
                              if state["best"] else "")
@@ -348,9 +357,9 @@ def calibration_progress(console: Any, budget_trials: int | None) -> tuple[Any, 
             state["done"] = data["done"]
             if evaluation.objective is None:
                 state["failures"] += 1
-                verdict = f"[red]failed[/red]: {evaluation.reason}"
+                verdict = f"[red]failed[/red]: {escape(str(evaluation.reason))}"
             elif not evaluation.feasible:
-                verdict = f"[yellow]invalid[/yellow]: {evaluation.reason}"
+                verdict = f"[yellow]invalid[/yellow]: {escape(str(evaluation.reason))}"
             else:
                 verdict = f"predicted {evaluation.objective:.2f} s"
                 if state["best"] is None or evaluation.objective < state["best"][1]:

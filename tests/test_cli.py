@@ -215,3 +215,20 @@ def test_run_applies_the_profile_and_results_match_plain_python(
         # the second learns from the first, unless other work crowded it (a busy host)
         if "so its times are not learned from" not in " ".join(tuned.stderr.split()):
             source = "[script:"
+
+
+def test_calibration_progress_prints_a_failed_trials_reason_as_written() -> None:
+    """A trial's error can hold brackets (``[Errno 2]``, ``v[/]``, a path): the progress line
+    says it verbatim, never as rich markup, which dropped ``[b]`` and raised on ``[/x]``."""
+    from rich.console import Console
+
+    from autotune.config import RunConfig
+    from autotune.records import Evaluation
+    from autotune.report import calibration_progress
+
+    console = Console(width=200, record=True)
+    _, on_event = calibration_progress(console, 4)
+    reason = "exit 1: FileNotFoundError: [Errno 2] /tmp/a[b]/[/x].py"
+    on_event("evaluated", {"evaluation": Evaluation(RunConfig("runtime", "numpy"), None,
+                                                    reason=reason), "done": 1})
+    assert reason in console.export_text()

@@ -765,3 +765,17 @@ def test_show_lists_what_was_learned_per_model_size() -> None:
     rows = script_rows([*small[:2], *large, small[2]])
     assert [(r["neurons"], r["runs"], r["rate_s_per_s"]) for r in rows] == [
         (500, 3, pytest.approx(0.3)), (4000, 1, pytest.approx(4.0))]
+
+
+def test_show_prints_a_scripts_digest_and_brackets_in_its_path_as_written() -> None:
+    """rich read ``mine.py [f45c4512]`` as a style tag and dropped the digest (digests that
+    start with a digit survived); a path with ``[/`` in it would have stopped ``show``."""
+    from rich.console import Console
+
+    from autotune.scriptreport import script_rows, scripts_renderable
+
+    runs = [replace(_run(STANDALONE, 4.0, 3.0), script="/data/run[/x]/mine.py",
+                    script_digest="f45c451232883501")]
+    console = Console(width=200, record=True)
+    console.print(scripts_renderable(script_rows(runs)))
+    assert "mine.py [f45c4512]" in console.export_text()
