@@ -211,6 +211,10 @@ class _Visitor(ast.NodeVisitor):
     def _forget(self, name: str) -> None:
         """A module-level name (or a dictionary's entry) no longer holds a known quantity."""
         self.constants.pop(name, None)
+        self._forget_entries(name)
+
+    def _forget_entries(self, name: str) -> None:
+        """The dictionary bound to ``name`` no longer holds known entries."""
         for entry in [n for n in self.constants if n.startswith(f"{name}[")]:
             del self.constants[entry]
 
@@ -218,12 +222,11 @@ class _Visitor(ast.NodeVisitor):
         """Keep what a module-level assignment binds to a quantity: a name (``T = 10*second``),
         each entry of a dictionary literal (``params = {'duration': 1*second}``, read back as
         ``params['duration']``) or one entry (``params['duration'] = 2*second``)."""
-        if self.constants.get(DEFAULT_DT_NAME, ()) is None and _clock_step_name(target):
+        if _clock_step_name(target) and DEFAULT_DT_NAME in self.constants and (
+                self.constants[DEFAULT_DT_NAME] is None):
             return  # a function sets it too
         if isinstance(target, ast.Name):
-            prefix = f"{target.id}["
-            for name in [n for n in self.constants if n.startswith(prefix)]:
-                del self.constants[name]
+            self._forget_entries(target.id)
             if isinstance(value, ast.Dict):
                 for key, item in zip(value.keys, value.values, strict=True):
                     entry = _entry_name(target.id, key) if key is not None else None
@@ -354,8 +357,7 @@ class _Visitor(ast.NodeVisitor):
         if (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
                 and node.func.attr not in _READING_METHODS):
             # params.update(...), params.pop('T'): the dictionary's entries are not known now
-            for entry in [n for n in self.constants if n.startswith(f"{node.func.value.id}[")]:
-                del self.constants[entry]
+            self._forget_entries(node.func.value.id)
         name = _call_name(node)
         if name is not None:
             self.calls[name] = self.calls.get(name, 0) + 1
@@ -368,10 +370,13 @@ class _Visitor(ast.NodeVisitor):
             duration = node.args[0] if node.args else next(
                 (k.value for k in node.keywords if k.arg == "duration"), None)
             if duration is not None and self.functions:
-                # a function body runs when called, mostly below the constants it reads
+                # a function body runs when called, mostly below the constants it reads: its
+                # length is read with the module's constants at the end (:func:`_visit`)
                 self.deferred_lengths[len(self.run_lengths)] = duration
-            self.run_lengths.append(_seconds(duration, self.constants)
-                                    if duration is not None else None)
+                self.run_lengths.append(None)
+            else:
+                self.run_lengths.append(_seconds(duration, self.constants)
+                                        if duration is not None else None)
             for keyword in node.keywords:
                 if keyword.arg == "report" and not isinstance(keyword.value, ast.Constant):
                     self.reasons.append("passes a Python report callback to run()")
@@ -457,7 +462,9 @@ def _quantity(node: ast.expr, constants: dict[str, tuple[float, int] | None]
 
 def _clock_step_name(node: ast.expr) -> str | None:
     """:data:`DEFAULT_DT_NAME` for ``defaultclock.dt`` (None for anything else)."""
-    return DEFAULT_DT_NAME if ast.unparse(node) == DEFAULT_DT_NAME else None
+    is_step = (isinstance(node, ast.Attribute) and node.attr == "dt"
+               and isinstance(node.value, ast.Name) and node.value.id == "defaultclock")
+    return DEFAULT_DT_NAME if is_step else None
 
 
 def _entry_name(name: str, key: ast.expr) -> str | None:
