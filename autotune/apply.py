@@ -348,8 +348,10 @@ def apply(
     if passive:
         why += (f"; its {config.threads} OpenMP threads sleep while they wait, since other "
                 f"work keeps {max(busy, neighbours.cores)} of {host.usable_cpus} CPUs busy")
-    why += _cython_cache_note(cython_found, config, config.key in cold)
-    _run_as_the_cython_cache_interpreter(cython_found, config)
+    interpreter = _cython_cache_interpreter(cython_found, config)
+    why += _cython_cache_note(cython_found, config, config.key in cold, interpreter)
+    if interpreter is not None:
+        sys.executable = interpreter
     from autotune.brianprefs import configure_brian2
 
     watch_model()  # before configure_brian2, so the device methods PGO wraps keep their timing
@@ -641,10 +643,11 @@ def _with_cython_partly_built(profile: Profile, found: CythonCacheFound) -> Prof
     return replace(profile, entries=entries)
 
 
-def _cython_cache_note(found: CythonCacheFound | None, config: RunConfig, cold: bool) -> str:
+def _cython_cache_note(found: CythonCacheFound | None, config: RunConfig, cold: bool,
+                       interpreter: str | None) -> str:
     """What Brian2's Cython cache holds of the script's code, for the reason ('' when it
-    changes nothing): how much of a cold build is left, and the interpreter name it runs as
-    (:func:`_run_as_the_cython_cache_interpreter`)."""
+    changes nothing): how much of a cold build is left, and the ``interpreter`` name it runs
+    as (:func:`_cython_cache_interpreter`)."""
     if found is None or not _brians_own_cython(config):
         return ""
     note = ""
@@ -652,21 +655,21 @@ def _cython_cache_note(found: CythonCacheFound | None, config: RunConfig, cold: 
         note = (f"; Brian2's Cython cache holds {found.found} of this script's {found.modules} "
                 f"modules, so its cold build is priced for the {found.modules - found.found} "
                 "missing")
-    if found.name != sys.executable:
+    if interpreter is not None:
         held = "this script's code" if found.complete else "those"
-        note += (f"; Brian2's Cython cache holds {held} from a run as {Path(found.name).name}, "
-                 f"so it runs as {Path(found.name).name} to reuse it")
+        note += (f"; Brian2's Cython cache holds {held} from a run as {Path(interpreter).name}, "
+                 f"so it runs as {Path(interpreter).name} to reuse it")
     return note
 
 
-def _run_as_the_cython_cache_interpreter(found: CythonCacheFound | None,
-                                         config: RunConfig) -> None:
-    """Run Brian2's Cython under the interpreter name whose entries in Brian2's cache hold the
-    script's code: it keys each module by ``sys.executable``, and a user's ``python
-    script.py`` and pip's ``brian2-autotune`` (``python3``) would otherwise compile the same
-    code twice."""
-    if found is not None and _brians_own_cython(config) and found.name != sys.executable:
-        sys.executable = found.name
+def _cython_cache_interpreter(found: CythonCacheFound | None, config: RunConfig) -> str | None:
+    """The interpreter name to run Brian2's Cython under, where it is not this one: the name
+    whose entries in Brian2's cache hold the script's code. Brian2 keys each module by
+    ``sys.executable``, and a user's ``python script.py`` and pip's ``brian2-autotune``
+    (``python3``) would otherwise compile the same code twice."""
+    if found is None or not _brians_own_cython(config) or found.name == sys.executable:
+        return None
+    return found.name
 
 
 def _retrained(runs: list[RunRecord]) -> frozenset[str]:
