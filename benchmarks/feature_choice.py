@@ -52,6 +52,8 @@ SUITE = {
                                   vector_operations=10),
     ("cuba", 1000): ModelFeatures(1000, 3000, 10000, 80131, 0, 6, 0, 6, 0,
                                   vector_operations=10),
+    ("coba", 4000): ModelFeatures(4000, 12000, 64000, 320587, 0, 6, 0, 6, 0,
+                                  vector_operations=16),
 }
 #: Seconds per simulated second per unit of each kind of work (:func:`_rate_row`'s order).
 TYPICAL_COSTS = (3e-6, 2.5e-4, 1.9e-4, 4e-7, 4.5e-5, 5e-4)

@@ -118,3 +118,16 @@ def test_the_interneuron_network_fires_under_its_inhibition() -> None:
     assert result.model["neurons"] == 20
     # driven above rheobase, every neuron fires within 50 ms; inhibition keeps it below 200 Hz
     assert 20 <= result.observables["spikes"] < 20 * 200 * 0.05
+
+
+def test_the_coba_network_fires_under_its_conductances() -> None:
+    """COBA, the suite's second model whose loop is mostly synaptic events: its current
+    drives every neuron above threshold, its inhibitory conductances hold the rate down."""
+    result = run_trial(_spec("coba", 0.05, size=100), timeout=120)
+    assert result.ok, result.error
+    assert result.model["neurons"] == 100
+    assert 60 * 100 <= result.model["synapses"] <= 100 * 100  # ~80 inputs per neuron
+    # its current alone fires each neuron within 14 ms of its start (reset -60 mV, threshold
+    # -50 mV, resting at -40 mV with tau 20 ms) and every 19 ms after (5 ms refractory): at
+    # least twice in 50 ms; the inhibition brings it below that
+    assert 0 < result.observables["spikes"] < 100 * 2

@@ -30,6 +30,9 @@ from autotune.errors import WorkloadError
 BUILTINS: dict[str, tuple[str, int, str]] = {
     "cuba": ("autotune.workloads.cuba", 4000,
              "Vogels & Abbott (2005) CUBA network of leaky integrate-and-fire neurons"),
+    "coba": ("autotune.workloads.coba", 4000,
+             "Vogels & Abbott (2005) COBA network: leaky integrate-and-fire neurons, "
+             "conductances"),
     "coba-hh": ("autotune.workloads.coba_hh", 4000,
                 "COBAHH benchmark (Brette et al. 2007): Hodgkin-Huxley neurons, conductances"),
     "stdp": ("autotune.workloads.stdp", 1000,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from autotune.workloads._common import random_connectivity
+from autotune.workloads._common import excitatory_inhibitory_synapses
 
 
 def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
@@ -20,7 +20,6 @@ def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
         Equations,
         NeuronGroup,
         SpikeMonitor,
-        Synapses,
         cm,
         ms,
         msiemens,
@@ -63,13 +62,7 @@ def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
     P = NeuronGroup(size, model=eqs, threshold="v>-20*mV", refractory=3 * ms,  # noqa: N806
                     method="exponential_euler")
     rng = np.random.default_rng(1234)
-    n_exc = int(size * 0.8)
-    sources, targets = random_connectivity(rng, size, size, min(1.0, 80.0 / size))
-    excitatory = sources < n_exc
-    Ce = Synapses(P, P, on_pre="ge+=we")  # noqa: N806
-    Ci = Synapses(P, P, on_pre="gi+=wi")  # noqa: N806
-    Ce.connect(i=sources[excitatory], j=targets[excitatory])
-    Ci.connect(i=sources[~excitatory], j=targets[~excitatory])
+    Ce, Ci = excitatory_inhibitory_synapses(P, rng, "ge+=we", "gi+=wi")  # noqa: N806
     P.v = El + (rng.standard_normal(size) * 5 - 5) * mV
     P.ge = (rng.standard_normal(size) * 1.5 + 4) * 10.0 * nS
     P.gi = (rng.standard_normal(size) * 12 + 20) * 10.0 * nS

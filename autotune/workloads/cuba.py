@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from autotune.workloads._common import random_connectivity
+from autotune.workloads._common import excitatory_inhibitory_synapses
 
 
 def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
     """Build and run CUBA with ``size`` neurons for ``duration``; return rate observables."""
-    from brian2 import NeuronGroup, SpikeMonitor, Synapses, ms, mV, run, seed
+    from brian2 import NeuronGroup, SpikeMonitor, ms, mV, run, seed
 
     seed(4321)
     taum, taue, taui = 20 * ms, 5 * ms, 10 * ms
@@ -33,15 +33,9 @@ def simulate(duration: Any, size: int = 4000) -> dict[str, float]:
                     method="exact")
     rng = np.random.default_rng(4321)
     P.v = Vr + rng.random(size) * (Vt - Vr)
-    n_exc = int(size * 0.8)
-    sources, targets = random_connectivity(rng, size, size, min(1.0, 80.0 / size))
-    excitatory = sources < n_exc
     we = (60 * 0.27 / 10) * mV
     wi = (-20 * 4.5 / 10) * mV
-    Ce = Synapses(P, P, on_pre="ge += we")  # noqa: N806
-    Ci = Synapses(P, P, on_pre="gi += wi")  # noqa: N806
-    Ce.connect(i=sources[excitatory], j=targets[excitatory])
-    Ci.connect(i=sources[~excitatory], j=targets[~excitatory])
+    Ce, Ci = excitatory_inhibitory_synapses(P, rng, "ge += we", "gi += wi")  # noqa: N806
     spikes = SpikeMonitor(P, record=False)
     run(duration)
     total = float(spikes.num_spikes)
