@@ -121,12 +121,17 @@ def precision_checks_renderable(rows: Sequence[dict[str, Any]]) -> Any:
 
 def suite_summary(profiles: Sequence[Profile]) -> dict[str, Any]:
     """The host's suite for models never calibrated (:mod:`autotune.transfer`): its members
-    with their features, and whether it can predict (at least two different models)."""
+    with their features, whether it can predict (at least two different models), and the
+    members of the built-in suite (:data:`autotune.suite.SUITE`) it lacks."""
+    from autotune.suite import SUITE
     from autotune.transfer import members_of, suite_ready
 
     members = members_of(profiles)
+    names = {m.name for m in members}
     return {"ready": suite_ready(members),
-            "members": [{"workload": m.name, **m.features.to_dict()} for m in members]}
+            "members": [{"workload": m.name, **m.features.to_dict()} for m in members],
+            "missing": [f"{name} {size}" for name, size in SUITE
+                        if f"{name} {size}" not in names]}
 
 
 def suite_line(summary: dict[str, Any]) -> str:
@@ -134,8 +139,14 @@ def suite_line(summary: dict[str, Any]) -> str:
     make that possible."""
     names = ", ".join(m["workload"] for m in summary["members"])
     if summary["ready"]:
-        return (f"scripts never calibrated are predicted for their own model from this host's "
+        line = (f"scripts never calibrated are predicted for their own model from this host's "
                 f"calibrations of {names}")
+        if missing := summary.get("missing"):
+            # a suite calibrated before a member was added to the built-in one
+            line += (f"; the built-in suite also has {', '.join(missing)}, not calibrated here: "
+                     "`brian2-autotune calibrate --suite` adds "
+                     f"{'it' if len(missing) == 1 else 'them'} and keeps the rest")
+        return line
     have = f" (only {names} so far)" if names else ""
     return ("scripts never calibrated get the newest profile's choice" + have + "; run "
             "`brian2-autotune calibrate --suite` to predict for each script's own model")

@@ -868,3 +868,21 @@ def test_threads_follow_the_models_mix_of_work_when_more_than_one_member_says_so
     assert ratios[0] == pytest.approx(0.62, abs=0.01) and max(ratios) == pytest.approx(
         0.98, abs=0.01)
     assert choose(host, one_says_so, duration=100.0, allowed=FLOAT64)[0] == T2
+
+
+def test_show_names_the_built_in_suites_members_a_host_has_not_calibrated() -> None:
+    """A host calibrated on the suite before COBA joined it predicts from the eight it has;
+    `show` says which member it lacks and that `calibrate --suite` adds it alone. The
+    benchmarks' copy of the members' features covers the built-in suite."""
+    from autotune.scriptreport import suite_line, suite_summary
+    from autotune.suite import SUITE as BUILT_IN
+
+    assert set(SUITE_FEATURES) == set(BUILT_IN)
+    host = make_host()
+    complete = [_member(host, name, size, f) for (name, size), f in SUITE_FEATURES.items()]
+    before_coba = [p for p in complete if p.workload["name"] != "coba"]
+    line = suite_line(suite_summary(before_coba))
+    assert line.startswith("scripts never calibrated are predicted for their own model")
+    assert line.endswith("the built-in suite also has coba 4000, not calibrated here: "
+                         "`brian2-autotune calibrate --suite` adds it and keeps the rest")
+    assert "also has" not in suite_line(suite_summary(complete))
