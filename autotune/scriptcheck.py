@@ -222,8 +222,7 @@ class _Visitor(ast.NodeVisitor):
         """Keep what a module-level assignment binds to a quantity: a name (``T = 10*second``),
         each entry of a dictionary literal (``params = {'duration': 1*second}``, read back as
         ``params['duration']``) or one entry (``params['duration'] = 2*second``)."""
-        if _clock_step_name(target) and DEFAULT_DT_NAME in self.constants and (
-                self.constants[DEFAULT_DT_NAME] is None):
+        if _clock_step_name(target) and self.constants.get(DEFAULT_DT_NAME, ()) is None:
             return  # a function sets it too
         if isinstance(target, ast.Name):
             self._forget_entries(target.id)

@@ -141,7 +141,7 @@ def suite_line(summary: dict[str, Any]) -> str:
     if summary["ready"]:
         line = (f"scripts never calibrated are predicted for their own model from this host's "
                 f"calibrations of {names}")
-        if missing := summary.get("missing"):
+        if missing := summary["missing"]:
             # a suite calibrated before a member was added to the built-in one
             line += (f"; the built-in suite also has {', '.join(missing)}, not calibrated here: "
                      "`brian2-autotune calibrate --suite` adds "

@@ -3,13 +3,9 @@
 CUBA's network with conductances instead of currents: 80 % excitatory, 20 % inhibitory leaky
 integrate-and-fire neurons whose synaptic input is scaled by the distance to its reversal
 potential, driven by a constant current. Its loop, like CUBA's, is mostly synaptic events at
-the network's firing rate, not equations: in the suite it is the second model of that kind, so
-that a model whose events dominate is predicted from another such model even when CUBA is the
-one left out (with CUBA the only one, 2 threads were predicted for CUBA 4000 and ran 1.4 to 2.4
-times slower than no OpenMP). The connection probability is scaled with ``size`` so every neuron
-keeps about 80 inputs, as at the original 4000 neurons. Connectivity and initial potentials are
-drawn with numpy from a fixed seed (see ``_common``), so every configuration simulates the same
-network.
+the network's firing rate (why the suite has it: :data:`autotune.suite.SUITE`). Every neuron
+keeps about 80 inputs whatever the ``size``; connectivity and initial potentials are drawn with
+numpy from a fixed seed (see ``_common``), so every configuration simulates the same network.
 """
 
 from __future__ import annotations
