@@ -9,11 +9,13 @@ writing it to the store. Nothing here imports Brian2: it reads the module the ru
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autotune.config import threads_in_key
@@ -456,11 +458,27 @@ def model_size() -> tuple[int | None, int | None]:
 
 def _process_wall() -> float | None:
     """Seconds since this process started (what a full run costs the user)."""
+    since_boot = _process_wall_from_proc()
+    if since_boot is not None:
+        return since_boot
     try:
         import psutil
 
         return max(0.0, time.time() - psutil.Process().create_time())
     except Exception:  # noqa: BLE001 - a missing number must not break the user's exit
+        return None
+
+
+def _process_wall_from_proc() -> float | None:
+    """Seconds since this process started, to a clock tick, where Linux's ``/proc`` says
+    (None elsewhere). psutil's start time adds the process's start, counted from boot, to a
+    boot time that Linux gives in whole seconds, so every run seemed up to a second longer
+    than it was: 0.30 s on one VM, 15 % of a 2-s run."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
 
 

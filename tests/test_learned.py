@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -779,3 +780,21 @@ def test_show_prints_a_scripts_digest_and_brackets_in_its_path_as_written() -> N
     console = Console(width=200, record=True)
     console.print(scripts_renderable(script_rows(runs)))
     assert "mine.py [f45c4512]" in console.export_text()
+
+
+def test_a_runs_time_is_counted_from_the_moment_its_process_started() -> None:
+    """What a run took is its process's wall time since it started: never more than the time
+    since its parent started it (psutil's start time, a boot time in whole seconds plus the
+    start counted from boot, made every run up to a second longer than it was), nor less than
+    what the process itself lived through."""
+    code = ("import time\n"
+            "first_line = time.perf_counter()\n"
+            "from autotune.runrecord import _process_wall\n"
+            "wall = _process_wall()\n"
+            "print(wall, time.perf_counter() - first_line)\n")
+    started = time.perf_counter()
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, cwd=Path(__file__).resolve().parent.parent)
+    elapsed = time.perf_counter() - started
+    wall, lived = (float(word) for word in child.stdout.split())
+    assert lived <= wall <= elapsed + 0.011  # the start is known to a clock tick (10 ms)
