@@ -405,6 +405,10 @@ def _ahead_plan(host: HostFingerprint, profile: Profile, seconds: float | None,
     from autotune.learned import runs_to_come
 
     in_use = max(neighbours.cores, cpus_busy_elsewhere())
+    if host.usable_cpus - in_use - max(1, chosen.threads) < 1:
+        logger.debug("nothing is built beside this run: other work keeps %d of %d CPUs busy",
+                     in_use, host.usable_cpus)
+        return None
     if not worth_building_ahead(chosen, predicted, warm, cost.predict(seconds or
                                 profile.target_duration), cost.cold_extra, host.usable_cpus,
                                 in_use, runs_to_come(history, repeats)):
