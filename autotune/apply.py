@@ -67,7 +67,7 @@ from autotune.store.lite import (
     read_script_runs,
     read_stale_candidate,
 )
-from autotune.store.location import resolve_url
+from autotune.store.location import resolve_url, sqlite_path, unusable_sqlite_store
 from autotune.values import as_seconds
 
 if TYPE_CHECKING:  # imported only when a script is read, or has runs to learn from
@@ -151,6 +151,8 @@ def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: 
     try:
         document = read_profile_document(url, host.fingerprint, signature)
     except sqlite3.Error as e:
+        if "not a database" in str(e):
+            raise unusable_sqlite_store(sqlite_path(url) or url, e) from e
         raise StoreError(f"cannot read profiles from {url}: {e}") from e
     if document is UNSUPPORTED:
         from autotune.store.nodecopy import server_document

@@ -69,11 +69,14 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], text: str, tmp_p
     _assert_one_line_error(run_cli(*args, cwd=tmp_path), text)
 
 
-def test_a_corrupt_store_is_bad_input_and_left_untouched(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["show"], ["run", "x.py"]])
+def test_a_corrupt_store_is_bad_input_and_left_untouched(command: list[str], tmp_path: Path
+                                                         ) -> None:
+    (tmp_path / "x.py").write_text(ONE_RUN)
     path = tmp_path / "store.db"
     path.write_text("definitely not sqlite")
-    result = run_cli("show", "--db", f"sqlite:///{path}")
-    _assert_one_line_error(result, "not a SQLite database")
+    result = run_cli(command[0], "--db", f"sqlite:///{path}", *command[1:], cwd=tmp_path)
+    _assert_one_line_error(result, "not a SQLite database, or a damaged one; give another --db")
     assert path.read_text() == "definitely not sqlite"
 
 

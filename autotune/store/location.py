@@ -83,13 +83,17 @@ def _check_is_sqlite(path: Path) -> None:
     try:
         connection.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError as e:
-        if "not a database" in str(e):
-            raise StoreUnavailable(f"cannot open store {path}: it is not a SQLite database, or "
-                                   "a damaged one; give another --db (the file was left "
-                                   "untouched)") from e
-        raise StoreUnavailable(f"cannot read store {path}: {e}") from e
+        raise unusable_sqlite_store(path, e) from e
     finally:
         connection.close()
+
+
+def unusable_sqlite_store(path: Path | str, error: sqlite3.Error) -> StoreUnavailable:
+    """The error for a store file SQLite refused with ``error``: what was wrong and what to do."""
+    if "not a database" in str(error):
+        return StoreUnavailable(f"cannot open store {path}: it is not a SQLite database, or a "
+                                "damaged one; give another --db (the file was left untouched)")
+    return StoreUnavailable(f"cannot read store {path}: {error}")
 
 
 def check_sqlite_location(url: str) -> None:
