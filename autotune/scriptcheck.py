@@ -155,6 +155,8 @@ class _Visitor(ast.NodeVisitor):
         self.loop_depth -= 1
 
     visit_For = visit_While = visit_AsyncFor = _loop  # noqa: N815
+    # A comprehension evaluates its element once per item, as a loop runs its body.
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _loop  # noqa: N815
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         operation = False

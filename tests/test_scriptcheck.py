@@ -28,6 +28,8 @@ def test_a_main_function_called_once_is_standalone_safe() -> None:
     ("S = Synapses(G, G)\nS.connect(p=0.1)\n", "calls no run()"),
     ("for i in range(3):\n    run(10*ms)\n", "inside a loop"),
     ("net = Network(collect())\nwhile True:\n    net.run(10*ms)\n    break\n", "inside a loop"),
+    ("counts = [run(10*ms) for _ in range(3)]\n", "inside a loop"),
+    ("net = Network(collect())\nlist(net.run(t) for t in (1*ms, 2*ms))\n", "inside a loop"),
     ("@network_operation(dt=1*ms)\ndef f():\n    pass\nrun(10*ms)\n", "network_operation"),
     ("store()\nrun(10*ms)\n", "store()/restore()"),
     ("def go():\n    run(1*ms)\ngo()\ngo()\n", "may run more than once"),
