@@ -36,7 +36,7 @@ from typing import Any
 
 from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
-from autotune.features import ModelFeatures
+from autotune.features import COUNTING, ModelFeatures
 from autotune.paths import write_json_atomically
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,9 @@ def _short_hash(value: object) -> str:
 
 
 def text_cache_dir(cache_root: Path, digest: str) -> Path:
-    """Where the features of a script's text ``digest`` are cached, one file per argument list."""
-    return model_cache_dir(cache_root) / f"text-{_short_hash(digest)}"
+    """Where the features of a script's text ``digest`` are cached, one file per argument list
+    (features counted another way, :data:`~autotune.features.COUNTING`, are not found there)."""
+    return model_cache_dir(cache_root) / f"text-{_short_hash(digest)}-{COUNTING}"
 
 
 def cache_file(cache_root: Path, digest: str, args: Sequence[str]) -> Path:

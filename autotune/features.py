@@ -31,8 +31,19 @@ COUNTS = ("neurons", "state_variables", "operations", "synapses", "plastic_synap
 COSTLY_FUNCTIONS = frozenset({
     "exp", "exprel", "expm1", "log", "log10", "log1p", "sqrt", "sin", "cos", "tan", "sinh",
     "cosh", "tanh", "arcsin", "arccos", "arctan"})
+#: How features are counted: a script's cached dry pass counted another way is made again
+#: (2: a binomial draw by inversion counts its steps, :data:`INVERSION_STEP_COST`).
+COUNTING = 2
 #: Brian2's default time step (seconds): the per-step counts are per this much simulated time.
 DEFAULT_STEP = 1e-4
+#: What one step of Brian2's binomial draw by inversion (a ``PoissonInput`` whose ``N p`` is 5
+#: or less) costs, in normal draws: in standalone without OpenMP, 4000 targets drawing with
+#: ``N p`` = 0.2, 2 and 4.5 took 5.9, 19.8 and 31.6 ns per draw, about 5.9 ns more per unit of
+#: ``N p``, where a normal draw (``xi``) took 10.2 ns (2 s simulated, Brian2's ``profile=True``,
+#: 2-CPU Xeon VM). Counted as one uniform draw, Brunel (2000)'s external input, half of its loop
+#: (``N p`` = 2), was priced at a tenth of what it costs, and its loop predicted 7.5 times too
+#: light and mostly synaptic events, which 2 threads deliver worse: they ran it 12 % faster.
+INVERSION_STEP_COST = 0.6
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,9 @@ class ModelFeatures:
         objects: objects that run code every step (state updaters, thresholds, resets,
             synaptic pathways, monitors, ...).
         random_normals: normal random numbers drawn per step, summed likewise: a noise term
-            (``xi``) or ``randn()`` in the equations. One costs tens of arithmetic operations
+            (``xi``) or ``randn()`` in the equations, and the steps of a ``PoissonInput``'s
+            binomial draws by inversion in normal draws' worth (:data:`INVERSION_STEP_COST`).
+            One costs tens of arithmetic operations
             (Brunel & Hakim's 2000 noisy neurons spend 0.56 of their 0.64 s per simulated second
             in standalone drawing them), and no other count grows with it.
         object_steps: the steps of the objects that run code every step, per 0.1 ms
@@ -254,14 +267,18 @@ def _steps_per_default_step(obj: Any) -> float:
 def _poisson_input_draws(obj: Any) -> tuple[float, float]:
     """A ``PoissonInput``'s (normal, uniform) draws per step: one binomial draw per target
     neuron, which Brian2 approximates by a normal draw where ``N p`` and ``N (1 - p)`` both
-    exceed 5, and otherwise draws by inversion from a uniform one."""
+    exceed 5, and otherwise draws by inversion from a uniform one, walking on for about
+    ``N min(p, 1 - p)`` steps: those are counted at :data:`INVERSION_STEP_COST` normal draws
+    each."""
     try:
         targets = float(len(obj.group))
         inputs = float(obj.N)
         p = float(obj.rate * obj.group.clock.dt)
     except (AttributeError, TypeError, ValueError):
         return 0.0, 0.0
-    return (targets, 0.0) if inputs * p > 5 and inputs * (1 - p) > 5 else (0.0, targets)
+    if inputs * p > 5 and inputs * (1 - p) > 5:
+        return targets, 0.0
+    return targets * inputs * min(p, 1.0 - p) * INVERSION_STEP_COST, targets
 
 
 def features_of(objects: Iterable[Any]) -> ModelFeatures:

@@ -17,12 +17,13 @@ from autotune.drypass import (
     CythonCacheFound,
     alike_features,
     cache_file,
+    cached_features,
     cython_cache_found,
     script_features,
     workload_features,
 )
 from autotune.errors import WorkloadError
-from autotune.features import ModelFeatures
+from autotune.features import COUNTING, INVERSION_STEP_COST, ModelFeatures
 from autotune.paths import write_json_atomically
 from autotune.workloads import resolve_workload
 
@@ -110,6 +111,17 @@ def test_features_are_taken_from_other_arguments_only_where_they_are_alike(
             "arguments": list(arguments), "features": _features(count).to_dict()})
     found = alike_features(tmp_path, "text", asked)
     assert (None if found is None else found[0].neurons) == neurons
+
+
+def test_features_counted_another_way_are_counted_again(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script's cached dry pass is not read by a version that counts features otherwise
+    (one that priced a binomial draw by inversion as one uniform draw, say)."""
+    write_json_atomically(cache_file(tmp_path, "text", []), {
+        "arguments": [], "features": _features(10).to_dict()})
+    assert cached_features(tmp_path, "text", []) is not None
+    monkeypatch.setattr("autotune.drypass.COUNTING", COUNTING + 1)
+    assert cached_features(tmp_path, "text", []) is None
 
 
 @pytest.mark.parametrize(("synapses", "alike"), [((1000, 1030), True), ((1000, 1200), False)])
@@ -248,6 +260,27 @@ def test_poisson_inputs_and_rand_are_counted_as_the_draws_brian2_makes(tmp_path:
     assert "90 uniform draws per 0.1 ms" in features.describe()
     stdp = workload_features(resolve_workload("stdp", 40).to_dict())
     assert (stdp.random_uniforms, stdp.random_normals) == (40, 0)
+
+
+BRUNEL_INPUT = """
+from brian2 import *
+G = NeuronGroup(40, 'dv/dt = -v/(20*ms) : volt', threshold='v > 20*mV', reset='v = 10*mV')
+external = PoissonInput(G, 'v', N=160, rate=125*Hz, weight=0.1*mV)
+run(1*second)
+"""
+
+
+def test_a_binomial_drawn_by_inversion_costs_its_expected_steps(tmp_path: Path) -> None:
+    """Brunel (2000)'s external input draws 2 spikes a step on average for each neuron (160
+    inputs at 125 Hz), by inversion: a uniform draw and about two steps of a walk, which cost
+    more than a normal draw (half its loop, priced as one uniform draw it was predicted 7.5
+    times too light)."""
+    script = tmp_path / "brunel_input.py"
+    script.write_text(BRUNEL_INPUT)
+    features = script_features(script, [], "d-brunel-input", tmp_path / "cache")
+    assert features is not None
+    assert features.random_uniforms == 40
+    assert features.random_normals == round(40 * 160 * 125 * 1e-4 * INVERSION_STEP_COST)
 
 
 FINE_STEPS = """
