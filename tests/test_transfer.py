@@ -142,6 +142,31 @@ def test_the_reference_is_predicted_from_features_and_the_others_relative_to_it(
     assert profile.workload["loop_scale_error"] >= DEFAULT_SCALE_ERROR
 
 
+def test_cythons_cold_build_is_priced_for_every_module_though_members_shared_a_cache() -> None:
+    """The suite's members compile Cython into one cache, one after the other: CUBA 1000
+    compiled all of its code (21.7 s for 6 objects), COBA 4000 after it only what CUBA's
+    lacked (2.0 s). A model with code of its own compiles all of it (Brian2's
+    Rossant_et_al_2011bis.py, 10 objects: 19 s), where the fit over all members gave 3 s."""
+    host = make_host()
+    cython = RunConfig("runtime", "cython")
+    cold = {("cuba", 1000): 21.7, ("cuba", 4000): 0.0, ("coba-hh", 250): 2.0,
+            ("stdp", 1000): 3.5, ("stdp", 4000): 0.0}
+    profiles = []
+    for (name, size), features in SUITE.items():
+        profile = _member(host, name, size, features)
+        numpy_cost = _true_cost(NUMPY, features)
+        entry = ProfileEntry(cython, "valid", CostModel(
+            numpy_cost.fixed, numpy_cost.rate / 5, 0.01, 4, 2, cold[name, size], None, 0.02))
+        profiles.append(replace(profile, entries=(*profile.entries, entry)))
+    own_code = _model(2, 16, 0, 0, 10)
+    predicted = predicted_profile(members_of(profiles), own_code)
+    assert predicted is not None
+    assert predicted.entry(cython).cost.cold_extra == pytest.approx(  # type: ignore[union-attr]
+        10 * 21.7 / 6)
+    standalone = predicted.entry(T0).cost.cold_extra  # type: ignore[union-attr]
+    assert standalone == pytest.approx(8.0)  # a build folder of its own: never shared
+
+
 def test_the_choice_holds_whatever_the_loop_scale_and_stays_float64_unless_checked() -> None:
     """2 threads integrate equations twice as fast here and deliver synaptic events slower, so
     a model whose loop is mostly equations gets them and one whose loop is mostly events
