@@ -202,7 +202,7 @@ def rate_coefficients(points: Sequence[tuple[ModelFeatures, CostModel]],
 
 
 def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures,
-                 rate_fit: Fit | None = None) -> CostModel:
+                 config: RunConfig, rate_fit: Fit | None = None) -> CostModel:
     """One configuration's cost for a model with ``features``, fit on the suite's ``points``
     (features and measured cost of each member that measured it); ``rate_fit``, the loop's
     :func:`rate_coefficients` when already fit."""
@@ -213,26 +213,26 @@ def predict_cost(points: Sequence[tuple[ModelFeatures, CostModel]], features: Mo
               + TRANSFER_SPREAD)
     return CostModel(_dot(_fixed_row(features), fixed_c),
                      _dot(_rate_row(features), rate_fit.coefficients),
-                     0.0, len(points), 0, predict_cold(points, features), None, spread)
+                     0.0, len(points), 0, predict_cold(points, features, config), None, spread)
 
 
 def predict_cold(points: Sequence[tuple[ModelFeatures, CostModel]], features: ModelFeatures,
-                 shared_cache: bool = False) -> float:
+                 config: RunConfig) -> float:
     """One configuration's cold build extra seconds for a model with ``features``, fit on the
     members that saw one (0 when none did).
 
-    With ``shared_cache`` (runtime Cython: the members compiled into one cache, one after the
-    other), a member whose modules an earlier one had compiled measured only the rest, so only
-    the members that paid at least half the highest cost per object (:data:`WHOLE_COMPILE`)
-    are taken to have compiled all their code, and the median of their costs per object
-    prices each of the model's objects. Fit on them all, COBA's 2.0 s and Wang & Buzsaki
-    300's 3.5 s beside CUBA 1000's 21.7 s priced Brian2's ``Rossant_et_al_2011bis.py`` (10
-    objects) at 3.0 s, and it got Cython, which compiled for 19 s where a standalone build took
-    3.6 s."""
+    For runtime Cython the members compiled into one cache, one after the other: a member
+    whose modules an earlier one had compiled measured only the rest, so only the members
+    that paid at least half the highest cost per object (:data:`WHOLE_COMPILE`) are taken to
+    have compiled all their code, and the median of their costs per object prices each of the
+    model's objects, on every path that predicts a Cython configuration. Fit on them all,
+    COBA's 2.0 s and Wang & Buzsaki 300's 3.5 s beside CUBA 1000's 21.7 s priced Brian2's
+    ``Rossant_et_al_2011bis.py`` (10 objects) at 3.0 s, and it got Cython, which compiled for
+    19 s where a standalone build took 3.6 s."""
     colds = [(f, c) for f, c in points if c.cold_extra > 0]
     if not colds:
         return 0.0
-    if shared_cache:
+    if config.target == "cython":
         per_object = [c.cold_extra / max(f.objects, 1) for f, c in colds]
         whole = [x for x in per_object if x >= WHOLE_COMPILE * max(per_object)]
         return float(features.objects) * statistics.median(whole)
@@ -380,10 +380,10 @@ def _costs(members: Sequence[Member], features: ModelFeatures,
             measured.setdefault(entry.config, {})[index] = entry.cost
     found = {config: found for config, found in points.items() if len(found) >= MIN_MODELS}
     if REFERENCE not in found:
-        return {config: predict_cost(its, features) for config, its in found.items()}
+        return {config: predict_cost(its, features, config) for config, its in found.items()}
     kinds = reference_kinds(members) if kinds is None else kinds
     rate_fit = rate_coefficients(found[REFERENCE], allowed=kinds)
-    reference = predict_cost(found[REFERENCE], features, rate_fit)
+    reference = predict_cost(found[REFERENCE], features, REFERENCE, rate_fit)
     coefficients = rate_fit.coefficients
     split = work_split(features, coefficients, reference.rate)
     member_splits = {index: found_split for index, cost in measured[REFERENCE].items()
@@ -396,7 +396,7 @@ def _costs(members: Sequence[Member], features: ModelFeatures,
         paired = {index: (cost, measured[REFERENCE][index])
                   for index, cost in measured[config].items() if index in measured[REFERENCE]}
         if len(paired) < MIN_MODELS:
-            costs[config] = predict_cost(its_points, features)
+            costs[config] = predict_cost(its_points, features, config)
             continue
         ratio = None
         if split is not None:
@@ -407,9 +407,8 @@ def _costs(members: Sequence[Member], features: ModelFeatures,
             if mix is not None and reference.rate > 0:
                 ratio = _dot(split.row(calls), mix) / reference.rate
         # only its cold build from the features: the rest follows the reference
-        costs[config] = relative_cost(
-            list(paired.values()), reference,
-            predict_cold(its_points, features, shared_cache=config.target == "cython"), ratio)
+        costs[config] = relative_cost(list(paired.values()), reference,
+                                      predict_cold(its_points, features, config), ratio)
     return costs
 
 
