@@ -24,7 +24,7 @@ from autotune.costmodel import CostModel, LoopRelation
 from autotune.errors import ConfigError
 from autotune.features import ModelFeatures
 from autotune.host import HostFingerprint
-from autotune.profile import Profile, ProfileEntry
+from autotune.profile import PREFERENCE_MARGIN, Profile, ProfileEntry
 from autotune.transfer import is_prediction, robust_best, scale_error_of, scenarios_of
 
 logger = logging.getLogger(__name__)
@@ -120,11 +120,15 @@ def choose(
         raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
                           + (f" ({why_not_standalone})" if why_not_standalone else "")
                           + "; drop it or use --device runtime")
-    best, only_float64 = _profile_best(
-        profile, duration, replace(allowed, float32=allowed.float32 or precision is not None))
+    best, only_float64, tied_with = _profile_best(
+        profile, duration, replace(allowed, float32=allowed.float32 or precision is not None),
+        fallback_config(host, allowed))
     if best is not None:
         config, source = best.config, "suite" if is_prediction(profile) else "profile"
         reason = _profile_reason(profile, duration, allowed)  # type: ignore[arg-type]
+        if tied_with is not None:
+            reason += (f"; {config.key}, the fixed rule's configuration, since it is within "
+                       f"{PREFERENCE_MARGIN:.0%} of {tied_with.key} at worst")
     else:
         config = fallback_config(host, allowed)
         source = "fallback"
@@ -173,24 +177,31 @@ def _candidates_text(costs: Mapping[str, CostModel], duration: float, cold: Coll
                      for seconds, extra, key in priced) or "nothing"
 
 
-def _profile_best(profile: Profile | None, duration: float | None, allowed: Allowed
-                  ) -> tuple[ProfileEntry | None, bool]:
-    """The profile's entry for this run, and whether a float32 winner was passed over (float32
-    was not validated on this model)."""
+def _profile_best(profile: Profile | None, duration: float | None, allowed: Allowed,
+                  baseline: RunConfig) -> tuple[ProfileEntry | None, bool, RunConfig | None]:
+    """The profile's entry for this run; whether a float32 winner was passed over (float32
+    was not validated on this model); and, where a prediction's near-tie went to
+    ``baseline`` (the fixed rule's configuration, :func:`~autotune.transfer.robust_best`),
+    the configuration that would have won it otherwise."""
     if profile is None:
-        return None, False
+        return None, False, None
 
-    def pick(float32: bool) -> ProfileEntry | None:
+    def pick(float32: bool, tie_goes_to: RunConfig | None = baseline) -> ProfileEntry | None:
         if is_prediction(profile):
             return robust_best(profile.allowed(duration, replace(allowed, float32=float32)),
                                profile.target_duration if duration is None else duration,
-                               scale_error_of(profile), scenarios_of(profile))
+                               scale_error_of(profile), scenarios_of(profile), tie_goes_to)
         return profile.best(duration, replace(allowed, float32=float32))
 
-    best = pick(True)
-    if allowed.float32 or best is None or best.config.precision != "float32":
-        return best, False
-    return pick(False), True
+    best, float32 = pick(True), True
+    only_float64 = not (allowed.float32 or best is None or best.config.precision != "float32")
+    if only_float64:
+        best, float32 = pick(False), False
+    tied_with = None
+    if best is not None and best.config == baseline and is_prediction(profile):
+        otherwise = pick(float32, None)
+        tied_with = otherwise.config if otherwise is not None and otherwise != best else None
+    return best, only_float64, tied_with
 
 
 def _profile_reason(profile: Profile, duration: float | None, allowed: Allowed) -> str:

@@ -487,7 +487,8 @@ def loop_scale_error(members: Sequence[Member], kinds: Sequence[int] | None = No
 
 
 def robust_best(entries: Sequence[ProfileEntry], duration: float, scale_error: float,
-                scenarios: Sequence[Mapping[str, float]] = ()) -> ProfileEntry | None:
+                scenarios: Sequence[Mapping[str, float]] = (),
+                baseline: RunConfig | None = None) -> ProfileEntry | None:
     """The entry of a prediction to run for ``duration``: the one whose worst slowdown
     against the fastest is least, over every loop scale from ``1/scale_error`` to
     ``scale_error`` (the reference's loop, which the others follow, may be that far off) and
@@ -496,7 +497,11 @@ def robust_best(entries: Sequence[ProfileEntry], duration: float, scale_error: f
     :func:`loop_ratio_scenarios`; without them, each entry's own rate). A fit with a member
     left out may make a configuration look worse than the whole suite's fit does, never better
     (:func:`_pessimistic_worlds`). On a tie within :data:`~autotune.profile.PREFERENCE_MARGIN`
-    the reference wins (its cost carries no ratio of other models), then the fewest threads.
+    ``baseline`` wins (the fixed rule's configuration, what the run gets without a
+    calibration: a prediction that cannot tell the two apart is no reason to risk losing to
+    it), then the reference (its cost carries no ratio of other models), then the fewest
+    threads. With the reference first, Brunel (2000) at 1 s kept no OpenMP (at worst 1.107
+    times the fastest, 2 threads 1.086) and ran 3 % slower than the fixed rule's 2 threads.
 
     So the reference is weighed at the whole suite's fit and the others at their worst, and a
     configuration wins when even its worst slows a run less than keeping the reference would
@@ -529,8 +534,8 @@ def robust_best(entries: Sequence[ProfileEntry], duration: float, scale_error: f
                 worst[e.config] = max(worst[e.config], at(e, world, scale) / fastest)
     least = min(worst.values())
     close = [e for e in priced if worst[e.config] <= least * (1 + PREFERENCE_MARGIN)]
-    return min(close, key=lambda e: (e.config != REFERENCE, e.config.threads,
-                                     worst[e.config]))
+    return min(close, key=lambda e: (e.config != baseline, e.config != REFERENCE,
+                                     e.config.threads, worst[e.config]))
 
 
 def _pessimistic_worlds(scenarios: Sequence[Mapping[str, float]]) -> list[Mapping[str, float]]:

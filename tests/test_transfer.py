@@ -221,6 +221,37 @@ def test_robust_choice_weighs_the_worst_loop_scale() -> None:
     assert robust_best([free, threads], 1.0, 10.0) == free
 
 
+def test_a_near_tie_goes_to_the_fixed_rules_configuration() -> None:
+    """Brunel (2000) at 1 s, never calibrated: 2 threads at worst 1.086 times the fastest,
+    no OpenMP 1.107. The reference won that tie and ran 3 % slower than the fixed rule's
+    2 threads. The fixed rule's configuration wins a tie; it does not win what it loses
+    beyond the margin, and the reference still wins a tie the fixed rule is not in."""
+    reference = ProfileEntry(T0, "valid", CostModel(5.0, 1.0))
+    threads = ProfileEntry(T2, "valid", CostModel(5.1, 0.95))
+    entries = [reference, threads]
+    assert robust_best(entries, 1.0, 10.0) == reference
+    assert robust_best(entries, 1.0, 10.0, baseline=T2) == threads
+    assert robust_best(entries, 1.0, 10.0, baseline=standalone_config(4)) == reference
+    slower = ProfileEntry(T2, "valid", CostModel(5.0, 2.0))
+    assert robust_best([reference, slower], 1.0, 10.0, baseline=T2) == reference
+
+
+def test_a_prediction_tied_with_the_fixed_rule_gets_the_fixed_rules_threads() -> None:
+    """A model of equations alone at 1 s: the synthetic suite predicts no OpenMP and 2
+    threads within a few per cent (their true times: 3.705 and 3.715 s). On a 2-core host
+    the fixed rule's 2 threads win the tie; with another run holding a core, the fixed rule
+    is 1 thread, and no OpenMP wins."""
+    host = make_host(2)
+    profile = predicted_profile(members_of(suite_profiles(host)), _model(1000, 20000, 0, 0, 5))
+    assert profile is not None
+    config, source, reason, _ = choose(host, profile, duration=1.0, allowed=FLOAT64, log=False)
+    assert (config, source) == (T2, "suite")
+    assert f"the fixed rule's configuration, since it is within 5% of {T0.key}" in reason
+    assert choose(host, profile, duration=1.0, allowed=Allowed(float32=False, max_threads=1),
+                  log=False)[0] == T0
+    assert choose(make_host(4), profile, duration=1.0, allowed=FLOAT64, log=False)[0] == T0
+
+
 def test_the_reference_is_weighed_at_the_whole_suites_fit_and_the_others_at_their_worst(
         ) -> None:
     """2 threads' loop over the single thread's, each model left out of a suite: the whole
