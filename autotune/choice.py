@@ -120,9 +120,10 @@ def choose(
         raise ConfigError(f"{what} needs cpp_standalone, which cannot run this script"
                           + (f" ({why_not_standalone})" if why_not_standalone else "")
                           + "; drop it or use --device runtime")
+    fixed_rule = fallback_config(host, allowed)
     best, only_float64, tied_with = _profile_best(
         profile, duration, replace(allowed, float32=allowed.float32 or precision is not None),
-        fallback_config(host, allowed))
+        fixed_rule)
     if best is not None:
         config, source = best.config, "suite" if is_prediction(profile) else "profile"
         reason = _profile_reason(profile, duration, allowed)  # type: ignore[arg-type]
@@ -130,7 +131,7 @@ def choose(
             reason += (f"; {config.key}, the fixed rule's configuration, since it is within "
                        f"{PREFERENCE_MARGIN:.0%} of {tied_with.key} at worst")
     else:
-        config = fallback_config(host, allowed)
+        config = fixed_rule
         source = "fallback"
         reason = f"{no_profile_reason}; using the fallback rule"
     learned = (_learned(profile, history, duration, allowed, relations) if best is not None
