@@ -4,8 +4,9 @@ and a user's script must not touch the caller's).
 ``python -m autotune._dry_child OUT.json script PATH -- ARGS`` runs a script as ``python PATH
 ARGS`` would, and ``python -m autotune._dry_child OUT.json workload SPEC_JSON`` a workload's
 ``simulate``, both under the runtime device with numpy (no compilation), until the first
-``run()``: there the network's features are counted, written to ``OUT.json``, and the process
-stops before a single step is simulated. Exit status 3: the script ended without a ``run()``.
+``run()``: there the network's features are counted, written to ``OUT.json`` with the simulated
+seconds that ``run()`` asked for (:data:`FIRST_RUN`), and the process stops before a single step
+is simulated. Exit status 3: the script ended without a ``run()``.
 
 A script may run its networks in worker processes (a ``multiprocessing.Pool`` mapping a function
 that calls ``run()``, as Brian2's ``multiprocessing`` examples do). A forked worker stopped by
@@ -37,6 +38,10 @@ from typing import Any
 
 #: Exit status when the script or workload finished without calling ``run()``.
 NO_RUN_EXIT = 3
+#: The output's key for the simulated seconds the first ``run()`` asked for (None where its
+#: duration was not a time): a script's run length where its text does not fix it
+#: (``run(float(sys.argv[1])*second)``).
+FIRST_RUN = "first_run"
 #: Environment variables the script's workers inherit: where the features go, and the dry
 #: pass's own process (which leads its process group).
 OUT_VARIABLE = "BRIAN2_AUTOTUNE_DRY_PASS_OUT"
@@ -49,11 +54,29 @@ class _StopAtRun(BaseException):
     """Raised in place of the first run (a BaseException: a script's ``except Exception``
     must not swallow it), with the network and the namespace its run would have used."""
 
-    def __init__(self, objects: list[Any], network: Any, namespace: dict[str, Any]) -> None:
+    def __init__(self, objects: list[Any], network: Any, namespace: dict[str, Any],
+                 seconds: float | None) -> None:
         super().__init__("dry pass stops at run()")
         self.objects = objects
         self.network = network
         self.namespace = namespace
+        self.seconds = seconds
+
+
+def _seconds_of(duration: Any) -> float | None:
+    """A ``run()`` duration in seconds; None where it is not a positive, finite time (Brian2
+    itself would refuse it)."""
+    import math
+
+    from brian2 import second
+    from brian2.units.fundamentalunits import fail_for_dimension_mismatch
+
+    try:
+        fail_for_dimension_mismatch(duration, second)
+        seconds = float(duration / second)
+    except Exception:  # noqa: BLE001 - whatever the script passed, it only means unknown
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def _stop_at_run(out: Path, started: float, leader: int) -> None:
@@ -66,11 +89,12 @@ def _stop_at_run(out: Path, started: float, leader: int) -> None:
     def run(self: Any, duration: Any = None, report: Any = None, report_period: Any = None,
             namespace: dict[str, Any] | None = None, profile: Any = None, level: int = 0,
             **_: Any) -> None:
+        seconds = _seconds_of(duration)
         if os.getpid() != leader:
-            _write_and_stop_every_process(list(self.objects), out, started, leader)
+            _write_and_stop_every_process(list(self.objects), out, started, leader, seconds)
         if namespace is None:  # the caller's, as Brian2 resolves it (level counts its frames)
             namespace = get_local_namespace(level=level + 1)
-        raise _StopAtRun(list(self.objects), self, namespace)
+        raise _StopAtRun(list(self.objects), self, namespace, seconds)
 
     Network.run = run  # type: ignore[method-assign]
 
@@ -176,21 +200,23 @@ def cython_cache_state(network: Any, namespace: dict[str, Any]) -> dict[str, Any
     return {"modules": modules, "files": files, "seconds": time.perf_counter() - started}
 
 
-def _write_features(objects: list[Any], out: Path, started: float) -> None:
+def _write_features(objects: list[Any], out: Path, started: float,
+                    seconds: float | None) -> None:
     from autotune.features import features_of
     from autotune.paths import replace_json
 
     features = features_of(objects)
     # atomically: several workers may reach their run() at once
-    replace_json(out, {**features.to_dict(), "seconds": time.perf_counter() - started})
+    replace_json(out, {**features.to_dict(), "seconds": time.perf_counter() - started,
+                       FIRST_RUN: seconds})
 
 
 def _write_and_stop_every_process(objects: list[Any], out: Path, started: float,
-                                  own_pid: int) -> None:
+                                  own_pid: int, seconds: float | None) -> None:
     """In a worker forked by the script: write the features, then kill the dry pass's process
     group (the dry pass, this worker and its siblings), or the dry pass alone where it leads
     no group of its own."""
-    _write_features(objects, out, started)
+    _write_features(objects, out, started, seconds)
     sys.stdout.flush()
     if os.getpgid(own_pid) == own_pid:
         os.killpg(own_pid, signal.SIGKILL)
@@ -235,7 +261,7 @@ def main(argv: list[str]) -> int:
     if stop is None:
         sys.stderr.write("it finished without calling run()\n")
         return NO_RUN_EXIT
-    _write_features(stop.objects, out, started)
+    _write_features(stop.objects, out, started, stop.seconds)
     if kind == "script":
         from autotune.paths import replace_json
 

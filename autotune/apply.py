@@ -203,7 +203,10 @@ def apply(
         duration: the coming run's length: a Brian2 time (``10*second``), seconds, or a text
             such as ``"500 ms"`` (picks the best config for that length). None: what the
             running script's ``run()`` calls say, where the source alone tells (see
-            :mod:`autotune.scriptcheck`), else the profile's target length.
+            :mod:`autotune.scriptcheck`); else, for a script with one ``run()`` run once,
+            the duration it asked for in its dry pass with these arguments
+            (``run(float(sys.argv[1])*second)``); else the median of what the script's
+            recorded runs simulated; else the profile's target length.
         db: store URL (None: ``$BRIAN2_AUTOTUNE_DB`` or the default).
         device, threads, precision: overrides.
         use_profile: False ignores stored profiles (fallback rule or overrides only).
@@ -283,6 +286,10 @@ def apply(
         features = suite.features or features
         if suite.profile is not None:
             profile, relations = suite.profile, suite.relations
+    length_from_dry_pass = None if seconds is not None else _dry_pass_length(analysis, root,
+                                                                              key)
+    if length_from_dry_pass is not None:
+        seconds = length_from_dry_pass
     runs = _script_runs(url, host, digest, node) if digest and profile else []
     runs, other_sizes = _of_this_size(runs, features)
     history = _learn(runs)
@@ -309,6 +316,9 @@ def apply(
         history=history, cold=cold, relations=relations, pgo=pgo, repeats=repeats)
     if length_from_script:
         why += " (run length read from the script)"
+    elif length_from_dry_pass is not None:
+        why += (f" (run length {length_from_dry_pass:.3g} s: what the script's run() asked for "
+                "in its dry pass with these arguments)")
     elif length_from_runs is not None:
         why += (f" (run length {length_from_runs:.3g} s: what the script's recorded runs "
                 "simulated, median)")
@@ -539,6 +549,18 @@ def _host_profiles(url: str, host: HostFingerprint, node: Path) -> list[Profile]
         except ProfileError as e:
             logger.debug("a stored profile cannot serve a suite prediction: %s", e)
     return profiles
+
+
+def _dry_pass_length(analysis: ScriptAnalysis | None, root: Path, key: Sequence[str]
+                     ) -> float | None:
+    """The run length the script's dry pass with these arguments saw its one ``run()`` ask
+    for, where its text does not fix it (``run(float(sys.argv[1])*second)``); None where the
+    script may run more than once or no such dry pass was made."""
+    if analysis is None or analysis.digest is None or not analysis.runs_once:
+        return None
+    from autotune.drypass import first_run_length
+
+    return first_run_length(root, analysis.digest, key)
 
 
 def _run_length_of(runs: list[RunRecord]) -> float | None:

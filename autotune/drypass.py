@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotune._dry_child import FIRST_RUN
 from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
 from autotune.features import COUNTING, ModelFeatures
@@ -171,6 +172,21 @@ def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> Model
     return None if entry is None else entry[1]
 
 
+def first_run_length(cache_root: Path, digest: str, args: Sequence[str]) -> float | None:
+    """The simulated seconds that the first ``run()`` of this script text and arguments asked
+    for in its dry pass (None: no dry pass of them, one of an older version, or a duration
+    that was not a time). Only a dry pass of exactly these arguments tells: the arguments
+    that change no size (what :func:`alike_features` goes by) may change the length."""
+    try:
+        seconds = json.loads(cache_file(cache_root, digest, args).read_text()).get(FIRST_RUN)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and (
+            math.isfinite(seconds) and seconds > 0):
+        return float(seconds)
+    return None
+
+
 #: How far apart the synapse counts of alike argument lists may be: random connectivity
 #: (``connect(p=0.1)``) draws a few per cent more or fewer synapses with each seed of a
 #: small network, which moves no prediction, while every other count must be equal.
@@ -269,10 +285,11 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
             _note_failure(path, error)
             return None
         cython_cache = document.pop("cython_cache", None)
+        first_run = document.pop(FIRST_RUN, None)
         features = ModelFeatures.from_dict({**document,
                                             "seconds": time.perf_counter() - started})
         write_json_atomically(path, {"arguments": key, "features": features.to_dict(),
-                                     "cython_cache": cython_cache})
+                                     "cython_cache": cython_cache, FIRST_RUN: first_run})
         logger.info("dry pass of %s: %s, in %.1f s (cached for this text and arguments)%s",
                     script, features.describe(), features.seconds, _cache_note(cython_cache))
         return features
@@ -338,6 +355,7 @@ def workload_features(workload: dict[str, object], timeout: float = DRY_TIMEOUT
     if document is None:
         raise WorkloadError(f"cannot read the features of workload {workload.get('name')}: "
                             f"{error}")
+    document.pop(FIRST_RUN, None)  # the calibration says how long each trial runs
     return ModelFeatures.from_dict({**document, "seconds": time.perf_counter() - started})
 
 

@@ -78,6 +78,9 @@ class ScriptAnalysis:
         run_length: simulated seconds the script runs, when every ``run()`` is outside loops
             and its duration is a literal (``run(10*second)``) or a module constant
             (``duration = 500*ms`` ... ``run(duration)``); None otherwise.
+        runs_once: the script has one ``run()``, run once (outside loops, and in no function
+            called more than once): the duration its first ``run()`` asks for, which the dry
+            pass sees, is then the whole run's length.
         digest: a hash of the script's text and its own modules' (:func:`own_modules`): its
             runs are learned from under this name, so that an edited script (or model module)
             starts afresh.
@@ -100,6 +103,7 @@ class ScriptAnalysis:
     run_length: float | None = None
     numpy_reason: str | None = None
     digest: str | None = None
+    runs_once: bool = False
     environment: tuple[str, ...] = ()
     data_files: tuple[str, ...] = ()
 
@@ -556,7 +560,7 @@ def analyse_source(source: str, filename: str = "<script>",
     for in_loop, function in sites:
         if in_loop:
             reasons.append("calls run() inside a loop")
-        elif function is not None and not _called_once(function, calls, loop_calls):
+        elif _repeated((in_loop, function), calls, loop_calls):
             reasons.append(f"calls run() inside {function}(), which may run more than once")
     reads = script.early_reads + [f"{name} {read}" for name, visitor in own.items()
                                   for read in visitor.early_reads]
@@ -574,6 +578,7 @@ def analyse_source(source: str, filename: str = "<script>",
         run_calls=len(sites),
         reasons=tuple(dict.fromkeys(reasons)),
         run_length=_total_length(everyone, calls, loop_calls),
+        runs_once=len(sites) == 1 and not _repeated(sites[0], calls, loop_calls),
         numpy_reason=_numpy_reason(everyone),
         environment=tuple(sorted(set().union(*(v.environment for v in everyone)))),
         data_files=tuple(sorted(set().union(*(v.data_files for v in everyone))
@@ -590,6 +595,13 @@ def _visit_or_none(source: str, filename: str) -> _Visitor | None:
 
 def _called_once(function: str, calls: dict[str, int], loop_calls: set[str]) -> bool:
     return calls.get(function, 0) == 1 and function not in loop_calls
+
+
+def _repeated(site: tuple[bool, str | None], calls: dict[str, int], loop_calls: set[str]
+              ) -> bool:
+    """Whether a ``run()`` site (in a loop, enclosing function) may run more than once."""
+    in_loop, function = site
+    return in_loop or (function is not None and not _called_once(function, calls, loop_calls))
 
 
 def _numpy_reason(visitors: list[_Visitor]) -> str | None:
@@ -613,9 +625,8 @@ def _total_length(visitors: list[_Visitor], calls: dict[str, int], loop_calls: s
     """The simulated seconds of all ``run()`` calls, when each runs once with a known length."""
     lengths = [length for visitor in visitors for length in visitor.run_lengths]
     sites = [site for visitor in visitors for site in visitor.run_sites]
-    if not lengths or None in lengths or any(
-            in_loop or (function is not None and not _called_once(function, calls, loop_calls))
-            for in_loop, function in sites):
+    if not lengths or None in lengths or any(_repeated(site, calls, loop_calls)
+                                             for site in sites):
         return None
     total = sum(lengths)  # type: ignore[arg-type]
     return total if total > 0 else None

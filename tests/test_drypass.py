@@ -19,6 +19,7 @@ from autotune.drypass import (
     cache_file,
     cached_features,
     cython_cache_found,
+    first_run_length,
     script_features,
     workload_features,
 )
@@ -58,6 +59,8 @@ def test_the_dry_pass_counts_the_model_and_never_runs_the_loop(tmp_path: Path) -
     assert features.operations == 30 * 6 + 7  # (I - v)/(10*ms) and -I/(5*ms): 3 each
     assert features.objects >= 5 and features.seconds is not None and features.seconds > 0
     assert cache_file(tmp_path / "cache", "d1", ["30", str(marker)]).exists()
+    assert first_run_length(tmp_path / "cache", "d1", ["30", str(marker)]) == 10000.0
+    assert first_run_length(tmp_path / "cache", "d1", ["31", str(marker)]) is None
     script.unlink()  # the same text and arguments again: read from the cache, not run
     assert script_features(script, ["30", str(marker)], "d1", tmp_path / "cache") == features
 

@@ -175,6 +175,19 @@ def test_a_run_in_a_function_called_twice_has_no_known_length() -> None:
     assert analyse_source(HEAD + "def go():\n    run(1*second)\ngo()\ngo()\n").run_length is None
 
 
+@pytest.mark.parametrize(("body", "once"), [
+    ("import sys\nrun(float(sys.argv[1])*second)\n", True),
+    ("def go(T):\n    run(T)\ngo(load())\n", True),
+    ("def go():\n    run(1*second)\ngo()\ngo()\n", False),
+    ("for k in range(3):\n    run(1*second)\n", False),
+    ("run(1*second)\nrun(2*second)\n", False),
+    ("x = 1\n", False),
+])
+def test_a_script_whose_one_run_runs_once_is_told_apart(body: str, once: bool) -> None:
+    """Only then is the duration its dry pass sees the whole run's length."""
+    assert analyse_source(HEAD + body).runs_once is once
+
+
 # A model kept in a module beside the script, as in a sweep.py that imports model.py.
 MODEL_WITH_OPERATION = """
 from brian2 import *

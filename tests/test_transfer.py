@@ -403,6 +403,41 @@ def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
         prediction.entry(NUMPY).cost.predict(0.05), rel=0.05)  # type: ignore[union-attr]
 
 
+#: TINY, its run length given on the command line in milliseconds.
+LENGTH_AS_ARGUMENT = "import sys\n" + TINY.replace("run(50*ms)", "run(float(sys.argv[1])*ms)")
+
+
+@pytest.mark.slow
+def test_a_run_length_given_as_an_argument_is_read_by_the_dry_pass(
+        db_url: str, tmp_path: Path) -> None:
+    """``run sweep.py 40``: the text cannot tell how long its one ``run()`` is, the dry pass
+    with these arguments sees it ask for 40 ms, and the choice is made for 40 ms (before,
+    for the profile's 10 s); the same script given 400 gets a dry pass and length of its own."""
+    host = store_this_hosts_suite(db_url)
+    script = tmp_path / "sweep.py"
+    script.write_text(LENGTH_AS_ARGUMENT)
+    env = {"BRIAN2_AUTOTUNE_CACHE": str(tmp_path / "cache")}
+    said = []
+    for milliseconds in ("40", "400"):
+        done = run_cli("run", "--db", db_url, str(script), milliseconds, env=env)
+        assert done.returncode == 0 and "done" in done.stdout, done.stderr
+        said.append(" ".join(done.stderr.split()))
+    for text, seconds in zip(said, ("0.04", "0.4"), strict=True):
+        assert "dry pass of" in text
+        assert (f"run length {seconds} s: what the script's run() asked for in its dry pass "
+                "with these arguments") in text, text
+    with open_store(db_url) as store:
+        runs = store.runs()
+    assert [r.simulated for r in runs] == [pytest.approx(0.04), pytest.approx(0.4)]
+    features = json.loads(cache_file(tmp_path / "cache", runs[0].script_digest,  # type: ignore[arg-type]
+                                     ["40"]).read_text())["features"]
+    prediction = predicted_profile(members_of(suite_profiles(host)),
+                                   ModelFeatures.from_dict(features))
+    assert prediction is not None and runs[0].config_key == NUMPY.key
+    assert runs[0].predicted_total == pytest.approx(
+        prediction.entry(NUMPY).cost.predict(0.04), rel=0.05)  # type: ignore[union-attr]
+
+
 SIZED_BY_ENVIRONMENT = """
 import os
 from brian2 import *
