@@ -11,9 +11,11 @@ of them does the dry pass and the others read its result.
 
 A sweep runs one text with many argument lists, most of which change no size (a seed, a rate):
 a dry pass for each doubled a 1-s STDP run of Brian2's examples (4 s before a 5 s run). Where
-two or more argument lists of the text gave the same features and differed only in positions
-where the new list differs from them too (:func:`alike_features`), those features are taken
-without a dry pass; a list that changes any other position is counted afresh.
+two or more argument lists of the text gave the same features and run length and differed
+only in positions where the new list differs from them too (:func:`alike_features`), those
+features are taken without a dry pass; a list that changes any other position is counted
+afresh. The run length is what the first ``run()`` asked for (:func:`first_run_length`): a
+script's length where its text does not fix it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from autotune._dry_child import FIRST_RUN
 from autotune.buildslots import FileLock, wait_lock
@@ -74,14 +76,24 @@ def cache_file(cache_root: Path, digest: str, args: Sequence[str]) -> Path:
     return text_cache_dir(cache_root, digest) / f"{_short_hash(list(args))}.json"
 
 
-def _read_entry(path: Path) -> tuple[list[str], ModelFeatures] | None:
-    """A cache file's argument list and features (None: missing or unreadable)."""
+class _Entry(NamedTuple):
+    """A cache file: the arguments, the features and the first ``run()``'s simulated seconds
+    (None: a duration that was not a time, or a dry pass of an older version)."""
+
+    arguments: list[str]
+    features: ModelFeatures
+    first_run: float | None
+
+
+def _read_entry(path: Path) -> _Entry | None:
+    """A cache file's entry (None: missing or unreadable)."""
     try:
         document = json.loads(path.read_text())
         arguments = document["arguments"]
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
             raise ValueError("its arguments are not a list of strings")
-        return arguments, ModelFeatures.from_dict(document["features"])
+        return _Entry(arguments, ModelFeatures.from_dict(document["features"]),
+                      _positive_seconds(document.get(FIRST_RUN)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, ProfileError) as e:
@@ -169,21 +181,25 @@ def _counts(state: dict[str, Any]) -> dict[str, int]:
 def cached_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelFeatures | None:
     """The cached features of this script text and arguments (None: no usable cache)."""
     entry = _read_entry(cache_file(cache_root, digest, args))
-    return None if entry is None else entry[1]
+    return None if entry is None else entry.features
 
 
 def first_run_length(cache_root: Path, digest: str, args: Sequence[str]) -> float | None:
     """The simulated seconds that the first ``run()`` of this script text and arguments asked
-    for in its dry pass (None: no dry pass of them, one of an older version, or a duration
-    that was not a time). Only a dry pass of exactly these arguments tells: the arguments
-    that change no size (what :func:`alike_features` goes by) may change the length."""
-    try:
-        seconds = json.loads(cache_file(cache_root, digest, args).read_text()).get(FIRST_RUN)
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and (
-            math.isfinite(seconds) and seconds > 0):
-        return float(seconds)
+    for in its dry pass, or in the dry passes of the other argument lists that vouch for
+    these (:func:`alike_features`: they saw the same length). None: no such dry pass, one of
+    an older version, or a duration that was not a time."""
+    entry = _read_entry(cache_file(cache_root, digest, args))
+    if entry is None:
+        alike = _alike_anchor(cache_root, digest, args)
+        entry = None if alike is None else alike[0]
+    return None if entry is None else entry.first_run
+
+
+def _positive_seconds(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            math.isfinite(value) and value > 0):
+        return float(value)
     return None
 
 
@@ -215,23 +231,34 @@ def alike_features(cache_root: Path, digest: str, args: Sequence[str]
                    ) -> tuple[ModelFeatures, int] | None:
     """Features for ``args`` from the text's dry passes with other argument lists, with how
     many lists vouch for them: at least :data:`ALIKE_ARGUMENT_LISTS` lists of the same length
-    that gave alike counts (:func:`_alike`), where ``args`` differs from them only in
-    positions that already differ among them (seeds 1 and 2 vouch for seed 3; sizes 100 and
-    200 do not vouch for size 300: they gave different counts). None: a dry pass must tell."""
+    that gave alike counts (:func:`_alike`) and saw their first ``run()`` ask for the same
+    simulated time, where ``args`` differs from them only in positions that already differ
+    among them (seeds 1 and 2 vouch for seed 3; sizes 100 and 200 do not vouch for size 300:
+    they gave different counts; nor do lengths 1 s and 2 s for another length, the choice's
+    other input). None: a dry pass must tell."""
+    alike = _alike_anchor(cache_root, digest, args)
+    return None if alike is None else (alike[0].features, alike[1])
+
+
+def _alike_anchor(cache_root: Path, digest: str, args: Sequence[str]
+                  ) -> tuple[_Entry, int] | None:
+    """The entry that vouches for ``args`` and how many lists vouch (see
+    :func:`alike_features`)."""
     folder = text_cache_dir(cache_root, digest)
     try:
         paths = sorted(folder.glob("*.json"))
     except OSError:
         return None
     entries = [entry for entry in map(_read_entry, paths)
-               if entry is not None and len(entry[0]) == len(args)]
-    for anchor_args, anchor in entries:
-        group = [arguments for arguments, features in entries if _alike(anchor, features)]
+               if entry is not None and len(entry.arguments) == len(args)]
+    for anchor in entries:
+        group = [entry.arguments for entry in entries if entry.first_run == anchor.first_run
+                 and _alike(anchor.features, entry.features)]
         if len(group) < ALIKE_ARGUMENT_LISTS:
             continue
         varied = {i for arguments in group for i, a in enumerate(arguments)
-                  if a != anchor_args[i]}
-        if all(i in varied for i, a in enumerate(args) if a != anchor_args[i]):
+                  if a != anchor.arguments[i]}
+        if all(i in varied for i, a in enumerate(args) if a != anchor.arguments[i]):
             return anchor, len(group)
     return None
 

@@ -116,6 +116,25 @@ def test_features_are_taken_from_other_arguments_only_where_they_are_alike(
     assert (None if found is None else found[0].neurons) == neurons
 
 
+@pytest.mark.parametrize(("cached", "asked", "seconds"), [
+    # seeds of one length vouch for another seed, and for its length
+    ({("1", "1"): 1.0, ("1", "2"): 1.0}, ("1", "3"), 1.0),
+    # lengths swept: another length gets a dry pass of its own
+    ({("1", "1"): 1.0, ("2", "1"): 2.0}, ("3", "1"), None),
+    ({("1", "1"): 1.0, ("2", "1"): 2.0}, ("2", "1"), 2.0),  # its own dry pass
+])
+def test_argument_lists_vouch_for_a_length_only_where_they_saw_the_same(
+        tmp_path: Path, cached: dict[tuple[str, ...], float], asked: tuple[str, ...],
+        seconds: float | None) -> None:
+    for arguments, length in cached.items():
+        write_json_atomically(cache_file(tmp_path, "text", arguments), {
+            "arguments": list(arguments), "features": _features(4).to_dict(),
+            "first_run": length})
+    assert first_run_length(tmp_path, "text", asked) == seconds
+    vouched = alike_features(tmp_path, "text", asked)
+    assert (vouched is not None) == (seconds is not None and asked not in cached)
+
+
 def test_features_counted_another_way_are_counted_again(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A script's cached dry pass is not read by a version that counts features otherwise
