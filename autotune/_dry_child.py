@@ -64,19 +64,17 @@ class _StopAtRun(BaseException):
 
 
 def _seconds_of(duration: Any) -> float | None:
-    """A ``run()`` duration in seconds; None where it is not a positive, finite time (Brian2
-    itself would refuse it)."""
-    import math
+    """A ``run()`` duration in seconds; None where it is not a positive, finite Brian2 time
+    (Brian2 itself would refuse it; a plain number too, which :func:`as_seconds` would take)."""
+    from autotune.errors import ConfigError
+    from autotune.values import as_seconds
 
-    from brian2 import second
-    from brian2.units.fundamentalunits import fail_for_dimension_mismatch
-
-    try:
-        fail_for_dimension_mismatch(duration, second)
-        seconds = float(duration / second)
-    except Exception:  # noqa: BLE001 - whatever the script passed, it only means unknown
+    if not hasattr(duration, "dim"):
         return None
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
+    try:
+        return as_seconds(duration)
+    except ConfigError:
+        return None
 
 
 def _stop_at_run(out: Path, started: float, leader: int) -> None:

@@ -41,6 +41,7 @@ from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
 from autotune.features import COUNTING, ModelFeatures
 from autotune.paths import write_json_atomically
+from autotune.values import is_positive_number
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _read_entry(path: Path) -> _Entry | None:
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
             raise ValueError("its arguments are not a list of strings")
         return _Entry(arguments, ModelFeatures.from_dict(document["features"]),
-                      _positive_seconds(document.get(FIRST_RUN)))
+                      _seconds_or_none(document.get(FIRST_RUN)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, ProfileError) as e:
@@ -196,11 +197,8 @@ def first_run_length(cache_root: Path, digest: str, args: Sequence[str]) -> floa
     return None if entry is None else entry.first_run
 
 
-def _positive_seconds(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            math.isfinite(value) and value > 0):
-        return float(value)
-    return None
+def _seconds_or_none(value: Any) -> float | None:
+    return float(value) if is_positive_number(value) else None
 
 
 #: How far apart the synapse counts of alike argument lists may be: random connectivity
