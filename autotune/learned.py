@@ -6,7 +6,8 @@ the same script learns from them (:func:`choose_from_runs`):
 
 - a configuration the script already ran is predicted from its own times: the median seconds
   outside the simulation loop over its warm runs (while it has only cold ones, theirs less the
-  cold build the profile measured), plus the median loop seconds per simulated second;
+  seconds they spent compiling, measured, or for runs recorded without that, less the cold
+  build the profile measured), plus the median loop seconds per simulated second;
 - one it has not run is predicted from the profile's cost model (measured on another model),
   scaled by how this script's own times compared with the profile's predictions for the
   configurations it did run: the set-up part and the loop part each by their median ratio;
@@ -79,7 +80,9 @@ class OwnTimes:
         spread: relative half-range of its runs' estimates of a run of their median length:
             how much they disagree (0 with one run).
         cold_extra: what a cold build added to the script's set-up: the median over its cold
-            runs less ``build`` (None until it has both cold and warm runs).
+            runs less ``build`` where it has warm runs too; while it has only cold ones, the
+            median of what they spent compiling (:attr:`RunRecord.compile_seconds`); None
+            where neither is known (runs recorded before compiling was timed).
         seconds: wall seconds its runs took in all (what trying another configuration is
             weighed against: :data:`MAX_EXPLORE_LOSS`).
     """
@@ -94,12 +97,20 @@ class OwnTimes:
     seconds: float = 0.0
 
     def predict(self, duration: float) -> float:
-        """Wall seconds of a warm run of this script for ``duration`` simulated seconds."""
-        return self.build + self.rate * duration
+        """Wall seconds of a warm run of this script for ``duration`` simulated seconds (its
+        runs' set-up, or while all were cold, that less their compiling where it was timed)."""
+        return self.warm_build(0.0) + self.rate * duration
+
+    @property
+    def warm_build_measured(self) -> bool:
+        """Whether its warm set-up is measured: it has warm runs, or cold ones whose
+        compiling was timed (:attr:`cold_extra`), not a guess of what their build took."""
+        return bool(self.warm_runs) or self.cold_extra is not None
 
     def warm_build(self, cold_extra: float, fixed: float | None = None) -> float:
         """Seconds outside the loop of a warm run: the measured ones, or, while every run was
-        cold, theirs less ``cold_extra`` (what a cold build adds). Where that is the profile's
+        cold, theirs less what they spent compiling where that was timed (:attr:`cold_extra`),
+        else less ``cold_extra`` (what a cold build adds). Where that is the profile's
         guess, with its warm set-up ``fixed``, and the cold runs took less than the two
         together, their set-up is split in the profile's proportions instead: a build quicker
         than the profile's guess left nothing (0 s) for the warm set-up, and the run after it
@@ -107,6 +118,8 @@ class OwnTimes:
         guessed for the build alone)."""
         if self.warm_runs:
             return self.build
+        if self.cold_extra is not None:
+            return max(0.0, self.build - self.cold_extra)
         if fixed is not None and fixed > 0 and self.build < fixed + cold_extra:
             return self.build * fixed / (fixed + cold_extra)
         return max(0.0, self.build - cold_extra)
@@ -190,8 +203,11 @@ def _own_times(key: str, runs: Sequence[RunRecord]) -> OwnTimes:
     centre = build + rate * typical
     spread = (max(estimates) - min(estimates)) / (2 * centre) if centre > 0 else 0.0
     cold_builds = [_seconds(r.actual_build) for r in runs if r.cold]
-    cold_extra = (max(0.0, statistics.median(cold_builds) - build)
-                  if warm and cold_builds else None)
+    compiled = [r.compile_seconds for r in runs if r.cold and r.compile_seconds is not None]
+    if warm:
+        cold_extra = max(0.0, statistics.median(cold_builds) - build) if cold_builds else None
+    else:
+        cold_extra = min(build, statistics.median(compiled)) if compiled else None
     seconds = sum(_seconds(r.actual_build) + _seconds(r.actual_loop) for r in runs)
     return OwnTimes(key, len(runs), len(warm), build, rate, spread, cold_extra, seconds)
 
@@ -219,8 +235,9 @@ class Scale:
 def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]) -> Scale:
     """The median ratios of this script's own times to the profile's cost models, over the
     configurations both measured (1.0 where none was). The set-up's ratio comes from the
-    configurations with warm runs where there are any: a configuration run only cold knows its
-    warm set-up only as its cold one less the profile's cold build, which may be another
+    configurations whose warm set-up was measured where there are any (warm runs, or cold ones
+    whose compiling was timed): a configuration run only cold without that knows its warm
+    set-up only as its cold one less the profile's cold build, which may be another
     model's."""
     warm_builds: list[float] = []
     cold_builds: list[float] = []
@@ -233,7 +250,8 @@ def scale_to_script(entries: Sequence[ProfileEntry], own: Mapping[str, OwnTimes]
             loops.append(times.rate / cost.rate)
         set_up = times.warm_build(cost.cold_extra, cost.fixed)
         if cost.fixed > 0 and set_up > 0:
-            (warm_builds if times.warm_runs else cold_builds).append(set_up / cost.fixed)
+            (warm_builds if times.warm_build_measured else cold_builds).append(
+                set_up / cost.fixed)
     builds = warm_builds or cold_builds
     return Scale(statistics.median(builds) if builds else 1.0,
                  statistics.median(loops) if loops else 1.0, bool(warm_builds))
@@ -270,8 +288,8 @@ def script_costs(entries: Sequence[ProfileEntry], valid: Sequence[ProfileEntry],
         if times is not None:
             cost = (times.cost(cold_extra, guessed_fixed) if times.cold_extra is None
                     else times.cost(times.cold_extra))
-            if (not times.warm_runs and scale.build_from_warm and entry.cost is not None
-                    and guessed_fixed is not None):
+            if (not times.warm_build_measured and scale.build_from_warm
+                    and entry.cost is not None and guessed_fixed is not None):
                 # Only cold runs, less a cold build the profile guessed: its warm set-up is at
                 # least what the script's warm runs of other configurations make of the
                 # profile's (a cold build that took less than the guess would otherwise leave

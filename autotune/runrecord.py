@@ -74,6 +74,10 @@ class RunRecord:
             counted from the last network the run ran, it is the same for every run of a
             model, however many networks the script runs.
         dry_synapses: its synapses, likewise.
+        compile_seconds: wall seconds the run spent compiling its generated code, measured:
+            Brian2's Cython extensions made or loaded, the standalone build's ``make`` (None:
+            not measured, a run recorded before it was). Most of a cold run's set-up where
+            it compiled; what its warm set-up is, is what is left.
     """
 
     fingerprint: str
@@ -102,6 +106,7 @@ class RunRecord:
     setup_cpu_share: float | None = None
     dry_neurons: int | None = None
     dry_synapses: int | None = None
+    compile_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (column names of ``autotune_runs``)."""
@@ -332,6 +337,55 @@ def watch_model() -> None:
     Network.before_run = before_run  # type: ignore[method-assign]
     Network.after_run = after_run  # type: ignore[method-assign]
     _watch_standalone_binary()
+    _watch_compilers()
+
+
+@dataclass
+class _Compiling:
+    """Wall seconds this process spent compiling generated code (see :func:`_watch_compilers`)."""
+
+    seconds: float = 0.0
+
+
+_COMPILING = _Compiling()
+
+
+def compile_seconds() -> float:
+    """Wall seconds this process's Brian2 runs spent compiling their code, once
+    :func:`watch_model` watches them: Cython extensions made (or, where Brian2's cache held
+    them, loaded: milliseconds each) and standalone builds' ``make`` (milliseconds for a folder
+    already built)."""
+    return _COMPILING.seconds
+
+
+def _timed(original: Any) -> Any:
+    """``original``, adding the wall seconds of each call to :data:`_COMPILING`."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _COMPILING.seconds += time.monotonic() - started
+
+    return timed
+
+
+def _watch_compilers() -> None:
+    """Time what compiles a run's generated code: where a run's first build compiled it
+    all, its set-up less this is its warm set-up, measured (a Cython compile took 40 s on a
+    busy host where the profile guessed 5 s, and the script's next runs were predicted 38 s of
+    warm set-up where they took 3 s)."""
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    CPPStandaloneDevice.compile_source = _timed(  # type: ignore[method-assign]
+        CPPStandaloneDevice.compile_source)
+    try:
+        from brian2.codegen.runtime.cython_rt.extension_manager import CythonExtensionManager
+    except ImportError:  # Brian2 without its Cython target: nothing of it to time
+        return
+    CythonExtensionManager.create_extension = _timed(  # type: ignore[method-assign]
+        CythonExtensionManager.create_extension)
 
 
 def _watch_standalone_binary() -> None:
@@ -518,7 +572,8 @@ def finished_run(applied: Applied, script: str | None = None, exit_code: int | N
         cpus=applied.cpu_sample.cpus if applied.cpu_sample is not None else None,
         loop_cpu_share=loop_share, setup_cpu_share=setup_share,
         dry_neurons=applied.dry_size[0] if applied.dry_size else None,
-        dry_synapses=applied.dry_size[1] if applied.dry_size else None)
+        dry_synapses=applied.dry_size[1] if applied.dry_size else None,
+        compile_seconds=compile_seconds())
 
 
 def _cold(applied: Applied) -> bool | None:

@@ -216,11 +216,11 @@ def test_a_store_of_the_first_schema_is_upgraded_with_its_data(tmp_path: Path) -
         assert store.runs() == []
     version = sqlite3.connect(tmp_path / "old.db").execute(
         "SELECT version_num FROM autotune_alembic_version").fetchone()[0]
-    assert version == "0007"
+    assert version == "0008"
     columns = [row[1] for row in sqlite3.connect(tmp_path / "old.db").execute(
         "PRAGMA table_info(autotune_runs)")]
     assert {"pgo_phase", "script_digest", "free_cpus", "cpus", "loop_cpu_share",
-            "setup_cpu_share", "dry_neurons", "dry_synapses"} <= set(columns)
+            "setup_cpu_share", "dry_neurons", "dry_synapses", "compile_seconds"} <= set(columns)
 
 
 @pytest.mark.parametrize("args, text", [

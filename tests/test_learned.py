@@ -156,6 +156,7 @@ def test_a_script_run_twice_learns_from_its_first_run(db_url: str, tmp_path: Pat
     assert first.script_digest == second.script_digest is not None
     assert first.neurons == 20 and first.synapses is not None and first.synapses > 0
     assert first.simulated == pytest.approx(0.05)
+    assert first.compile_seconds == 0.0  # numpy compiles nothing
     if alone is not None:
         own = alone[0] + alone[1] / first.simulated * 0.05  # type: ignore[operator]
         assert second.predicted_total == pytest.approx(own)
@@ -538,6 +539,55 @@ def test_a_configuration_run_only_cold_takes_its_warm_set_up_from_the_scripts_ow
     costs = script_costs(profile.entries, profile.valid, learn(runs))
     assert costs[O2.key].fixed == pytest.approx(4.3)  # not 5.0 x 1.2 = 6.0
     assert costs[O2.key].cold_extra == pytest.approx(5.0)
+
+
+def test_a_configuration_run_only_cold_whose_compiling_was_timed_has_its_warm_set_up_measured(
+        ) -> None:
+    """Measured with a 500-neuron script of my own that calls ``apply()`` at its top, on a
+    busy host: its first (Cython) run spent about 40 s compiling, where the prediction had
+    priced the compile at a few seconds, and its next run predicted Cython at 43.2 s, the
+    compile counted as set-up. A warm Cython run of it takes a few seconds."""
+    from autotune.learned import script_costs
+
+    host = make_host()
+    cython = RunConfig("runtime", "cython")
+    profile = make_profile(host)
+    guessed = replace(profile, entries=tuple(  # a prediction that priced the compile at 5 s
+        replace(e, cost=replace(e.cost, cold_extra=5.0)) if e.config == cython else e
+        for e in profile.entries))
+    first = replace(_run(cython, 3.0 + 40.0, 0.5, simulated=1.0, cold=True),
+                    compile_seconds=40.0)
+    history = learn([first])
+    assert history[cython.key].cold_extra == pytest.approx(40.0)
+    assert history[cython.key].predict(10.0) == pytest.approx(3.0 + 5.0)
+    costs = script_costs(guessed.entries, guessed.valid, history)
+    assert costs[cython.key].fixed == pytest.approx(3.0)  # not 43 - 5 = 38 s
+    config, source, _, predicted = choose(host, guessed, duration=10.0, history=history,
+                                          cold={STANDALONE.key})
+    assert config == cython and source == "script"
+    assert predicted == pytest.approx(3.0 + 5.0)
+    # a run recorded before compiling was timed still goes by the prediction's guess
+    untimed = learn([_run(cython, 3.0 + 40.0, 0.5, simulated=1.0, cold=True)])
+    assert untimed[cython.key].cold_extra is None
+    assert script_costs(guessed.entries, guessed.valid, untimed)[cython.key].fixed == (
+        pytest.approx(38.0))
+    assert choose(host, guessed, duration=10.0, history=untimed,
+                  cold={STANDALONE.key})[0] != cython
+
+
+def test_a_standalone_run_whose_compiling_was_timed_prices_the_cold_build_of_its_rivals(
+        ) -> None:
+    """One cold standalone run that timed its ``make`` (5 s) tells what every standalone build
+    of the script costs: the untried flag preset is priced at 5 s cold, not the profile's 8."""
+    from autotune.learned import script_costs
+
+    profile = _with_o2(make_profile(make_host()), 3.5, 0.08)
+    cold = replace(_run(STANDALONE, 4.2 + 5.0, 10.0, simulated=100.0, cold=True),
+                   compile_seconds=5.0)
+    costs = script_costs(profile.entries, profile.valid, learn([cold]))
+    assert costs[STANDALONE.key].fixed == pytest.approx(4.2)
+    assert costs[O2.key].cold_extra == pytest.approx(5.0)
+    assert costs[O2.key].fixed == pytest.approx(3.5 * 4.2 / 3.5)  # scaled by a measured set-up
 
 
 def test_a_run_that_draws_random_numbers_unlike_the_scripts_previous_run_says_so() -> None:

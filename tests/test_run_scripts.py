@@ -517,5 +517,8 @@ def test_a_first_run_finds_what_a_plain_run_compiled_under_another_name_of_pytho
     with open_store(db_url) as store:
         second = store.runs()[-1]
     assert second.cold is True
+    # compiling is timed: the warm run only loaded its modules, the edited one compiled one
+    assert first.compile_seconds is not None and second.compile_seconds is not None
+    assert first.compile_seconds < second.compile_seconds < second.actual_build
     assert second.predicted_total - first.predicted_total == pytest.approx(
         compile_seconds / int(found[2]), abs=0.05)

@@ -124,6 +124,7 @@ class RunRow(Base):
     setup_cpu_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     dry_neurons: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     dry_synapses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    compile_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class PrecisionCheckRow(Base):
