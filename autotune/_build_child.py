@@ -54,12 +54,17 @@ def main(argv: list[str]) -> int:
     from autotune.config import RunConfig
 
     slot = acquire_build_slot(Path(spec["folder"]))
-    configure_brian2(RunConfig.from_dict(spec["config"]), slot.path)
+    config = RunConfig.from_dict(spec["config"])
+    configure_brian2(config, slot.path)
     _stop_after_building()
+    from autotune.apply import Applied, held_for_the_script
     from autotune.runner import run_quietly_as_main
 
+    building = Applied(config, "build-ahead", "built beside a run, which applied it", None,
+                       slot.path)
     try:
-        run_quietly_as_main(spec["script"], spec["args"])
+        with held_for_the_script(building):  # the script's own apply() must not change it
+            run_quietly_as_main(spec["script"], spec["args"])
     except _Built:
         return 0
     except SystemExit:

@@ -20,13 +20,15 @@ Optuna. It gathers what :func:`autotune.choice.choose` decides from, in this ord
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
 import platform
 import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +148,53 @@ class Applied:
                 "built_beside": self.ahead.config.key if self.ahead else None}
 
 
+#: The configuration that this process's runner applied before it ran the script, while the
+#: script runs (see :func:`held_for_the_script`).
+_HELD: list[Applied] = []
+
+
+@contextlib.contextmanager
+def held_for_the_script(applied: Applied) -> Iterator[None]:
+    """While the script runs, its own ``autotune.apply()`` keeps ``applied`` (what
+    ``brian2-autotune run``, a dry pass or a build beside a run applied before starting it)
+    instead of choosing again: before, a script that calls ``apply()`` under ``run`` was
+    chosen for twice and recorded twice, the second time with the dry pass as set-up. A call
+    that asks for another device, thread count or precision applies it, and the runner
+    records what is in force at the end (:func:`in_force`)."""
+    _HELD[:] = [applied]
+    try:
+        yield
+    finally:
+        _HELD.clear()
+
+
+def in_force(applied: Applied) -> Applied:
+    """What is applied now: ``applied``, or what the script's own ``apply()`` put in its
+    place while it was held (:func:`held_for_the_script`)."""
+    return _HELD[0] if _HELD else applied
+
+
+def _asks_for_another(config: RunConfig, device: str | None, threads: int | None,
+                      precision: str | None) -> bool:
+    """Whether overrides name something ``config`` is not."""
+    return ((device is not None and device != config.device)
+            or (threads is not None and threads != config.threads)
+            or (precision is not None and precision != config.precision))
+
+
+def in_a_dry_pass() -> Applied | None:
+    """What ``apply()`` gives in a script's dry pass (:mod:`autotune._dry_child`) or in a
+    worker of one: nothing applied, since the pass counts the model under runtime with numpy
+    and stops at the first ``run()``; None outside one."""
+    from autotune._dry_child import OUT_VARIABLE
+
+    if not os.environ.get(OUT_VARIABLE):
+        return None
+    return Applied(RunConfig("runtime", "numpy"), "dry-pass",
+                   "the script's dry pass counts its model under runtime with numpy, and "
+                   "stops at its first run(): nothing applied")
+
+
 def _load_profile(url: str, host: HostFingerprint, signature: str | None, node: Path
                   ) -> Profile | None:
     try:
@@ -235,7 +284,10 @@ def apply(
         dry_pass: the script and its arguments: where its features are not cached and the
             host has a suite, read them now with a dry pass (:mod:`autotune.drypass`: the
             script runs up to its first ``run()`` in a child process; seconds, once per text
-            and arguments). ``brian2-autotune run`` gives it.
+            and arguments). ``brian2-autotune run`` gives it; None, for ``apply()`` called
+            from a script whose text calls ``run()`` (the running script, read when
+            ``analysis`` and ``standalone_ok`` are None): that script with this process's
+            arguments.
         pgo: True asks for a profile-guided standalone build (:mod:`autotune.pgo`: the first
             run takes the profile, later ones build with it), False forbids one; None: as the
             profile decides.
@@ -255,6 +307,13 @@ def apply(
         ProfileError: a stored profile that does not validate.
         ScriptError: the running script cannot be read or parsed.
     """
+    dry = in_a_dry_pass()
+    if dry is not None:
+        return dry
+    if _HELD and not _asks_for_another(_HELD[0].config, device, threads, precision):
+        logger.debug("the script's apply() keeps %s, applied before it started",
+                     _HELD[0].config.describe())
+        return _HELD[0]
     import brian2  # noqa: F401 - the run needs it anyway; its __version__ spares a metadata scan
 
     started = time.perf_counter()
@@ -264,6 +323,9 @@ def apply(
     script = main_script()
     if analysis is None and standalone_ok is None:
         analysis = _analyse(script)
+        if dry_pass is None and script is not None and analysis is not None and (
+                analysis.run_calls):
+            dry_pass = (script, sys.argv[1:])  # apply() at the top of a script: its own
     why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
     numpy_reason = analysis.numpy_reason if analysis else None
     if standalone_ok is None:
@@ -387,7 +449,9 @@ def apply(
                       cpu_sample=sample_cpus(), ahead=ahead,
                       dry_size=(features.neurons, features.synapses) if features else None,
                       input_files=input_files)
-    if record:
+    if _HELD:  # a script's own apply() under a runner, which records what is in force
+        _HELD[:] = [applied]
+    elif record:
         atexit.register(record_run, applied, str(script) if script else None)
         if input_files is not None:
             from autotune.scriptinputs import note_written

@@ -384,7 +384,9 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     ahead = _start_building_ahead(applied, script, args)
     finished = False
     try:
-        report = _execute(script, args, applied, options)
+        with _held(applied):
+            report = _execute(script, args, applied, options)
+            applied = _in_force(applied)
         finished = True
         record = _record(script, applied, report)
         if applied is not None and applied.input_files is not None:
@@ -397,6 +399,26 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
 
             buildahead.finish(ahead, interrupted=not finished)
     return ScriptRun(applied, report, record)
+
+
+def _held(applied: Applied | None) -> contextlib.AbstractContextManager[None]:
+    """While the script runs, its own ``autotune.apply()`` keeps ``applied``
+    (:func:`autotune.apply.held_for_the_script`)."""
+    if applied is None:
+        return contextlib.nullcontext()
+    from autotune.apply import held_for_the_script
+
+    return held_for_the_script(applied)
+
+
+def _in_force(applied: Applied | None) -> Applied | None:
+    """What is applied once the script ran: ``applied``, or what the script's own
+    ``apply()`` asked for instead."""
+    if applied is None:
+        return None
+    from autotune.apply import in_force
+
+    return in_force(applied)
 
 
 def _record(script: str | Path, applied: Applied | None, report: RunReport

@@ -403,6 +403,42 @@ def test_a_script_never_calibrated_gets_a_suite_prediction_on_its_first_run(
         prediction.entry(NUMPY).cost.predict(0.05), rel=0.05)  # type: ignore[union-attr]
 
 
+#: TINY with ``autotune.apply()`` at its top, printing what it was given.
+APPLIES_ITSELF = ("import autotune\napplied = autotune.apply()\n"
+                  "print('applied', applied.source, applied.config.key)\n" + TINY)
+
+
+@pytest.mark.slow
+def test_a_script_that_calls_apply_itself_gets_its_own_dry_pass_and_is_recorded_once(
+        db_url: str, tmp_path: Path) -> None:
+    """``autotune.apply()`` at the top of a script run with ``python``: before, a script never
+    run through ``run`` got the newest profile's winner, its model never read. Now apply()
+    makes the script's dry pass (a child that runs it up to its first ``run()``, where its
+    ``apply()`` applies nothing) and predicts for its model from the suite. Under ``run``, the
+    script's ``apply()`` keeps what ``run`` applied, and the run is recorded once: before, it
+    was chosen for twice and recorded twice, the second time with the dry pass as set-up."""
+    store_this_hosts_suite(db_url)
+    script = tmp_path / "mine.py"
+    script.write_text(APPLIES_ITSELF)
+    cache = tmp_path / "cache"
+    env = {"BRIAN2_AUTOTUNE_CACHE": str(cache), "BRIAN2_AUTOTUNE_DB": db_url,
+           "PYTHONPATH": str(REPO)}
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           env={**os.environ, **env}, cwd=tmp_path, timeout=600)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.splitlines() == ["applied suite numpy-float64", "done"]
+    digest = sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
+        "SELECT script_digest FROM autotune_runs").fetchone()[0]
+    assert json.loads(cache_file(cache, digest, []).read_text())["features"]["neurons"] == 20
+    tuned = run_cli("run", "--db", db_url, str(script), env=env)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "dry pass of" not in tuned.stderr  # the script's own apply() made it
+    with open_store(db_url) as store:
+        runs = store.runs()
+    assert [r.source for r in runs] == ["suite", "script"]  # one record for each run
+    assert tuned.stdout.splitlines() == [f"applied script {runs[1].config_key}", "done"]
+
+
 #: TINY, its run length given on the command line in milliseconds.
 LENGTH_AS_ARGUMENT = "import sys\n" + TINY.replace("run(50*ms)", "run(float(sys.argv[1])*ms)")
 
