@@ -125,7 +125,8 @@ def test_a_script_run_again_finds_the_build_made_beside_its_first_run(
     wall = time.perf_counter() - started
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[0] == "set up"
-    if not _said(first.stderr, "is built beside this run"):
+    # not "nothing is built beside this run", said where other work keeps the CPUs busy
+    if not _said(first.stderr, "is built beside this run, at the lowest priority"):
         assert _said(first.stderr, "applied runtime/numpy"), first.stderr
         if (_said(first.stderr, "nothing is built beside this run: other work keeps")
                 or max(busy_before, cpus_busy_elsewhere()) >= host.usable_cpus - 1):
