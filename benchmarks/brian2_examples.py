@@ -5,9 +5,9 @@ use ``network_operation``, plot, and sometimes choose their own device. For each
 runs ``python EXAMPLE`` and ``brian2-autotune run EXAMPLE`` (with no profile in a fresh store,
 so the fallback rule asks for cpp_standalone with every thread wherever the script analysis
 allows: the hardest case; or with ``--db``, a copy of that store, so that a profile's numpy,
-Cython and standalone choices are all tried), each in a fresh temporary folder with matplotlib
-drawing off screen, and prints a markdown table: exit codes, wall times, the configuration
-applied and why.
+Cython and standalone choices are all tried), each in a fresh temporary folder (holding the
+data files beside the example) with matplotlib drawing off screen, and prints a markdown
+table: exit codes, wall times, the configuration applied and why.
 
     python benchmarks/brian2_examples.py BRIAN2_CHECKOUT/examples [--timeout 300] [--only NAME ...]
         [--db URL_OR_SQLITE_PATH] [--fresh-brian2-cache] [--console-script]
@@ -54,6 +54,17 @@ def _run(command: list[str], cwd: Path, timeout: float, env: dict[str, str]
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - started, ""
     return done.returncode, time.perf_counter() - started, done.stderr
+
+
+def _run_folder(work: str, script: Path) -> Path:
+    """A fresh folder to run ``script`` in, holding the data files beside it (not its Python
+    files): Stimberg et al. (2018)'s examples read ``figures.mplstyle`` from the folder they
+    run in, and failed under ``python`` without it."""
+    folder = Path(tempfile.mkdtemp(dir=work))
+    for data in script.parent.iterdir():
+        if data.is_file() and data.suffix != ".py" and not data.name.startswith("."):
+            shutil.copyfile(data, folder / data.name)
+    return folder
 
 
 def _applied(stderr: str) -> str:
@@ -114,17 +125,16 @@ def main() -> None:
             if name in SKIPPED:
                 rows.append([name, "skipped", "", "", SKIPPED[name]])
                 continue
-            folder = Path(tempfile.mkdtemp(dir=work))
-            code, seconds, stderr = _run([sys.executable, str(script)], folder, args.timeout,
-                                         env)
+            code, seconds, stderr = _run([sys.executable, str(script)],
+                                         _run_folder(work, script), args.timeout, env)
             if code != 0:
                 rows.append([name, f"{code} ({seconds:.0f} s)", "not run", "",
                              _last_error(stderr)])
                 print(f"{name}: python {code}", file=sys.stderr)
                 continue
-            folder = Path(tempfile.mkdtemp(dir=work))
-            tuned, tuned_seconds, tuned_err = _run([*tuned_command, str(script)], folder,
-                                                   args.timeout, env)
+            tuned, tuned_seconds, tuned_err = _run([*tuned_command, str(script)],
+                                                   _run_folder(work, script), args.timeout,
+                                                   env)
             note = _why_runtime(tuned_err) if tuned == 0 else _last_error(tuned_err)
             rows.append([name, f"0 ({seconds:.0f} s)", f"{tuned} ({tuned_seconds:.0f} s)",
                          _applied(tuned_err), note])
