@@ -2,8 +2,9 @@
 and a user's script must not touch the caller's).
 
 ``python -m autotune._dry_child OUT.json script PATH -- ARGS`` runs a script as ``python PATH
-ARGS`` would, and ``python -m autotune._dry_child OUT.json workload SPEC_JSON`` a workload's
-``simulate``, both under the runtime device with numpy (no compilation), until the first
+ARGS`` would, ``... OUT.json module {"name": NAME, "folder": FOLDER} -- ARGS`` a module as
+``python -m NAME ARGS`` run from ``FOLDER`` would, and ``... OUT.json workload SPEC_JSON`` a
+workload's ``simulate``, all under the runtime device with numpy (no compilation), until the first
 ``run()``: there the network's features are counted, written to ``OUT.json`` with the simulated
 seconds that ``run()`` asked for (:data:`FIRST_RUN`), and the process stops before a single step
 is simulated. Exit status 3: the script ended without a ``run()``.
@@ -229,6 +230,11 @@ def _run_until_run(kind: str, target: str, args: list[str]) -> _StopAtRun | None
             from autotune.runner import run_quietly_as_main
 
             run_quietly_as_main(target, args)
+        elif kind == "module":
+            from autotune.runner import run_module_quietly_as_main
+
+            module = json.loads(target)
+            run_module_quietly_as_main(module["name"], module["folder"], args)
         else:
             from brian2 import second
 
@@ -260,7 +266,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("it finished without calling run()\n")
         return NO_RUN_EXIT
     _write_features(stop.objects, out, started, stop.seconds)
-    if kind == "script":
+    if kind in ("script", "module"):
         from autotune.paths import replace_json
 
         found = {**json.loads(out.read_text()),

@@ -54,6 +54,7 @@ from autotune.paths import (
     COMPILER_CACHE,
     cython_cache_dir,
     default_cache_root,
+    main_module,
     main_script,
     script_owner,
     standalone_build_dir,
@@ -321,11 +322,13 @@ def apply(
     root = cache_root or default_cache_root()
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
+    module = None
     if analysis is None and standalone_ok is None:
         analysis = _analyse(script)
         if dry_pass is None and script is not None and analysis is not None and (
                 analysis.run_calls):
             dry_pass = (script, sys.argv[1:])  # apply() at the top of a script: its own
+            module = main_module()
     why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
     numpy_reason = analysis.numpy_reason if analysis else None
     if standalone_ok is None:
@@ -343,7 +346,8 @@ def apply(
     dry_seconds = 0.0
     key, input_files = _features_key(analysis, dry_pass, script, root)
     if profile is not None and workload is None and not same_model:
-        suite = _suite_prediction(url, host, node, features, digest, root, dry_pass, key)
+        suite = _suite_prediction(url, host, node, features, digest, root, dry_pass, key,
+                                  module)
         dry_seconds = suite.dry_pass_seconds
         features = suite.features or features
         if suite.profile is not None:
@@ -563,10 +567,11 @@ def _features_key(analysis: ScriptAnalysis | None, dry_pass: tuple[Path, Sequenc
 
 def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
-                      dry_pass: tuple[Path, Sequence[str]] | None, key: Sequence[str]
-                      ) -> _SuitePrediction:
+                      dry_pass: tuple[Path, Sequence[str]] | None, key: Sequence[str],
+                      module: tuple[str, Path] | None = None) -> _SuitePrediction:
     """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`);
-    ``key``: what its features are cached under (:func:`_features_key`)."""
+    ``key``: what its features are cached under (:func:`_features_key`); ``module``: the
+    module the script is, where this process runs it with ``python -m``."""
     from autotune.drypass import known_features, model_cache_dir, script_features
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
@@ -581,8 +586,8 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
     dry_seconds = 0.0
     if features is None and dry_pass is not None and digest is not None:
         started = time.perf_counter()
-        features = script_features(dry_pass[0], dry_pass[1], digest, root,
-                                   key=key)  # paid once, here
+        features = script_features(dry_pass[0], dry_pass[1], digest, root, key=key,
+                                   module=module)  # paid once, here
         dry_seconds = time.perf_counter() - started
     if features is None:
         return _SuitePrediction(dry_pass_seconds=dry_seconds)

@@ -278,14 +278,16 @@ def known_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelF
 
 
 def script_features(script: str | Path, args: Sequence[str], digest: str, cache_root: Path,
-                    timeout: float = DRY_TIMEOUT, key: Sequence[str] | None = None
-                    ) -> ModelFeatures | None:
+                    timeout: float = DRY_TIMEOUT, key: Sequence[str] | None = None,
+                    module: tuple[str, Path] | None = None) -> ModelFeatures | None:
     """The script's features: cached, or from a dry pass now (then cached).
 
     ``key``: what the features are cached under, where more than ``args`` decides the model
     (``args`` followed by :func:`autotune.scriptinputs.input_key`'s entries). None, with the
     reason logged, where the dry pass cannot tell: the script fails or ends before its first
-    ``run()``, or takes longer than ``timeout``.
+    ``run()``, or takes longer than ``timeout``. ``module``: the name and folder of the module
+    that ``script`` is, where it was run as ``python -m NAME``
+    (:func:`autotune.paths.main_module`): it is run that way again.
     """
     key = list(args) if key is None else list(key)
     cached = known_features(cache_root, digest, key)
@@ -303,8 +305,7 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
             logger.info("dry pass of %s: %s; predicting without its size", script, failed)
             return None
         started = time.perf_counter()
-        document, error = _dry_run(["script", str(Path(script).resolve()), "--", *args],
-                                   timeout)
+        document, error = _dry_run([*_what_to_run(script, module), "--", *args], timeout)
         if document is None:
             logger.info("dry pass of %s: %s; predicting without its size", script, error)
             _note_failure(path, error)
@@ -321,6 +322,14 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
     finally:
         if turn is not None:
             turn.release()
+
+
+def _what_to_run(script: str | Path, module: tuple[str, Path] | None) -> list[str]:
+    """The dry child's arguments naming what it runs: the script, or the module it is."""
+    if module is None:
+        return ["script", str(Path(script).resolve())]
+    name, folder = module
+    return ["module", json.dumps({"name": name, "folder": str(folder)})]
 
 
 def _cache_note(state: object) -> str:

@@ -81,6 +81,25 @@ def main_script() -> Path | None:
     return Path(filename) if filename else None
 
 
+def main_module() -> tuple[str, Path] | None:
+    """The module this process runs as ``python -m NAME`` and the folder Python found it in
+    (the one above its top package), or None where it runs a script file or interactively.
+
+    A module run this way may import its package's modules relatively (``from . import
+    model``), which fails where its file is run as a script."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    filename = getattr(main, "__file__", None)
+    if not name or name == "__main__" or not filename:
+        return None
+    folder = Path(filename).resolve().parent
+    for _ in range(name.count(".")):
+        folder = folder.parent
+    return name, folder
+
+
 def replace_json(path: Path, document: Any) -> None:
     """Write ``document`` as JSON so that a reader never sees half a file: into a temporary
     file beside ``path``, then renamed over it (the folder is made where missing).

@@ -264,6 +264,19 @@ def run_quietly_as_main(path: str | Path, args: list[str]) -> None:
         runpy.run_path(str(path), run_name="__main__")
 
 
+def run_module_quietly_as_main(name: str, folder: str | Path, args: list[str]) -> None:
+    """Run a module as ``python -m NAME ARGS`` would from ``folder`` (where Python found it),
+    its standard output discarded (see :func:`run_quietly_as_main`)."""
+    saved_argv = sys.argv[:]
+    sys.argv = [name, *args]  # runpy puts the module's file first, as ``-m`` does
+    sys.path.insert(0, str(folder))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
+    finally:
+        sys.argv = saved_argv
+
+
 def execute_script(path: str | Path, args: list[str], serving: str | None = None
                    ) -> RunReport:
     """Run a script as ``python SCRIPT ARGS`` would, in this process; measure it.

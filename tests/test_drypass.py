@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -565,3 +566,23 @@ def test_a_plain_run_after_the_dry_pass_is_seen_by_the_next_run(
     subprocess.run([sys.executable, str(script)], capture_output=True, timeout=600, check=True)
     found = cython_cache_found(tmp_path / "cache", "d-first", [])
     assert found is not None and found.complete and found.name == sys.executable
+
+
+def test_a_module_run_with_python_m_is_told_from_a_script(tmp_path: Path) -> None:
+    """``python -m pkg.sub.sim`` names the module and the folder above its top package (where
+    the dry pass must run it from); ``python pkg/sub/sim.py`` is a script: None."""
+    from tests.conftest import REPO
+
+    inner = tmp_path / "pkg" / "sub"
+    inner.mkdir(parents=True)
+    for folder in (tmp_path / "pkg", inner):
+        (folder / "__init__.py").write_text("")
+    (inner / "sim.py").write_text("from autotune.paths import main_module\n"
+                                  "print(main_module())\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    as_module = subprocess.run([sys.executable, "-m", "pkg.sub.sim"], capture_output=True,
+                               text=True, cwd=tmp_path, env=env, check=True)
+    assert as_module.stdout.strip() == repr(("pkg.sub.sim", tmp_path.resolve()))
+    as_script = subprocess.run([sys.executable, str(inner / "sim.py")], capture_output=True,
+                               text=True, cwd=tmp_path, env=env, check=True)
+    assert as_script.stdout.strip() == "None"

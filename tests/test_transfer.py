@@ -439,6 +439,40 @@ def test_a_script_that_calls_apply_itself_gets_its_own_dry_pass_and_is_recorded_
     assert tuned.stdout.splitlines() == [f"applied script {runs[1].config_key}", "done"]
 
 
+#: A package's module that imports its model relatively and calls ``autotune.apply()``.
+RUN_AS_A_MODULE = {
+    "__init__.py": "",
+    "model.py": TINY.replace("run(50*ms)\nprint('done')\n", ""),
+    "sim.py": ("import autotune\napplied = autotune.apply()\n"
+               "from brian2 import run, ms\nfrom .model import G, S\nrun(50*ms)\n"
+               "print('applied', applied.source, applied.config.key)\n"),
+}
+
+
+@pytest.mark.slow
+def test_a_module_run_with_python_m_gets_its_dry_pass_run_as_a_module(
+        db_url: str, tmp_path: Path) -> None:
+    """``python -m pkg.sim``, whose ``apply()`` is at its top and whose model comes from
+    ``from .model import G, S``: before, the dry pass ran ``sim.py`` as a script, its relative
+    import failed, and the run got the newest profile's winner (Cython, compiled for 40 s
+    before a 1-s run, where numpy ran it in 6 s). Now the dry pass runs it as ``-m`` did."""
+    store_this_hosts_suite(db_url)
+    package = tmp_path / "pkg"
+    package.mkdir()
+    for name, text in RUN_AS_A_MODULE.items():
+        (package / name).write_text(text)
+    cache = tmp_path / "cache"
+    env = {"BRIAN2_AUTOTUNE_CACHE": str(cache), "BRIAN2_AUTOTUNE_DB": db_url,
+           "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "pkg.sim"], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["applied suite numpy-float64"]
+    digest = sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
+        "SELECT script_digest FROM autotune_runs").fetchone()[0]
+    assert json.loads(cache_file(cache, digest, []).read_text())["features"]["neurons"] == 20
+
+
 #: TINY, its run length given on the command line in milliseconds.
 LENGTH_AS_ARGUMENT = "import sys\n" + TINY.replace("run(50*ms)", "run(float(sys.argv[1])*ms)")
 
