@@ -64,7 +64,9 @@ def main(argv: list[str]) -> int:
                        slot.path)
     try:
         with held_for_the_script(building):  # the script's own apply() must not change it
-            run_quietly_as_main(spec["script"], spec["args"])
+            module = spec.get("module")
+            run_quietly_as_main(spec["script"], spec["args"],
+                                None if module is None else (module[0], Path(module[1])))
     except _Built:
         return 0
     except SystemExit:

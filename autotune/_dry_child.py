@@ -2,12 +2,13 @@
 and a user's script must not touch the caller's).
 
 ``python -m autotune._dry_child OUT.json script PATH -- ARGS`` runs a script as ``python PATH
-ARGS`` would, ``... OUT.json module {"name": NAME, "folder": FOLDER} -- ARGS`` a module as
-``python -m NAME ARGS`` run from ``FOLDER`` would, and ``... OUT.json workload SPEC_JSON`` a
-workload's ``simulate``, all under the runtime device with numpy (no compilation), until the first
-``run()``: there the network's features are counted, written to ``OUT.json`` with the simulated
-seconds that ``run()`` asked for (:data:`FIRST_RUN`), and the process stops before a single step
-is simulated. Exit status 3: the script ended without a ``run()``.
+ARGS`` would; ``... OUT.json module {"name": NAME, "folder": FOLDER, "path": PATH} -- ARGS``
+runs the module in PATH as ``python -m NAME ARGS`` run from ``FOLDER`` would; and
+``... OUT.json workload SPEC_JSON`` runs a workload's ``simulate``. All run under the runtime
+device with numpy (no compilation), until the first ``run()``: there the network's features are
+counted, written to ``OUT.json`` with the simulated seconds that ``run()`` asked for
+(:data:`FIRST_RUN`), and the process stops before a single step is simulated. Exit status 3:
+the script ended without a ``run()``.
 
 A script may run its networks in worker processes (a ``multiprocessing.Pool`` mapping a function
 that calls ``run()``, as Brian2's ``multiprocessing`` examples do). A forked worker stopped by
@@ -231,10 +232,10 @@ def _run_until_run(kind: str, target: str, args: list[str]) -> _StopAtRun | None
 
             run_quietly_as_main(target, args)
         elif kind == "module":
-            from autotune.runner import run_module_quietly_as_main
+            from autotune.runner import run_quietly_as_main
 
             module = json.loads(target)
-            run_module_quietly_as_main(module["name"], module["folder"], args)
+            run_quietly_as_main(module["path"], args, (module["name"], Path(module["folder"])))
         else:
             from brian2 import second
 

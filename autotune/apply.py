@@ -52,6 +52,7 @@ from autotune.errors import ProfileError, StoreError
 from autotune.host import HostFingerprint, changed_components, collect_host, cython_available
 from autotune.paths import (
     COMPILER_CACHE,
+    ModuleToRun,
     cython_cache_dir,
     default_cache_root,
     main_module,
@@ -245,6 +246,7 @@ def apply(
     dry_pass: tuple[Path, Sequence[str]] | None = None,
     pgo: bool | None = None,
     build_ahead: bool = False,
+    module: ModuleToRun | None = None,
 ) -> Applied:
     """Set Brian2's device and prefs from this host's profile; return what was applied and why.
 
@@ -295,6 +297,8 @@ def apply(
         build_ahead: where a standalone configuration is put off for its cold build, plan to
             build it beside the run (:mod:`autotune.buildahead`; ``brian2-autotune run``
             starts and awaits it: :attr:`Applied.ahead`).
+        module: the module the dry pass's script is, run as ``python -m`` (``run -m``;
+            for the running script, read from ``__main__``): its dry pass runs it that way.
 
     Concurrent runs on this node never share a build folder (:mod:`autotune.buildslots`); when
     other runs are going, a configuration from the profile or the fallback rule uses at most the
@@ -322,13 +326,12 @@ def apply(
     root = cache_root or default_cache_root()
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
-    module = None
     if analysis is None and standalone_ok is None:
         analysis = _analyse(script)
         if dry_pass is None and script is not None and analysis is not None and (
                 analysis.run_calls):
             dry_pass = (script, sys.argv[1:])  # apply() at the top of a script: its own
-            module = main_module()
+            module = module or main_module()
     why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
     numpy_reason = analysis.numpy_reason if analysis else None
     if standalone_ok is None:
@@ -568,7 +571,7 @@ def _features_key(analysis: ScriptAnalysis | None, dry_pass: tuple[Path, Sequenc
 def _suite_prediction(url: str, host: HostFingerprint, node: Path,
                       features: ModelFeatures | None, digest: str | None, root: Path,
                       dry_pass: tuple[Path, Sequence[str]] | None, key: Sequence[str],
-                      module: tuple[str, Path] | None = None) -> _SuitePrediction:
+                      module: ModuleToRun | None = None) -> _SuitePrediction:
     """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`);
     ``key``: what its features are cached under (:func:`_features_key`); ``module``: the
     module the script is, where this process runs it with ``python -m``."""

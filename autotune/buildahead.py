@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from autotune.config import RunConfig
+from autotune.paths import ModuleToRun
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +91,13 @@ def worth_building_ahead(chosen: RunConfig, predicted: float | None, put_off: Ru
     return saving > 0 and wait <= saving * max(1, runs)
 
 
-def start(plan: AheadPlan, script: Path, args: list[str]) -> BuildAhead | None:
-    """Start building ``plan``'s configuration for ``script`` run with ``args`` (None when the
-    child cannot be started)."""
+def start(plan: AheadPlan, script: Path, args: list[str],
+          module: ModuleToRun | None = None) -> BuildAhead | None:
+    """Start building ``plan``'s configuration for ``script`` run with ``args`` (as the module
+    ``module`` names, where the run is ``run -m``); None when the child cannot be started."""
     spec = {"config": plan.config.to_dict(), "folder": str(plan.folder),
-            "script": str(script), "args": list(args)}
+            "script": str(script), "args": list(args),
+            "module": None if module is None else [module[0], str(module[1])]}
     try:
         plan.folder.mkdir(parents=True, exist_ok=True)
         log = (plan.folder / LOG_NAME).open("wb")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from autotune.cliargs import build_parser
+from autotune.cliargs import parse_arguments
 from autotune.errors import AutotuneError, BadInput
 from autotune.search import DEFAULT_TRIALS
 
@@ -306,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          device=args.device, threads=args.num_threads, precision=args.precision,
                          use_profile=not args.no_profile, pgo=args.pgo, ruled_out=ruled_out)
     try:
-        return run_script(args.script, args.args, options).report.exit_code
+        return run_script(args.script, args.args, options, module=args.module).report.exit_code
     except CannotServe as e:
         if e.ruled_out in ruled_out:  # ruled out already: starting again would loop
             raise
@@ -371,7 +371,7 @@ def _how_to_continue(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     args.argv = argv
     _setup_logging(args.verbose)
     if args.command not in ("run", "check-precision"):  # a user script keeps Python's own

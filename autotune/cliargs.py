@@ -5,7 +5,7 @@ error with exit code 2."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -62,6 +62,46 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="URL",
                         help="SQLAlchemy URL or SQLite path of the store "
                              "(default: $BRIAN2_AUTOTUNE_DB or the user data directory)")
+
+
+#: ``run``'s options that take a value (the token after one is not where the script starts).
+_RUN_VALUE_OPTIONS = frozenset({"--device", "--num-threads", "--precision", "--workload",
+                                "--duration", "--db"})
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line. ``run ... -m MODULE ARGS`` runs a module as ``python -m`` does:
+    everything after MODULE is the module's (argparse would take a ``--duration`` there as
+    ``run``'s own)."""
+    argv = list(argv)
+    parser = build_parser()
+    flag = _module_flag(argv)
+    if flag is None:
+        args = parser.parse_args(argv)
+    elif flag + 1 >= len(argv):
+        parser.error("run -m needs a module's name, e.g. run -m mypackage.sim")
+    else:
+        args = parser.parse_args(argv[:flag])
+        args.module, args.args = argv[flag + 1], argv[flag + 2:]
+    if args.command == "run" and args.module is None and args.script is None:
+        parser.error("run needs a script (run sim.py ARGS) or a module (run -m package.sim ARGS)")
+    return args
+
+
+def _module_flag(argv: list[str]) -> int | None:
+    """Where ``-m`` stands among ``run``'s options, before any script (None if it does not)."""
+    command = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
+    if command is None or argv[command] != "run":
+        return None
+    i = command + 1
+    while i < len(argv):
+        token = argv[i]
+        if token == "-m":
+            return i
+        if not token.startswith("-"):
+            return None  # the script: what follows is its own
+        i += 2 if token in _RUN_VALUE_OPTIONS else 1
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated time the script runs, e.g. 10, 10s, 500ms (picks the best "
                         "config for it)")
     _add_db(p)
-    p.add_argument("script", help="the Brian2 script")
+    p.add_argument("-m", dest="module", metavar="MODULE",
+                   help="run a module as `python -m MODULE` would (from this folder); what "
+                        "follows MODULE is its arguments")
+    p.add_argument("script", nargs="?", help="the Brian2 script")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
     p = sub.add_parser("clean", help="remove the build cache (standalone builds, their "

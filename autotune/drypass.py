@@ -40,7 +40,7 @@ from autotune._dry_child import FIRST_RUN
 from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
 from autotune.features import COUNTING, ModelFeatures
-from autotune.paths import write_json_atomically
+from autotune.paths import ModuleToRun, write_json_atomically
 from autotune.values import is_positive_number
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def known_features(cache_root: Path, digest: str, args: Sequence[str]) -> ModelF
 
 def script_features(script: str | Path, args: Sequence[str], digest: str, cache_root: Path,
                     timeout: float = DRY_TIMEOUT, key: Sequence[str] | None = None,
-                    module: tuple[str, Path] | None = None) -> ModelFeatures | None:
+                    module: ModuleToRun | None = None) -> ModelFeatures | None:
     """The script's features: cached, or from a dry pass now (then cached).
 
     ``key``: what the features are cached under, where more than ``args`` decides the model
@@ -324,12 +324,13 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
             turn.release()
 
 
-def _what_to_run(script: str | Path, module: tuple[str, Path] | None) -> list[str]:
+def _what_to_run(script: str | Path, module: ModuleToRun | None) -> list[str]:
     """The dry child's arguments naming what it runs: the script, or the module it is."""
+    path = str(Path(script).resolve())
     if module is None:
-        return ["script", str(Path(script).resolve())]
+        return ["script", path]
     name, folder = module
-    return ["module", json.dumps({"name": name, "folder": str(folder)})]
+    return ["module", json.dumps({"name": name, "folder": str(folder), "path": path})]
 
 
 def _cache_note(state: object) -> str:

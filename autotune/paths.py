@@ -81,7 +81,12 @@ def main_script() -> Path | None:
     return Path(filename) if filename else None
 
 
-def main_module() -> tuple[str, Path] | None:
+#: A module run as ``python -m NAME``: its name and the folder it is found in (the one above
+#: its top package, put first on ``sys.path``).
+ModuleToRun = tuple[str, Path]
+
+
+def main_module() -> ModuleToRun | None:
     """The module this process runs as ``python -m NAME`` and the folder Python found it in
     (the one above its top package), or None where it runs a script file or interactively.
 
@@ -94,10 +99,49 @@ def main_module() -> tuple[str, Path] | None:
     filename = getattr(main, "__file__", None)
     if not name or name == "__main__" or not filename:
         return None
-    folder = Path(filename).resolve().parent
+    return name, _top_folder(Path(filename), name)
+
+
+def _top_folder(file: Path, name: str) -> Path:
+    """The folder above the top package of module ``name`` held in ``file``."""
+    folder = file.resolve().parent
     for _ in range(name.count(".")):
         folder = folder.parent
-    return name, folder
+    return folder
+
+
+def find_module(name: str) -> tuple[Path, ModuleToRun]:
+    """The file that ``python -m NAME`` run in this folder would run (a package's
+    ``__main__``), and the module to run. Like Python, this imports the packages above it.
+
+    Raises:
+        ScriptError: no such module here, or none that is a Python file.
+    """
+    import importlib.util
+    import sys
+
+    from autotune.errors import ScriptError
+
+    folder = os.getcwd()
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations is not None:
+            name = f"{name}.__main__"  # ``python -m PACKAGE`` runs its __main__
+            spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError) as e:
+        raise ScriptError(f"cannot find module {name!r} from {folder}: {e} (run from the "
+                          "folder that holds its package, or put that on PYTHONPATH)") from None
+    except Exception as e:  # a package's __init__ that fails as `python -m` would report
+        raise ScriptError(f"importing the packages of module {name!r} failed: "
+                          f"{type(e).__name__}: {e}") from None
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ScriptError(f"no Python module {name!r} to run from {folder} (run from the "
+                          "folder that holds its package, or put that on PYTHONPATH)")
+    return Path(spec.origin), (name, _top_folder(Path(spec.origin), name))
 
 
 def replace_json(path: Path, document: Any) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from autotune.errors import AutotuneError, CannotServe, ConfigError
+from autotune.paths import ModuleToRun, find_module
 from autotune.runrecord import RunRecord, loop_seconds, peak_rss
 
 if TYPE_CHECKING:
@@ -242,9 +243,11 @@ def serving_of(applied: Applied | None) -> str | None:
 
 
 @contextlib.contextmanager
-def as_main(path: str | Path, args: list[str]) -> Iterator[None]:
-    """``sys.argv`` and ``sys.path`` as ``python SCRIPT ARGS`` sets them, restored after."""
-    folder = str(Path(path).resolve().parent)
+def as_main(path: str | Path, args: list[str], folder: str | Path | None = None
+            ) -> Iterator[None]:
+    """``sys.argv`` and ``sys.path`` as ``python SCRIPT ARGS`` sets them (``folder``, where
+    given, first on the path: a module's, run as ``python -m``), restored after."""
+    folder = str(folder if folder is not None else Path(path).resolve().parent)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     sys.argv = [str(path), *args]
     sys.path.insert(0, folder)
@@ -256,29 +259,30 @@ def as_main(path: str | Path, args: list[str]) -> Iterator[None]:
             sys.path.pop(0)
 
 
-def run_quietly_as_main(path: str | Path, args: list[str]) -> None:
-    """Run a script as ``python SCRIPT ARGS`` would, its standard output discarded: for the
-    children that run it only up to its first ``run()`` (the dry pass, a build beside a run),
-    whose output the user must not see twice. Whatever the script raises propagates."""
-    with as_main(path, args), contextlib.redirect_stdout(io.StringIO()):
-        runpy.run_path(str(path), run_name="__main__")
+def run_as_main(path: str | Path, args: list[str], module: ModuleToRun | None = None
+                ) -> dict[str, Any]:
+    """Run a script as ``python SCRIPT ARGS`` would, or, with ``module`` (the name of the
+    module ``path`` is and the folder it is found in), as ``python -m NAME ARGS`` would, so
+    that its relative imports work; its globals. Whatever the script raises propagates."""
+    if module is None:
+        with as_main(path, args):
+            return runpy.run_path(str(path), run_name="__main__")
+    name, folder = module
+    with as_main(path, args, folder):
+        return runpy.run_module(name, run_name="__main__", alter_sys=True)
 
 
-def run_module_quietly_as_main(name: str, folder: str | Path, args: list[str]) -> None:
-    """Run a module as ``python -m NAME ARGS`` would from ``folder`` (where Python found it),
-    its standard output discarded (see :func:`run_quietly_as_main`)."""
-    saved_argv = sys.argv[:]
-    sys.argv = [name, *args]  # runpy puts the module's file first, as ``-m`` does
-    sys.path.insert(0, str(folder))
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            runpy.run_module(name, run_name="__main__", alter_sys=True)
-    finally:
-        sys.argv = saved_argv
+def run_quietly_as_main(path: str | Path, args: list[str], module: ModuleToRun | None = None
+                        ) -> None:
+    """:func:`run_as_main`, its standard output discarded: for the children that run a script
+    only up to its first ``run()`` (the dry pass, a build beside a run), whose output the user
+    must not see twice."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_as_main(path, args, module)
 
 
-def execute_script(path: str | Path, args: list[str], serving: str | None = None
-                   ) -> RunReport:
+def execute_script(path: str | Path, args: list[str], serving: str | None = None,
+                   module: ModuleToRun | None = None) -> RunReport:
     """Run a script as ``python SCRIPT ARGS`` would, in this process; measure it.
 
     The script's own exceptions propagate (the caller prints them as Python would);
@@ -288,6 +292,7 @@ def execute_script(path: str | Path, args: list[str], serving: str | None = None
         serving: ``"cpp_standalone"`` or ``"numpy"``, when that was applied: the script's
             output is held until its first ``run()``, and what the applied code cannot run
             is refused there (see the module docstring).
+        module: the module ``path`` is, to run as ``python -m`` would (:func:`run_as_main`).
 
     Raises:
         CannotServe: ``serving`` cannot run the script; nothing was simulated or shown.
@@ -299,8 +304,7 @@ def execute_script(path: str | Path, args: list[str], serving: str | None = None
     held = _HeldOutput() if serving is not None else None
     undo = _watch_first_run(held, serving) if held is not None and serving else None
     try:
-        with as_main(path, args):
-            namespace = runpy.run_path(str(path), run_name="__main__")
+        namespace = run_as_main(path, args, module)
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except _Refused as e:
@@ -367,8 +371,12 @@ class ScriptRun:
     record: RunRecord | None
 
 
-def run_script(script: str | Path, args: list[str], options: RunOptions) -> ScriptRun:
+def run_script(script: str | Path | None, args: list[str], options: RunOptions,
+               module: str | None = None) -> ScriptRun:
     """Analyse ``script``, apply the configuration that can serve it, run it, record the run.
+
+    With ``module`` (``run -m NAME``) instead of ``script``, the module's file is the script,
+    run as ``python -m NAME`` would from this folder.
 
     Raises:
         ScriptError: the script cannot be read or parsed.
@@ -380,6 +388,10 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
     from autotune.paths import script_owner
     from autotune.scriptcheck import analyse_script
 
+    target = None
+    if module is not None:
+        script, target = find_module(module)
+    assert script is not None
     analysis = _without(analyse_script(script), options.ruled_out)
     applied = None
     if analysis.own_device:
@@ -390,15 +402,15 @@ def run_script(script: str | Path, args: list[str], options: RunOptions) -> Scri
                         use_profile=options.use_profile, pgo=options.pgo,
                         owner=script_owner(script),
                         record=False, analysis=analysis, dry_pass=(Path(script), tuple(args)),
-                        build_ahead=True)
+                        build_ahead=True, module=target)
         logger.info("applied %s [%s: %s]%s", applied.config.describe(), applied.source,
                     applied.reason, f", predicted {applied.predicted:.2f} s"
                     if applied.predicted else "")
-    ahead = _start_building_ahead(applied, script, args)
+    ahead = _start_building_ahead(applied, script, args, target)
     finished = False
     try:
         with _held(applied):
-            report = _execute(script, args, applied, options)
+            report = _execute(script, args, applied, options, target)
             applied = _in_force(applied)
         finished = True
         record = _record(script, applied, report)
@@ -492,20 +504,20 @@ def _dry_pass_note(seconds: float) -> str:
             "arguments)")
 
 
-def _start_building_ahead(applied: Applied | None, script: str | Path, args: list[str]
-                          ) -> BuildAhead | None:
+def _start_building_ahead(applied: Applied | None, script: str | Path, args: list[str],
+                          module: ModuleToRun | None) -> BuildAhead | None:
     """Start the build ``applied`` plans beside the run (:mod:`autotune.buildahead`), if any."""
     if applied is None or applied.ahead is None:
         return None
     from autotune import buildahead
 
-    return buildahead.start(applied.ahead, Path(script), args)
+    return buildahead.start(applied.ahead, Path(script), args, module)
 
 
 def _execute(script: str | Path, args: list[str], applied: Applied | None,
-             options: RunOptions) -> RunReport:
+             options: RunOptions, module: ModuleToRun | None) -> RunReport:
     try:
-        return execute_script(script, args, serving=serving_of(applied))
+        return execute_script(script, args, serving=serving_of(applied), module=module)
     except CannotServe as e:
         if e.ruled_out == "cpp_standalone" and (options.device == "cpp_standalone"
                                                 or options.threads is not None):

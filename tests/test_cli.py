@@ -59,6 +59,9 @@ def test_fingerprint_json() -> None:
     (["run", "--device", "gpu", "x.py"], "invalid choice: 'gpu'"),
     (["run", "--precision", "float16", "x.py"], "invalid choice"),
     (["run", "missing_script.py"], "does not exist"),
+    (["run", "-m", "nosuchpackage.sim"], "cannot find module 'nosuchpackage.sim'"),
+    (["run", "--db", "store.db", "-m"], "run -m needs a module's name"),
+    (["run", "--duration", "1"], "run needs a script (run sim.py ARGS) or a module"),
     (["show", "--workload", "nope"], "unknown workload"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -100,6 +103,21 @@ def test_run_without_a_profile_uses_the_fallback_and_gives_plain_python_results(
     assert tuned.stdout == plain.stdout
     assert "cpp_standalone cannot serve" in tuned.stderr and "calls run() 2 times" in tuned.stderr
     assert "fallback" in tuned.stderr and "runtime" in tuned.stderr
+
+
+def test_run_m_runs_a_module_as_python_m_does(tmp_path: Path, db_url: str) -> None:
+    """``run -m pkg.args``: the module's relative import works, everything after its name is
+    its own (``--duration`` too), and its exit code is the run's."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("WORD = 'relative'\n")
+    (package / "args.py").write_text("import sys\nfrom .helper import WORD\n"
+                                     "print(WORD, __name__, sys.argv[1:])\nsys.exit(3)\n")
+    result = run_cli("run", "--db", db_url, "--device", "runtime", "-m", "pkg.args", "a",
+                     "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.strip() == "relative __main__ ['a', '--duration', '1']"
 
 
 def test_run_passes_arguments_and_exit_code(tmp_path: Path, db_url: str) -> None:

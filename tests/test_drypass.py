@@ -24,7 +24,7 @@ from autotune.drypass import (
     script_features,
     workload_features,
 )
-from autotune.errors import WorkloadError
+from autotune.errors import ScriptError, WorkloadError
 from autotune.features import COUNTING, INVERSION_STEP_COST, ModelFeatures
 from autotune.paths import write_json_atomically
 from autotune.workloads import resolve_workload
@@ -586,3 +586,25 @@ def test_a_module_run_with_python_m_is_told_from_a_script(tmp_path: Path) -> Non
     as_script = subprocess.run([sys.executable, str(inner / "sim.py")], capture_output=True,
                                text=True, cwd=tmp_path, env=env, check=True)
     assert as_script.stdout.strip() == "None"
+
+
+def test_the_module_run_m_runs_is_found_as_python_m_finds_it(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """``run -m pkg.sim`` runs ``pkg/sim.py``; ``run -m pkg`` the package's ``__main__.py``;
+    both from the folder above the package."""
+    from autotune.paths import find_module
+
+    package = tmp_path / "autotune_test_pkg"
+    package.mkdir()
+    for name in ("__init__.py", "sim.py", "__main__.py"):
+        (package / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path.resolve()
+    assert find_module("autotune_test_pkg.sim") == (
+        root / "autotune_test_pkg" / "sim.py", ("autotune_test_pkg.sim", root))
+    assert find_module("autotune_test_pkg") == (
+        root / "autotune_test_pkg" / "__main__.py", ("autotune_test_pkg.__main__", root))
+    with pytest.raises(ScriptError, match="no Python module 'autotune_test_pkg.nosuch' to run"):
+        find_module("autotune_test_pkg.nosuch")
+    monkeypatch.delitem(sys.modules, "autotune_test_pkg")  # imported to find its modules

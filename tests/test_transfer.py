@@ -455,7 +455,8 @@ def test_a_module_run_with_python_m_gets_its_dry_pass_run_as_a_module(
     """``python -m pkg.sim``, whose ``apply()`` is at its top and whose model comes from
     ``from .model import G, S``: before, the dry pass ran ``sim.py`` as a script, its relative
     import failed, and the run got the newest profile's winner (Cython, compiled for 40 s
-    before a 1-s run, where numpy ran it in 6 s). Now the dry pass runs it as ``-m`` did."""
+    before a 1-s run, where numpy ran it in 6 s). Now the dry pass runs it as ``-m`` did, and
+    so does ``brian2-autotune run -m pkg.sim`` (new)."""
     store_this_hosts_suite(db_url)
     package = tmp_path / "pkg"
     package.mkdir()
@@ -471,6 +472,15 @@ def test_a_module_run_with_python_m_gets_its_dry_pass_run_as_a_module(
     digest = sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
         "SELECT script_digest FROM autotune_runs").fetchone()[0]
     assert json.loads(cache_file(cache, digest, []).read_text())["features"]["neurons"] == 20
+    other_store = f"sqlite:///{tmp_path / 'other.db'}"
+    store_this_hosts_suite(other_store)
+    tuned = run_cli("run", "--db", other_store, "-m", "pkg.sim", cwd=tmp_path,
+                    env={"BRIAN2_AUTOTUNE_CACHE": str(tmp_path / "other_cache")})
+    assert tuned.returncode == 0, tuned.stderr
+    assert "dry pass of" in tuned.stderr and "failed" not in tuned.stderr
+    assert tuned.stdout.splitlines() == ["applied suite numpy-float64"]
+    with open_store(other_store) as store:
+        assert [r.source for r in store.runs()] == ["suite"]
 
 
 #: TINY, its run length given on the command line in milliseconds.
