@@ -1,10 +1,11 @@
 """One run of a user's script in one precision, for :mod:`autotune.precision` (a child process:
 Brian2 keeps global state).
 
-``python -m autotune._precision_child SCRIPT PRECISION OUT.json OBSERVE_JSON -- ARGS``: apply
-the configuration the profile would choose, in ``PRECISION``, seed Brian2, run the script as
-``python SCRIPT ARGS`` would (its output discarded), and write the configuration and the
-observables to ``OUT.json``. Exit status 3 when standalone cannot serve the script.
+``python -m autotune._precision_child SCRIPT PRECISION OUT.json OBSERVE_JSON MODULE_JSON -- ARGS``:
+apply the configuration the profile would choose, in ``PRECISION``, seed Brian2, run the script
+as ``python SCRIPT ARGS`` would (or, where ``MODULE_JSON`` is ``[NAME, FOLDER]`` rather than
+``null``, as ``python -m NAME ARGS`` would), its output discarded, and write the configuration
+and the observables to ``OUT.json``. Exit status 3 when standalone cannot serve the script.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def named_observables(namespace: dict[str, Any], expressions: Sequence[str]) -> 
 def main(argv: list[str]) -> int:
     """Run the script once; write its configuration and observables."""
     script, precision, out, observe = argv[0], argv[1], Path(argv[2]), json.loads(argv[3])
-    args = argv[5:]
+    module = json.loads(argv[4])
+    args = argv[6:]
     import brian2
 
     from autotune.apply import apply
@@ -86,7 +88,9 @@ def main(argv: list[str]) -> int:
     brian2.seed(SEED)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            report = execute_script(script, args, serving=serving_of(applied))
+            report = execute_script(script, args, serving=serving_of(applied),
+                                    module=None if module is None else (module[0],
+                                                                        Path(module[1])))
     except CannotServe as e:
         if e.ruled_out == "cpp_standalone":
             return NEEDS_RUNTIME_EXIT

@@ -326,7 +326,7 @@ def cmd_check_precision(args: argparse.Namespace) -> int:
     from autotune.scriptreport import precision_check_renderables
 
     check = check_precision(args.script, args.args, observe=args.observe,
-                            tolerance=args.tolerance, db=args.db)
+                            tolerance=args.tolerance, db=args.db, module=args.module)
     if args.json:
         _print_json(check.to_dict())
     else:

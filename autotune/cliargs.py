@@ -64,35 +64,43 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
                              "(default: $BRIAN2_AUTOTUNE_DB or the user data directory)")
 
 
-#: ``run``'s options that take a value (the token after one is not where the script starts).
-_RUN_VALUE_OPTIONS = frozenset({"--device", "--num-threads", "--precision", "--workload",
-                                "--duration", "--db"})
+#: The options that take a value (the token after one is not where the script starts) of
+#: the commands that run a script, or with ``-m`` a module.
+_VALUE_OPTIONS = {
+    "run": frozenset({"--device", "--num-threads", "--precision", "--workload", "--duration",
+                      "--db"}),
+    "check-precision": frozenset({"--observe", "--tolerance", "--db"}),
+}
 
 
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse a command line. ``run ... -m MODULE ARGS`` runs a module as ``python -m`` does:
-    everything after MODULE is the module's (argparse would take a ``--duration`` there as
-    ``run``'s own)."""
+    """Parse a command line. ``run ... -m MODULE ARGS`` (and ``check-precision``) runs a
+    module as ``python -m`` does: everything after MODULE is the module's (argparse would take
+    a ``--duration`` there as ``run``'s own)."""
     argv = list(argv)
     parser = build_parser()
     flag = _module_flag(argv)
     if flag is None:
         args = parser.parse_args(argv)
     elif flag + 1 >= len(argv):
-        parser.error("run -m needs a module's name, e.g. run -m mypackage.sim")
+        command = next(token for token in argv if not token.startswith("-"))
+        parser.error(f"{command} -m needs a module's name, e.g. {command} -m mypackage.sim")
     else:
         args = parser.parse_args(argv[:flag])
         args.module, args.args = argv[flag + 1], argv[flag + 2:]
-    if args.command == "run" and args.module is None and args.script is None:
-        parser.error("run needs a script (run sim.py ARGS) or a module (run -m package.sim ARGS)")
+    if args.command in _VALUE_OPTIONS and args.module is None and args.script is None:
+        parser.error(f"{args.command} needs a script ({args.command} sim.py ARGS) or a module "
+                     f"({args.command} -m package.sim ARGS)")
     return args
 
 
 def _module_flag(argv: list[str]) -> int | None:
-    """Where ``-m`` stands among ``run``'s options, before any script (None if it does not)."""
+    """Where ``-m`` stands among the options of a command that runs a script, before any
+    script (None if it does not)."""
     command = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
-    if command is None or argv[command] != "run":
+    if command is None or argv[command] not in _VALUE_OPTIONS:
         return None
+    takes_value = _VALUE_OPTIONS[argv[command]]
     i = command + 1
     while i < len(argv):
         token = argv[i]
@@ -100,8 +108,17 @@ def _module_flag(argv: list[str]) -> int | None:
             return i
         if not token.startswith("-"):
             return None  # the script: what follows is its own
-        i += 2 if token in _RUN_VALUE_OPTIONS else 1
+        i += 2 if token in takes_value else 1
     return None
+
+
+def _add_script(parser: argparse.ArgumentParser) -> None:
+    """The script and its arguments, or ``-m MODULE`` and its arguments."""
+    parser.add_argument("-m", dest="module", metavar="MODULE",
+                        help="run a module as `python -m MODULE` would (from this folder); "
+                             "what follows MODULE is its arguments")
+    parser.add_argument("script", nargs="?", help="the Brian2 script")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,11 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated time the script runs, e.g. 10, 10s, 500ms (picks the best "
                         "config for it)")
     _add_db(p)
-    p.add_argument("-m", dest="module", metavar="MODULE",
-                   help="run a module as `python -m MODULE` would (from this folder); what "
-                        "follows MODULE is its arguments")
-    p.add_argument("script", nargs="?", help="the Brian2 script")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    _add_script(p)
 
     p = sub.add_parser("clean", help="remove the build cache (standalone builds, their "
                        "profile-guided profiles, Cython caches, dry-pass features); builds in "
@@ -246,6 +259,5 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"relative deviation allowed per observable ({DEFAULT_TOLERANCE})")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.add_argument("script", help="the Brian2 script")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    _add_script(p)
     return parser

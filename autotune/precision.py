@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import ConfigError, ScriptError
+from autotune.paths import ModuleToRun, find_module
 from autotune.records import PrecisionCheck
 from autotune.validate import DEFAULT_TOLERANCE, compare_observables
 
@@ -49,10 +50,14 @@ class Outcome:
     error: str | None = None
 
 
-def check_precision(script: str | Path, args: Sequence[str] = (), *,
+def check_precision(script: str | Path | None, args: Sequence[str] = (), *,
                     observe: Sequence[str] = (), tolerance: float = DEFAULT_TOLERANCE,
-                    db: str | None = None, timeout: float = 3600.0) -> PrecisionCheck:
+                    db: str | None = None, timeout: float = 3600.0,
+                    module: str | None = None) -> PrecisionCheck:
     """Run ``script`` in float64 and in float32, compare, store and return the verdict.
+
+    With ``module`` (``check-precision -m NAME``) instead of ``script``, the module's file is
+    the script, run as ``python -m NAME`` would from this folder.
 
     Raises:
         ScriptError: the script cannot be read, sets its own device, fails in float64, or
@@ -65,19 +70,23 @@ def check_precision(script: str | Path, args: Sequence[str] = (), *,
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
         raise ConfigError(f"--tolerance must be a positive fraction (0.05 = 5 %), got "
                           f"{tolerance}")
+    target = None
+    if module is not None:
+        script, target = find_module(module)
+    assert script is not None
     path = Path(script).resolve()
     analysis = analyse_script(path)
     if analysis.own_device:
         raise ScriptError(f"{path.name} sets its own device or target; set its precision there "
                           "(prefs.core.default_float_dtype) and compare the results yourself")
-    reference = _run(path, args, "float64", observe, db, timeout)
+    reference = _run(path, args, "float64", observe, db, timeout, target)
     if reference.error is not None:
         raise ScriptError(f"{path.name} failed in float64, so there is nothing to compare "
                           f"with: {reference.error}")
     if not reference.observables:
         raise ScriptError(f"{path.name} leaves no monitor behind to compare; name what to "
                           "compare with --observe, e.g. --observe 'M.num_spikes'")
-    candidate = _run(path, args, "float32", observe, db, timeout)
+    candidate = _run(path, args, "float32", observe, db, timeout, target)
     check = _verdict(path, analysis.digest or "", reference, candidate, tolerance)
     with open_store(db) as store:
         store.record_precision_check(check)
@@ -106,19 +115,20 @@ def _finite(x: float) -> Any:
 
 
 def _run(path: Path, args: Sequence[str], precision: str, observe: Sequence[str],
-         db: str | None, timeout: float) -> Outcome:
-    """Run the script once in ``precision`` in a child process; standalone first, runtime
-    when standalone turns out unable to serve it."""
-    outcome = _child(path, args, precision, observe, db, timeout, device=None)
+         db: str | None, timeout: float, module: ModuleToRun | None) -> Outcome:
+    """Run the script (or the module it is) once in ``precision`` in a child process;
+    standalone first, runtime when standalone turns out unable to serve it."""
+    outcome = _child(path, args, precision, observe, db, timeout, None, module)
     if outcome.error == "needs runtime":
-        outcome = _child(path, args, precision, observe, db, timeout, device="runtime")
+        outcome = _child(path, args, precision, observe, db, timeout, "runtime", module)
     logger.info("%s: %s", precision, outcome.error or f"{len(outcome.observables)} "
                 f"observables with {outcome.config_key}")
     return outcome
 
 
 def _child(path: Path, args: Sequence[str], precision: str, observe: Sequence[str],
-           db: str | None, timeout: float, device: str | None) -> Outcome:
+           db: str | None, timeout: float, device: str | None, module: ModuleToRun | None
+           ) -> Outcome:
     env = dict(os.environ)
     if db:
         env["BRIAN2_AUTOTUNE_DB"] = db
@@ -127,10 +137,13 @@ def _child(path: Path, args: Sequence[str], precision: str, observe: Sequence[st
     with tempfile.TemporaryDirectory(prefix="autotune-precision-") as folder:
         out = Path(folder) / "outcome.json"
         command = [sys.executable, "-m", "autotune._precision_child", str(path), precision,
-                   str(out), json.dumps(list(observe)), "--", *args]
-        try:
+                   str(out), json.dumps(list(observe)),
+                   json.dumps(None if module is None else [module[0], str(module[1])]),
+                   "--", *args]
+        try:  # a module runs from the folder above its package, as `python -m` there
             done = subprocess.run(command, capture_output=True, text=True, env=env,
-                                  timeout=timeout, cwd=path.parent)
+                                  timeout=timeout,
+                                  cwd=path.parent if module is None else module[1])
         except subprocess.TimeoutExpired:
             return Outcome(None, {}, f"did not finish within {timeout:g} s")
         if done.returncode == NEEDS_RUNTIME_EXIT:

@@ -62,6 +62,9 @@ def test_fingerprint_json() -> None:
     (["run", "-m", "nosuchpackage.sim"], "cannot find module 'nosuchpackage.sim'"),
     (["run", "--db", "store.db", "-m"], "run -m needs a module's name"),
     (["run", "--duration", "1"], "run needs a script (run sim.py ARGS) or a module"),
+    (["check-precision", "--observe", "M.num_spikes", "-m"], "check-precision -m needs a"),
+    (["check-precision", "-m", "nosuchpackage.sim"], "cannot find module 'nosuchpackage.sim'"),
+    (["check-precision", "--json"], "check-precision needs a script"),
     (["show", "--workload", "nope"], "unknown workload"),
     (["frobnicate"], "invalid choice"),
 ])

@@ -120,3 +120,26 @@ def test_a_check_with_nothing_to_compare_says_so_in_one_line(
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("brian2-autotune: error: ") and message in last
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_module_is_checked_and_run_as_python_m_runs_it(float32_store: str,
+                                                         tmp_path: Path) -> None:
+    """``check-precision -m pkg.sim`` and ``run -m pkg.sim``: a package's module whose model
+    comes from a relative import (which ``check-precision pkg/sim.py`` cannot run) is checked,
+    and its runs get float32 once the check passed."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text(EXACT.split("run(")[0])
+    (package / "sim.py").write_text("from brian2 import run, ms\nfrom .model import G, M\n"
+                                    "run(50*ms)\nprint('spikes', M.num_spikes)\n")
+    check = run_cli("check-precision", "--json", "--db", float32_store, "-m", "pkg.sim",
+                    cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    verdict = json.loads(check.stdout)
+    assert verdict["passed"] is True and verdict["config_key"] == "numpy-float32"
+    run = run_cli("run", "--db", float32_store, "-m", "pkg.sim", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("spikes ") and int(run.stdout.split()[1]) > 0
+    assert _last_run(float32_store)[0] == "numpy-float32"
