@@ -58,15 +58,15 @@ def main(argv: list[str]) -> int:
     configure_brian2(config, slot.path)
     _stop_after_building()
     from autotune.apply import Applied, held_for_the_script
+    from autotune.paths import module_from_document
     from autotune.runner import run_quietly_as_main
 
     building = Applied(config, "build-ahead", "built beside a run, which applied it", None,
                        slot.path)
     try:
         with held_for_the_script(building):  # the script's own apply() must not change it
-            module = spec.get("module")
             run_quietly_as_main(spec["script"], spec["args"],
-                                None if module is None else (module[0], Path(module[1])))
+                                module_from_document(spec.get("module")))
     except _Built:
         return 0
     except SystemExit:

@@ -2,7 +2,7 @@
 and a user's script must not touch the caller's).
 
 ``python -m autotune._dry_child OUT.json script PATH -- ARGS`` runs a script as ``python PATH
-ARGS`` would; ``... OUT.json module {"name": NAME, "folder": FOLDER, "path": PATH} -- ARGS``
+ARGS`` would; ``... OUT.json module {"path": PATH, "module": [NAME, FOLDER]} -- ARGS``
 runs the module in PATH as ``python -m NAME ARGS`` run from ``FOLDER`` would; and
 ``... OUT.json workload SPEC_JSON`` runs a workload's ``simulate``. All run under the runtime
 device with numpy (no compilation), until the first ``run()``: there the network's features are
@@ -232,10 +232,11 @@ def _run_until_run(kind: str, target: str, args: list[str]) -> _StopAtRun | None
 
             run_quietly_as_main(target, args)
         elif kind == "module":
+            from autotune.paths import module_from_document
             from autotune.runner import run_quietly_as_main
 
-            module = json.loads(target)
-            run_quietly_as_main(module["path"], args, (module["name"], Path(module["folder"])))
+            spec = json.loads(target)
+            run_quietly_as_main(spec["path"], args, module_from_document(spec["module"]))
         else:
             from brian2 import second
 

@@ -71,26 +71,24 @@ def named_observables(namespace: dict[str, Any], expressions: Sequence[str]) -> 
 def main(argv: list[str]) -> int:
     """Run the script once; write its configuration and observables."""
     script, precision, out, observe = argv[0], argv[1], Path(argv[2]), json.loads(argv[3])
-    module = json.loads(argv[4])
     args = argv[6:]
     import brian2
 
     from autotune.apply import apply
     from autotune.errors import CannotServe
-    from autotune.paths import script_owner
+    from autotune.paths import module_from_document, script_owner
     from autotune.runner import execute_script, serving_of
     from autotune.runrecord import keep_last_model, last_model
     from autotune.scriptcheck import analyse_script
 
+    module = module_from_document(json.loads(argv[4]))
     keep_last_model()
     applied = apply(precision=precision, device=os.environ.get(DEVICE_ENV), record=False,
                     owner=script_owner(script), analysis=analyse_script(script))
     brian2.seed(SEED)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            report = execute_script(script, args, serving=serving_of(applied),
-                                    module=None if module is None else (module[0],
-                                                                        Path(module[1])))
+            report = execute_script(script, args, serving=serving_of(applied), module=module)
     except CannotServe as e:
         if e.ruled_out == "cpp_standalone":
             return NEEDS_RUNTIME_EXIT

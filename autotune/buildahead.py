@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from autotune.config import RunConfig
-from autotune.paths import ModuleToRun
+from autotune.paths import ModuleToRun, module_document
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def start(plan: AheadPlan, script: Path, args: list[str],
     ``module`` names, where the run is ``run -m``); None when the child cannot be started."""
     spec = {"config": plan.config.to_dict(), "folder": str(plan.folder),
             "script": str(script), "args": list(args),
-            "module": None if module is None else [module[0], str(module[1])]}
+            "module": module_document(module)}
     try:
         plan.folder.mkdir(parents=True, exist_ok=True)
         log = (plan.folder / LOG_NAME).open("wb")

@@ -40,7 +40,7 @@ from autotune._dry_child import FIRST_RUN
 from autotune.buildslots import FileLock, wait_lock
 from autotune.errors import ProfileError, WorkloadError
 from autotune.features import COUNTING, ModelFeatures
-from autotune.paths import ModuleToRun, write_json_atomically
+from autotune.paths import ModuleToRun, module_document, write_json_atomically
 from autotune.values import is_positive_number
 
 logger = logging.getLogger(__name__)
@@ -329,8 +329,7 @@ def _what_to_run(script: str | Path, module: ModuleToRun | None) -> list[str]:
     path = str(Path(script).resolve())
     if module is None:
         return ["script", path]
-    name, folder = module
-    return ["module", json.dumps({"name": name, "folder": str(folder), "path": path})]
+    return ["module", json.dumps({"path": path, "module": module_document(module)})]
 
 
 def _cache_note(state: object) -> str:

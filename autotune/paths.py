@@ -110,6 +110,32 @@ def _top_folder(file: Path, name: str) -> Path:
     return folder
 
 
+def module_document(module: ModuleToRun | None) -> list[str] | None:
+    """``module`` as JSON, for a child process (:func:`module_from_document` reads it)."""
+    return None if module is None else [module[0], str(module[1])]
+
+
+def module_from_document(document: Any) -> ModuleToRun | None:
+    """The module :func:`module_document` wrote (None where it wrote none)."""
+    return None if document is None else (str(document[0]), Path(document[1]))
+
+
+def script_to_run(script: str | Path | None, module: str | None
+                  ) -> tuple[Path, ModuleToRun | None]:
+    """The file a command runs and, for ``-m MODULE``, the module it is (:func:`find_module`).
+
+    Raises:
+        ScriptError: neither is given, or there is no such module.
+    """
+    if module is not None:
+        return find_module(module)
+    if script is None:
+        from autotune.errors import ScriptError
+
+        raise ScriptError("give a script, or a module with -m")
+    return Path(script), None
+
+
 def find_module(name: str) -> tuple[Path, ModuleToRun]:
     """The file that ``python -m NAME`` run in this folder would run (a package's
     ``__main__``), and the module to run. Like Python, this imports the packages above it.

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import ConfigError, ScriptError
-from autotune.paths import ModuleToRun, find_module
+from autotune.paths import ModuleToRun, module_document, script_to_run
 from autotune.records import PrecisionCheck
 from autotune.validate import DEFAULT_TOLERANCE, compare_observables
 
@@ -70,11 +70,8 @@ def check_precision(script: str | Path | None, args: Sequence[str] = (), *,
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
         raise ConfigError(f"--tolerance must be a positive fraction (0.05 = 5 %), got "
                           f"{tolerance}")
-    target = None
-    if module is not None:
-        script, target = find_module(module)
-    assert script is not None
-    path = Path(script).resolve()
+    script, target = script_to_run(script, module)
+    path = script.resolve()
     analysis = analyse_script(path)
     if analysis.own_device:
         raise ScriptError(f"{path.name} sets its own device or target; set its precision there "
@@ -138,7 +135,7 @@ def _child(path: Path, args: Sequence[str], precision: str, observe: Sequence[st
         out = Path(folder) / "outcome.json"
         command = [sys.executable, "-m", "autotune._precision_child", str(path), precision,
                    str(out), json.dumps(list(observe)),
-                   json.dumps(None if module is None else [module[0], str(module[1])]),
+                   json.dumps(module_document(module)),
                    "--", *args]
         try:  # a module runs from the folder above its package, as `python -m` there
             done = subprocess.run(command, capture_output=True, text=True, env=env,

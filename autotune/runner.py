@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from autotune.errors import AutotuneError, CannotServe, ConfigError
-from autotune.paths import ModuleToRun, find_module
+from autotune.paths import ModuleToRun, script_to_run
 from autotune.runrecord import RunRecord, loop_seconds, peak_rss
 
 if TYPE_CHECKING:
@@ -388,10 +388,7 @@ def run_script(script: str | Path | None, args: list[str], options: RunOptions,
     from autotune.paths import script_owner
     from autotune.scriptcheck import analyse_script
 
-    target = None
-    if module is not None:
-        script, target = find_module(module)
-    assert script is not None
+    script, target = script_to_run(script, module)
     analysis = _without(analyse_script(script), options.ruled_out)
     applied = None
     if analysis.own_device:
