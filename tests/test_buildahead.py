@@ -75,6 +75,19 @@ def _script(tmp_path: Path) -> tuple[Path, Path]:
     return script, tmp_path / "after-run.txt"
 
 
+def _module(tmp_path: Path) -> tuple[Path, Path]:
+    """:data:`SCRIPT` as ``pkg/sim.py``, its network taken from ``pkg/net.py`` with a relative
+    import: it runs only as ``python -m pkg.sim`` from ``tmp_path``."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    head, tail = SCRIPT.split("print('set up')")
+    (package / "net.py").write_text(head)
+    (package / "sim.py").write_text("import sys\nfrom brian2 import *\nfrom .net import G, M\n"
+                                    "print('set up')" + tail)
+    return package / "sim.py", tmp_path / "after-run.txt"
+
+
 @pytest.mark.slow
 def test_a_build_beside_the_run_compiles_without_running_or_showing_anything(
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -97,11 +110,14 @@ def test_a_build_beside_the_run_compiles_without_running_or_showing_anything(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("as_module", [False, True], ids=["script", "run-m"])
 def test_a_script_run_again_finds_the_build_made_beside_its_first_run(
-        tmp_path: Path, db_url: str) -> None:
+        tmp_path: Path, db_url: str, as_module: bool) -> None:
     """A profile where a 6-s run has numpy predicted 10.2 s against standalone's 3.3 s plus
     an 8 s cold build: the first run is numpy with standalone built beside it, the second is
-    standalone with nothing to compile (its binary is not even relinked)."""
+    standalone with nothing to compile (its binary is not even relinked). The same for a
+    module of a package run with ``run -m``, whose build beside the run imports it as
+    ``python -m`` does (its relative import fails run as a script)."""
     from autotune.buildslots import cpus_busy_elsewhere
     from autotune.host import collect_host
     from autotune.paths import script_owner, standalone_build_dir
@@ -118,10 +134,11 @@ def test_a_script_run_again_finds_the_build_made_beside_its_first_run(
         replace(e, cost=costs.get(e.config.key, e.cost)) for e in profile.entries))
     with open_store(db_url) as store:
         store.save_profile(profile)
-    script, marker = _script(tmp_path)
+    script, marker = _module(tmp_path) if as_module else _script(tmp_path)
+    target = ["-m", "pkg.sim"] if as_module else [str(script)]
     busy_before = cpus_busy_elsewhere()
     started = time.perf_counter()
-    first = run_cli("-v", "run", "--db", db_url, str(script), str(marker))
+    first = run_cli("-v", "run", "--db", db_url, *target, str(marker), cwd=tmp_path)
     wall = time.perf_counter() - started
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[0] == "set up"
@@ -144,7 +161,7 @@ def test_a_script_run_again_finds_the_build_made_beside_its_first_run(
                                   script_owner(script), standalone_config(0))
     built = folder / "slot-0" / "main"
     linked = built.stat().st_mtime_ns
-    second = run_cli("-v", "run", "--db", db_url, str(script), str(marker))
+    second = run_cli("-v", "run", "--db", db_url, *target, str(marker), cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert _said(second.stderr, "applied cpp_standalone, no OpenMP"), second.stderr
     # the look at what to build ahead repeats no line of the choice's
