@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
     module = module_from_document(json.loads(argv[4]))
     keep_last_model()
     applied = apply(precision=precision, device=os.environ.get(DEVICE_ENV), record=False,
-                    owner=script_owner(script), analysis=analyse_script(script))
+                    owner=script_owner(script),
+                    analysis=analyse_script(script, module[1] if module else None))
     brian2.seed(SEED)
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -53,6 +53,7 @@ from autotune.host import HostFingerprint, changed_components, collect_host, cyt
 from autotune.paths import (
     COMPILER_CACHE,
     ModuleToRun,
+    analysis_cache_dir,
     cython_cache_dir,
     default_cache_root,
     main_module,
@@ -327,11 +328,12 @@ def apply(
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
     if analysis is None and standalone_ok is None:
-        analysis = _analyse(script)
+        running = module or main_module()
+        analysis = _analyse(script, running[1] if running else None, root)
         if dry_pass is None and script is not None and analysis is not None and (
                 analysis.run_calls):
             dry_pass = (script, sys.argv[1:])  # apply() at the top of a script: its own
-            module = module or main_module()
+            module = running
     why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
     numpy_reason = analysis.numpy_reason if analysis else None
     if standalone_ok is None:
@@ -510,13 +512,16 @@ def _profile_guided_note(build_dir: Path) -> str:
             "profile; the next run rebuilds with it, and later runs reuse that build")
 
 
-def _analyse(script: Path | None) -> ScriptAnalysis | None:
-    """What the running script allows; None in an interactive session."""
+def _analyse(script: Path | None, module_root: Path | None, cache_root: Path
+             ) -> ScriptAnalysis | None:
+    """What the running script allows (a module's, run with ``python -m`` from
+    ``module_root``), as kept in ``cache_root`` while the script and its modules are
+    unchanged; None in an interactive session."""
     if script is None or not script.is_file():
         return None
     from autotune.scriptcheck import analyse_script
 
-    return analyse_script(script)
+    return analyse_script(script, module_root, analysis_cache_dir(cache_root))
 
 
 def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool,

@@ -192,6 +192,12 @@ def replace_json(path: Path, document: Any) -> None:
         raise
 
 
+def analysis_cache_dir(cache_root: Path) -> Path:
+    """Where the analyses of scripts' texts are kept (:func:`autotune.scriptcheck.
+    analyse_script`)."""
+    return cache_root / "scripts"
+
+
 def write_json_atomically(path: Path, document: Any) -> bool:
     """:func:`replace_json` for caches, which may go unwritten (the runs of a sweep race on
     the cache): False, with the reason logged, where it cannot be written."""

@@ -216,23 +216,33 @@ def test_a_network_operation_that_analysis_misses_is_run_under_runtime_not_dropp
     assert "applied cpp_standalone" in stderr and "applied runtime" in stderr
 
 
+@pytest.mark.parametrize("read", [False, True], ids=["unread", "read"])
 def test_apply_in_a_script_stops_a_network_standalone_would_run_without_its_operation(
-        tmp_path: Path, db_url: str) -> None:
+        tmp_path: Path, db_url: str, read: bool) -> None:
     """A script that calls autotune.apply() itself cannot be started again: with standalone
-    applied, a network_operation from a module the analysis does not read stops the run with
-    the reason and what to do, instead of results computed without it."""
+    applied, a network_operation from a module the analysis does not read (its folder is put
+    on ``sys.path`` only after apply()) stops the run with the reason and what to do, instead
+    of results computed without it. Put there before apply(), the module is read as the
+    user's code, and apply() refuses standalone before anything runs."""
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "counting.py").write_text(COUNTING_MODULE)
     script = tmp_path / "applies.py"
-    script.write_text(COUNTING_SCRIPT.replace(
-        "from brian2 import *", f"import autotune\nautotune.apply(device='cpp_standalone', "
-        f"db={db_url!r})\nfrom brian2 import *"))
+    applies = f"import autotune\nautotune.apply(device='cpp_standalone', db={db_url!r})\n"
+    script.write_text(COUNTING_SCRIPT.replace("from brian2 import *",
+                                              applies + "from brian2 import *")
+                      if read else applies + COUNTING_SCRIPT)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=300, cwd=REPO)
     assert done.returncode != 0
     assert "ticks" not in done.stdout
-    assert ("uses network_operation (Python code during the run), which cpp_standalone "
-            "cannot serve; call autotune.apply(device='runtime')") in done.stderr
+    if read:
+        assert "set up" not in done.stdout
+        assert ("--device cpp_standalone needs cpp_standalone, which cannot run this script "
+                "(uses network_operation (Python code during the run) (in counting.py))"
+                ) in done.stderr
+    else:
+        assert ("uses network_operation (Python code during the run), which cpp_standalone "
+                "cannot serve; call autotune.apply(device='runtime')") in done.stderr
 
 
 # A sweep inside one script: a pool's workers run the simulations; the script itself does not.

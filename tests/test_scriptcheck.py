@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -253,6 +255,64 @@ def test_run_calls_in_the_scripts_own_modules_are_counted(tmp_path: Path,
                 analysis.reasons)
 
 
+@pytest.mark.parametrize("layout", [
+    {"lab/labsims.py": "{body}", "project/sweep.py": "from labsims import simulate\n"
+                                                     "simulate({arg})\n"},
+    {"lab/lablib/__init__.py": "from .model import simulate\n", "lab/lablib/model.py": "{body}",
+     "project/sweep.py": "import lablib\nlablib.simulate({arg})\n"},
+    {"lab/lablib/__init__.py": "", "lab/lablib/model.py": "{body}",
+     "project/sweep.py": "from lablib.model import simulate\nsimulate({arg})\n"},
+])
+def test_run_calls_in_the_users_code_found_elsewhere_are_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: dict[str, str]) -> None:
+    """A lab's module on the import path (``PYTHONPATH``), neither beside the script nor in
+    its package: its ``run()`` is the script's (before, the script was refused standalone as
+    'calls no run()', and ``apply()`` made it no dry pass); edited, the script is another."""
+    monkeypatch.syspath_prepend(str(tmp_path / "lab"))
+    body = "from brian2 import *\ndef simulate(T):\n    G = NeuronGroup(5, 'v : 1')\n    run(T)\n"
+    digests = set()
+    for arg, once in (("1*second", True), ("1*second)\nsimulate(2*second", False)):
+        for name, text in layout.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text.format(body=body, arg=arg))
+        analysis = analyse_script(tmp_path / "project" / "sweep.py")
+        assert analysis.run_calls == 1
+        assert analysis.standalone_ok is once, analysis.reasons
+        digests.add(analysis.digest)
+    (tmp_path / next(name for name in layout if name.endswith(("model.py", "labsims.py")))
+     ).write_text(body.replace("5", "6"))
+    digests.add(analyse_script(tmp_path / "project" / "sweep.py").digest)
+    assert len(digests) == 3
+
+
+def test_installed_libraries_are_not_read_as_the_users_code(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from autotune.scriptcheck import user_code_root
+
+    (tmp_path / "labsims.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert user_code_root("labsims") == tmp_path.resolve()
+    # the standard library, packages installed into this interpreter, Brian2, this tool
+    for name in ("os", "json", "sys", "numpy", "sqlalchemy", "brian2", "autotune", "nosuchlib"):
+        assert user_code_root(name) is None, name
+
+
+def test_a_module_run_with_python_m_reads_its_package_by_absolute_imports(
+        tmp_path: Path) -> None:
+    """``python -m pkg.sim`` imports ``pkg.net`` from the folder above ``pkg``, not from
+    ``pkg``'s own folder, as running ``sim.py`` as a script would."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "net.py").write_text("from brian2 import *\ndef simulate():\n"
+                                    "    G = NeuronGroup(5, 'v : 1')\n    run(20*ms)\n")
+    (package / "sim.py").write_text("from pkg.net import simulate\nsimulate()\n")
+    as_module = analyse_script(package / "sim.py", module_root=tmp_path)
+    assert as_module.run_calls == 1 and as_module.run_length == pytest.approx(0.02)
+    assert analyse_script(package / "sim.py").run_calls == 0  # python pkg/sim.py fails
+
+
 def test_gsl_in_the_scripts_own_module_rules_numpy_out(tmp_path: Path) -> None:
     (tmp_path / "cells.py").write_text("from brian2 import *\ndef cells():\n    return "
                                        "NeuronGroup(5, 'dv/dt = -v/ms : 1', method='gsl')\n")
@@ -335,3 +395,56 @@ def test_inputs_read_in_the_scripts_own_module_are_found(tmp_path: Path) -> None
     script.write_text("from model import SIZE\nfrom brian2 import *\n"
                       "G = NeuronGroup(SIZE, 'v : 1')\nrun(1*ms)\n")
     assert analyse_script(script).environment == ("SIZE",)
+
+
+def _age(*paths: Path) -> None:
+    """Give files and folders a modification time long past, so that a change made now
+    shows on any file system's clock."""
+    for path in paths:
+        os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+
+
+def test_a_kept_analysis_is_reused_until_the_script_or_its_modules_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``apply()`` reads the script before every run: the analysis is kept and reused while
+    the script, its modules (a lab's on the import path included) and their folders are
+    unchanged. Edited, or shadowed by a new module beside the script, it is made again."""
+    lab, project, cache = tmp_path / "lab", tmp_path / "project", tmp_path / "cache"
+    lab.mkdir()
+    project.mkdir()
+    monkeypatch.syspath_prepend(str(lab))
+    (lab / "labsims.py").write_text(MODEL_WITH_OPERATION)
+    script = project / "sweep.py"
+    script.write_text(SWEEP.replace("from model import", "from labsims import"))
+    _age(lab / "labsims.py", lab, script, project)
+    made = analyse_script(script, cache_dir=cache)
+    assert made == analyse_script(script)
+    assert not made.standalone_ok and made.run_calls == 1
+    kept, = cache.iterdir()
+    # what is kept is what is used: a kept analysis altered shows in the next one
+    document = json.loads(kept.read_text())
+    document["analysis"]["run_calls"] = 7
+    kept.write_text(json.dumps(document))
+    assert analyse_script(script, cache_dir=cache).run_calls == 7
+    # the lab's module edited: its network_operation gone, standalone can serve the sweep
+    operation = MODEL_WITH_OPERATION[MODEL_WITH_OPERATION.index("    @network_operation"):
+                                     MODEL_WITH_OPERATION.index("    return")]
+    (lab / "labsims.py").write_text(MODEL_WITH_OPERATION.replace(operation, "    count = None\n"))
+    again = analyse_script(script, cache_dir=cache)
+    assert again.run_calls == 1 and again.standalone_ok and again.digest != made.digest
+    assert analyse_script(script, cache_dir=cache) == again
+    # a module created beside the script shadows the lab's: the folder changed
+    _age(lab / "labsims.py", project)
+    (project / "labsims.py").write_text(MODEL_WITH_OPERATION)
+    shadowed = analyse_script(script, cache_dir=cache)
+    assert not shadowed.standalone_ok and shadowed == analyse_script(script)
+
+
+def test_a_kept_analysis_is_the_analysis_made(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text(MODEL_WITH_OPERATION)
+    (tmp_path / "sim.py").write_text(READS_INPUTS.replace("import numpy as np",
+                                                          "import numpy as np\nimport model"))
+    cache = tmp_path / "cache"
+    made = analyse_script(tmp_path / "sim.py", cache_dir=cache)
+    assert made.reasons and made.environment and made.data_files and made.run_length
+    assert analyse_script(tmp_path / "sim.py", cache_dir=cache) == made

@@ -483,6 +483,47 @@ def test_a_module_run_with_python_m_gets_its_dry_pass_run_as_a_module(
         assert [r.source for r in store.runs()] == ["suite"]
 
 
+#: A lab's module kept outside the script's folder, whose function builds and runs TINY.
+LAB_MODULE = ("from brian2 import *\n\n\ndef simulate():\n"
+              + "".join(f"    {line}\n" for line in TINY.strip().splitlines()[1:])
+              + "    return G\n")
+
+
+@pytest.mark.slow
+def test_a_script_whose_run_is_in_a_lab_module_on_pythonpath_gets_its_dry_pass(
+        db_url: str, tmp_path: Path) -> None:
+    """``apply()`` at the top of a script whose only ``run()`` is in ``simulate()`` of a lab
+    module on ``PYTHONPATH``: before, the script's reading found no ``run()``, so apply() made
+    no dry pass (it would run a script that never simulates a second time) and gave it the
+    newest profile's winner for the profile's 10 s, standalone ruled out ("calls no run()").
+    Now the lab module is read as the script's own: its dry pass sees the 20 neurons and the
+    choice is predicted for them; editing the lab module makes a new dry pass."""
+    store_this_hosts_suite(db_url)
+    lab, project = tmp_path / "lab", tmp_path / "project"
+    lab.mkdir()
+    project.mkdir()
+    (lab / "labsims.py").write_text(LAB_MODULE)
+    script = project / "mine.py"
+    script.write_text("import autotune\napplied = autotune.apply()\n"
+                      "from labsims import simulate\nsimulate()\n"
+                      "print('applied', applied.source, applied.config.key)\n")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "BRIAN2_AUTOTUNE_CACHE": str(cache), "BRIAN2_AUTOTUNE_DB": db_url,
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(lab)])}
+    digests = []
+    for neurons in ("20", "30"):
+        (lab / "labsims.py").write_text(LAB_MODULE.replace("20", neurons, 1))
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=env, cwd=project, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["done", "applied suite numpy-float64"]
+        digests.append(sqlite3.connect(db_url.removeprefix("sqlite:///")).execute(
+            "SELECT script_digest FROM autotune_runs ORDER BY id DESC").fetchone()[0])
+        features = json.loads(cache_file(cache, digests[-1], []).read_text())["features"]
+        assert features["neurons"] == int(neurons)
+    assert digests[0] != digests[1]
+
+
 #: TINY, its run length given on the command line in milliseconds.
 LENGTH_AS_ARGUMENT = "import sys\n" + TINY.replace("run(50*ms)", "run(float(sys.argv[1])*ms)")
 
