@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotune.buildslots import try_lock
+from autotune.paths import analysis_cache_dir
 from autotune.pgo import PGO_DIR
 
 #: Folders under the cache root that hold something other than build slots.
@@ -101,7 +102,7 @@ def clean_cache(root: Path, profiles_only: bool = False) -> CleanOutcome:
 
     Slots in use are kept and listed; each other slot is removed while this process holds its
     lock, so no run can start in it meanwhile. Without ``profiles_only`` the Cython caches and
-    the dry pass's features and the suite's predictions go too.
+    the dry pass's features, the suite's predictions and the kept readings of scripts go too.
     """
     outcome = CleanOutcome()
     if not root.is_dir():
@@ -118,7 +119,7 @@ def clean_cache(root: Path, profiles_only: bool = False) -> CleanOutcome:
         finally:
             lock.release()
     if not profiles_only:
-        for folder in (root / _MODELS, *root.glob(f"*/{_CYTHON}")):
+        for folder in (root / _MODELS, analysis_cache_dir(root), *root.glob(f"*/{_CYTHON}")):
             if folder.exists():
                 outcome.removed += _remove(folder)
     return outcome

@@ -38,6 +38,7 @@ def _cache(root: Path) -> tuple[Path, Path]:
                      "pgo/state.json": 10})
     _fill(root / "fp" / "cython" / "default", {"_cython_magic_1.so": 2000})
     _fill(root / "models", {"abc.json": 50})
+    _fill(root / "scripts", {"def.json": 30})
     return slots
 
 
@@ -45,7 +46,7 @@ def test_clean_removes_the_cache_but_keeps_a_build_in_use(tmp_path: Path) -> Non
     root = tmp_path / "cache"
     busy, idle = _cache(root)
     usage = cache_usage(root)
-    assert usage.profiles == 220 and usage.total == 2 * 1610 + 2000 + 50
+    assert usage.profiles == 220 and usage.total == 2 * 1610 + 2000 + 50 + 30
     holder = subprocess.Popen([sys.executable, "-c", HOLD_SLOT, str(busy.parent)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
@@ -57,8 +58,9 @@ def test_clean_removes_the_cache_but_keeps_a_build_in_use(tmp_path: Path) -> Non
         assert not (idle / "pgo").exists() and (idle / "main").exists()
         everything = clean_cache(root)
         assert everything.in_use == [busy]
-        assert everything.removed == 1500 + 2000 + 50
+        assert everything.removed == 1500 + 2000 + 50 + 30
         assert not idle.exists() and not (root / "models").exists()
+        assert not (root / "scripts").exists()
         assert not (root / "fp" / "cython").exists()
         assert (busy / "main").exists() and (busy / "pgo" / "state.json").exists()
     finally:
@@ -84,7 +86,7 @@ def test_show_names_the_cache_and_clean_empties_it(calibrated: dict[str, object]
     assert document["cache"]["bytes"] == cache_usage(root).total > 0
     cleaned = run_cli("clean", "--json", env=env)
     assert cleaned.returncode == 0, cleaned.stderr
-    assert json.loads(cleaned.stdout)["removed_bytes"] == 2 * 1610 + 2000 + 50
+    assert json.loads(cleaned.stdout)["removed_bytes"] == 2 * 1610 + 2000 + 50 + 30
     assert cache_usage(root).total == 0
     again = run_cli("clean", env=env)
     assert again.returncode == 0
