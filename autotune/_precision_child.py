@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
     keep_last_model()
     applied = apply(precision=precision, device=os.environ.get(DEVICE_ENV), record=False,
                     owner=script_owner(script),
-                    analysis=analyse_script(script, module[1] if module else None))
+                    analysis=analyse_script(script, module))
     brian2.seed(SEED)
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -329,7 +329,7 @@ def apply(
     script = main_script()
     if analysis is None and standalone_ok is None:
         running = module or main_module()
-        analysis = _analyse(script, running[1] if running else None, root)
+        analysis = _analyse(script, running, root)
         if dry_pass is None and script is not None and analysis is not None and (
                 analysis.run_calls):
             dry_pass = (script, sys.argv[1:])  # apply() at the top of a script: its own
@@ -512,16 +512,16 @@ def _profile_guided_note(build_dir: Path) -> str:
             "profile; the next run rebuilds with it, and later runs reuse that build")
 
 
-def _analyse(script: Path | None, module_root: Path | None, cache_root: Path
+def _analyse(script: Path | None, module: ModuleToRun | None, cache_root: Path
              ) -> ScriptAnalysis | None:
-    """What the running script allows (a module's, run with ``python -m`` from
-    ``module_root``), as kept in ``cache_root`` while the script and its modules are
-    unchanged; None in an interactive session."""
+    """What the running script allows (``module``'s, where it runs as ``python -m``), as kept
+    in ``cache_root`` while the script and its modules are unchanged; None in an interactive
+    session."""
     if script is None or not script.is_file():
         return None
     from autotune.scriptcheck import analyse_script
 
-    return analyse_script(script, module_root, analysis_cache_dir(cache_root))
+    return analyse_script(script, module, analysis_cache_dir(cache_root))
 
 
 def _profile_for(url: str, host: HostFingerprint, workload: str | None, use_profile: bool,

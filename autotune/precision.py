@@ -72,7 +72,7 @@ def check_precision(script: str | Path | None, args: Sequence[str] = (), *,
                           f"{tolerance}")
     script, target = script_to_run(script, module)
     path = script.resolve()
-    analysis = analyse_script(path, target[1] if target else None)
+    analysis = analyse_script(path, target)
     if analysis.own_device:
         raise ScriptError(f"{path.name} sets its own device or target; set its precision there "
                           "(prefs.core.default_float_dtype) and compare the results yourself")

@@ -389,8 +389,7 @@ def run_script(script: str | Path | None, args: list[str], options: RunOptions,
     from autotune.scriptcheck import analyse_script
 
     script, target = script_to_run(script, module)
-    analysis = _without(analyse_script(script, target[1] if target else None),
-                        options.ruled_out)
+    analysis = _without(analyse_script(script, target), options.ruled_out)
     applied = None
     if analysis.own_device:
         logger.info("the script chooses its own device/target: applying nothing")

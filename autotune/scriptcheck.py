@@ -31,9 +31,12 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune.errors import ScriptError
+
+if TYPE_CHECKING:
+    from autotune.paths import ModuleToRun
 
 _DEVICE_CHOICE_CALLS = {"set_device", "build"}
 #: Why standalone cannot serve a script with a network_operation (it would leave it out).
@@ -640,10 +643,10 @@ def _total_length(visitors: list[_Visitor], calls: dict[str, int], loop_calls: s
     return total if total > 0 else None
 
 
-def analyse_script(path: str | Path, module_root: Path | None = None,
+def analyse_script(path: str | Path, module: ModuleToRun | None = None,
                    cache_dir: Path | None = None) -> ScriptAnalysis:
-    """Read and analyse a script file (a module's, run as ``python -m`` from ``module_root``,
-    the folder above its top package). With ``cache_dir``, an analysis kept there is reused
+    """Read and analyse a script file (``module``'s, run as ``python -m`` from the folder above
+    its top package, where given). With ``cache_dir``, an analysis kept there is reused
     while the script, its modules and their folders are as they were
     (:func:`_cached_analysis`): ``apply()`` reads scripts before every run, and a lab's
     library of 1500 lines took 49 ms to parse.
@@ -652,6 +655,7 @@ def analyse_script(path: str | Path, module_root: Path | None = None,
         ScriptError: missing, unreadable or unparsable file.
     """
     path = Path(path)
+    module_root = None if module is None else module[1]
     if cache_dir is not None and (cached := _cached_analysis(cache_dir, path,
                                                              module_root)) is not None:
         return cached
@@ -661,7 +665,7 @@ def analyse_script(path: str | Path, module_root: Path | None = None,
         raise ScriptError(f"script {path} does not exist") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ScriptError(f"cannot read script {path}: {e}") from e
-    files = _own_module_files(source, path, module_root)
+    files = own_modules(source, path, module_root)
     modules = {name: text for name, (_, text) in files.items()}
     analysis = replace(analyse_source(source, str(path), modules),
                        digest=script_digest(source, modules))
@@ -731,19 +735,13 @@ def script_digest(source: str, modules: Mapping[str, str] | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
-def own_modules(source: str, script: Path, module_root: Path | None = None) -> dict[str, str]:
+def own_modules(source: str, script: Path, module_root: Path | None = None
+                ) -> dict[str, tuple[Path, str]]:
     """The script's own modules it imports, directly or through each other, as {path relative
-    to the folder Python finds it in: text}: the ``.py`` files that ``python SCRIPT`` would
-    import from the script's folder (``python -m`` from ``module_root``) and packages there,
-    then the user's code found elsewhere (:func:`user_code_root`). Files that cannot be read
-    or parsed are left out."""
-    return {name: text for name, (_, text) in
-            _own_module_files(source, script, module_root).items()}
-
-
-def _own_module_files(source: str, script: Path, module_root: Path | None
-                      ) -> dict[str, tuple[Path, str]]:
-    """:func:`own_modules`, with each module's file."""
+    to the folder Python finds it in: (file, text)}: the ``.py`` files that ``python SCRIPT``
+    would import from the script's folder (``python -m`` from ``module_root``) and packages
+    there, then the user's code found elsewhere (:func:`user_code_root`). Files that cannot be
+    read or parsed are left out."""
     script = script.resolve()
     local = (module_root or script.parent).resolve()
     elsewhere: dict[str, Path | None] = {}
@@ -833,14 +831,13 @@ def user_code_root(name: str) -> Path | None:
         return None
     if spec.submodule_search_locations:
         location = next(iter(spec.submodule_search_locations), None)
-        folder = Path(location).parent if location else None
     elif spec.has_location and spec.origin and spec.origin.endswith(".py"):
-        folder = Path(spec.origin).parent
+        location = spec.origin
     else:
+        location = None
+    if location is None:
         return None
-    if folder is None:
-        return None
-    folder = folder.resolve()
+    folder = Path(location).parent.resolve()
     if any(folder.is_relative_to(library) for library in _library_folders()):
         return None
     return folder

@@ -308,7 +308,7 @@ def test_a_module_run_with_python_m_reads_its_package_by_absolute_imports(
     (package / "net.py").write_text("from brian2 import *\ndef simulate():\n"
                                     "    G = NeuronGroup(5, 'v : 1')\n    run(20*ms)\n")
     (package / "sim.py").write_text("from pkg.net import simulate\nsimulate()\n")
-    as_module = analyse_script(package / "sim.py", module_root=tmp_path)
+    as_module = analyse_script(package / "sim.py", module=("pkg.sim", tmp_path))
     assert as_module.run_calls == 1 and as_module.run_length == pytest.approx(0.02)
     assert analyse_script(package / "sim.py").run_calls == 0  # python pkg/sim.py fails
 
