@@ -9,14 +9,15 @@ runtime configuration instead, and the reason is logged. A script that chooses i
 code-generation target is left alone. Pure-Python functions used in equations
 (``@check_units``/``Function``) need the numpy target.
 
-The script's own modules are read too: those Python would import from the script's folder
-(such as a ``model.py`` beside a ``sweep.py``; for ``python -m``, from the folder above its
-package), and the user's code it imports from elsewhere (a lab's module on ``PYTHONPATH``, an
-editable install), but no library installed into the interpreter's prefix or site-packages
-(:func:`user_code_root`). A ``run()``, a ``network_operation`` or a second ``run()`` there
-matters as much as in the script, and editing them changes the model, so their text is part of
-the script's digest. The analysis is static and errs on the side of runtime; what it cannot see
-(a read hidden in an installed library) is caught when the script runs (:mod:`autotune.runner`).
+The script's own modules are read too: those Python would import from the script's folder (such
+as a ``model.py`` beside a ``sweep.py``; for ``python -m``, from the folder above its package),
+and the user's code it imports from elsewhere (a lab's module on ``PYTHONPATH``, an editable
+install, a folder the script adds to ``sys.path`` itself: :mod:`autotune.importpaths`), but no
+library installed into the interpreter's prefix or site-packages (:func:`user_code_root`). A
+``run()``, a ``network_operation`` or a second ``run()`` there matters as much as in the script,
+and editing them changes the model, so their text is part of the script's digest. The analysis
+is static and errs on the side of runtime; what it cannot see (a read hidden in an installed
+library) is caught when the script runs (:mod:`autotune.runner`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 import site
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from autotune.errors import ScriptError
+from autotune.importpaths import added_import_folders
 
 if TYPE_CHECKING:
     from autotune.paths import ModuleToRun
@@ -675,9 +678,10 @@ def analyse_script(path: str | Path, module: ModuleToRun | None = None,
 
 
 def _cache_file(cache_dir: Path, path: Path, module_root: Path | None) -> Path:
-    """Where the analysis of ``path`` (run from ``module_root``, with this import path) is
+    """Where the analysis of ``path`` (run from ``module_root``, with this import path, from
+    this folder: a relative folder the script adds to ``sys.path`` is taken from it) is
     kept."""
-    key = json.dumps([str(path.resolve()), str(module_root), sys.path])
+    key = json.dumps([str(path.resolve()), str(module_root), sys.path, os.getcwd()])
     return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
@@ -744,17 +748,18 @@ def own_modules(source: str, script: Path, module_root: Path | None = None
     read or parsed are left out."""
     script = script.resolve()
     local = (module_root or script.parent).resolve()
-    elsewhere: dict[str, Path | None] = {}
+    lookup = _Lookup(local)
     found: dict[str, tuple[Path, str]] = {}
-    pending = [(source, script.parent, local)]
+    pending = [(source, script, local)]
     while pending and len(found) < _MAX_OWN_MODULES:
-        text, module_folder, root = pending.pop()
+        text, file, root = pending.pop()
         try:
             tree = ast.parse(text)
         except SyntaxError:
             continue
-        for module, module_root_found in _imported_files(tree, local, module_folder, root,
-                                                         elsewhere):
+        nodes = list(ast.walk(tree))
+        lookup.add_folders(added_import_folders(nodes, file))
+        for module, module_root_found in _imported_files(nodes, file.parent, root, lookup):
             if not module.is_relative_to(module_root_found):
                 continue  # a relative import above its top package: Python refuses it too
             name = module.relative_to(module_root_found).as_posix()
@@ -766,19 +771,57 @@ def own_modules(source: str, script: Path, module_root: Path | None = None
                 found[name] = (module, module.read_text())
             except (OSError, UnicodeDecodeError):
                 continue
-            pending.append((found[name][1], module.parent, module_root_found))
+            pending.append((found[name][1], module, module_root_found))
     return found
 
 
-def _imported_files(tree: ast.AST, local: Path, module_folder: Path, root: Path,
-                    elsewhere: dict[str, Path | None]) -> Iterator[tuple[Path, Path]]:
-    """The files (and the folder each was found in) that the imports in ``tree``, a file in
-    ``module_folder`` found in ``root``, load from ``local`` or the user's code elsewhere
-    (``elsewhere`` caches :func:`user_code_root`)."""
-    for node in ast.walk(tree):
+class _Lookup:
+    """Where absolute imports are looked for, in order: the script's folder (``local``), the
+    folders the script adds to ``sys.path`` itself (:func:`added_import_folders`), then the
+    user's code as this interpreter finds it (:func:`user_code_root`, cached per name)."""
+
+    def __init__(self, local: Path) -> None:
+        self.local = local
+        self.added: list[Path] = []
+        self.elsewhere: dict[str, Path | None] = {}
+
+    def add_folders(self, folders: Iterable[Path]) -> None:
+        """Look in ``folders`` too, those outside the interpreter's libraries."""
+        for folder in folders:
+            try:
+                folder = folder.resolve()
+            except OSError:
+                continue
+            if (folder.is_dir() and folder not in self.added and folder != self.local
+                    and not any(folder.is_relative_to(library)
+                                for library in _library_folders())):
+                self.added.append(folder)
+
+    def files(self, parts: list[str]) -> Iterator[tuple[Path, Path]]:
+        """What ``import a.b`` (``parts``) loads, with the folder it was found in: from the
+        first of the folders above that has something called ``a``. Brian2 and this tool
+        are never read, even from a source checkout put on the path."""
+        if not parts or parts[0].startswith(_LIBRARIES):
+            return
+        for folder in (self.local, *self.added):
+            if files := list(_module_files(folder, parts)):
+                yield from ((file, folder) for file in files)
+                return
+        if parts[0] not in self.elsewhere:
+            self.elsewhere[parts[0]] = user_code_root(parts[0])
+        root = self.elsewhere[parts[0]]
+        if root is not None:
+            yield from ((file, root) for file in _module_files(root, parts))
+
+
+def _imported_files(nodes: Iterable[ast.AST], module_folder: Path, root: Path, lookup: _Lookup
+                    ) -> Iterator[tuple[Path, Path]]:
+    """The files (and the folder each was found in) that the imports among ``nodes`` (of a
+    file in ``module_folder`` found in ``root``) load from the user's code (``lookup``)."""
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield from _absolute_files(alias.name.split("."), local, elsewhere)
+                yield from lookup.files(alias.name.split("."))
         elif isinstance(node, ast.ImportFrom):
             parts = node.module.split(".") if node.module else []
             if node.level:
@@ -788,26 +831,9 @@ def _imported_files(tree: ast.AST, local: Path, module_folder: Path, root: Path,
                 for names in (parts, *([*parts, alias.name] for alias in node.names)):
                     yield from ((file, root) for file in _module_files(base, names))
                 continue
-            yield from _absolute_files(parts, local, elsewhere)
+            yield from lookup.files(parts)
             for alias in node.names:
-                yield from _absolute_files([*parts, alias.name], local, elsewhere)
-
-
-def _absolute_files(parts: list[str], local: Path, elsewhere: dict[str, Path | None]
-                    ) -> Iterator[tuple[Path, Path]]:
-    """What ``import a.b`` (``parts``) loads from ``local`` or, where nothing there is called
-    ``a``, from the user's code elsewhere, with the folder it was found in."""
-    if not parts:
-        return
-    files = list(_module_files(local, parts))
-    if files:
-        yield from ((file, local) for file in files)
-        return
-    if parts[0] not in elsewhere:
-        elsewhere[parts[0]] = user_code_root(parts[0])
-    root = elsewhere[parts[0]]
-    if root is not None:
-        yield from ((file, root) for file in _module_files(root, parts))
+                yield from lookup.files([*parts, alias.name])
 
 
 #: Top-level names never read as the user's code: Brian2 and its companions, this tool.

@@ -448,3 +448,95 @@ def test_a_kept_analysis_is_the_analysis_made(tmp_path: Path) -> None:
     made = analyse_script(tmp_path / "sim.py", cache_dir=cache)
     assert made.reasons and made.environment and made.data_files and made.run_length
     assert analyse_script(tmp_path / "sim.py", cache_dir=cache) == made
+
+
+#: A lab's module whose simulate() runs once: what a script reaches through sys.path.
+LAB_SIMULATE = ("from brian2 import *\ndef simulate(T):\n    G = NeuronGroup(5, 'v : 1')\n"
+                "    run(T)\n")
+
+
+@pytest.mark.parametrize("added", [
+    'os.path.join(os.path.dirname(__file__), "..", "lib")',
+    'os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, '
+    '"lib"))',
+    'str(Path(__file__).resolve().parent.parent / "lib")',
+    'str(Path(__file__).parents[1] / "lib")',
+    'HERE + "/../lib"',
+    'f"{HERE}/../lib"',
+    'join(ROOT, "lib")',
+    '"../lib"',
+])
+def test_folders_the_script_adds_to_its_import_path_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, added: str) -> None:
+    """``sys.path.insert(0, <the lab's lib folder>)`` above ``from labsims import simulate``:
+    the script is read before that line runs (``run``, and ``apply()`` at its top), so Python
+    cannot find the folder yet. Before, the lab's ``run()`` went unseen: standalone was refused
+    as 'calls no run()' and ``apply()`` made no dry pass. Its edits now make another model."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "lib" / "labsims.py").write_text(LAB_SIMULATE)
+    script = tmp_path / "scripts" / "sweep.py"
+    script.write_text(
+        "import os, sys\nfrom os.path import join\nfrom pathlib import Path\n"
+        "import autotune\nautotune.apply()\n"
+        "HERE = os.path.dirname(os.path.abspath(__file__))\nROOT = Path(__file__).parents[1]\n"
+        f"sys.path.insert(0, {added})\n"
+        "from labsims import simulate\nfrom brian2 import second\nsimulate(1*second)\n")
+    monkeypatch.chdir(tmp_path / "scripts")  # where a relative folder is taken from
+    analysis = analyse_script(script)
+    assert analysis.run_calls == 1 and analysis.standalone_ok, analysis.reasons
+    (tmp_path / "lib" / "labsims.py").write_text(LAB_SIMULATE.replace("5", "6"))
+    assert analyse_script(script).digest != analysis.digest
+
+
+def test_only_the_spellings_that_can_be_evaluated_add_folders(tmp_path: Path) -> None:
+    """A folder read from the environment, or held in a name bound twice, is not guessed;
+    ``append`` and ``extend`` add theirs too, and a relative one is taken from the current
+    folder."""
+    import ast
+
+    from autotune.importpaths import added_import_folders
+
+    file = tmp_path / "scripts" / "sim.py"
+    source = ("import os, sys\nsys.path.insert(0, os.environ['LAB'])\n"
+              "TWICE = 'a'\nTWICE = 'b'\nsys.path.append(TWICE)\n"
+              "sys.path.append(os.path.dirname(__file__) + '/models')\n"
+              "sys.path.extend(['shared', '/opt/lab'])\n"
+              "sys.path.insert(0, ','.join(['x', 'y']))\n")
+    assert added_import_folders(ast.walk(ast.parse(source)), file) == [
+        tmp_path / "scripts" / "models", Path.cwd() / "shared", Path("/opt/lab")]
+
+
+def test_a_library_folder_the_script_adds_is_not_read(tmp_path: Path) -> None:
+    """A script that puts site-packages on its path imports installed libraries from there,
+    and one that puts a Brian2 source checkout there imports Brian2: neither is the user's
+    code, and their unused ``run()`` calls are not read as the script's."""
+    from autotune.scriptcheck import own_modules
+
+    numpy_folder = Path(importlib.util.find_spec("numpy").origin).parent.parent  # type: ignore
+    checkout = tmp_path / "brian2-checkout"
+    (checkout / "brian2").mkdir(parents=True)
+    (checkout / "brian2" / "__init__.py").write_text("def f():\n    run()\n    run()\n")
+    source = (f"import sys\nsys.path.insert(0, {str(numpy_folder)!r})\n"
+              f"sys.path.insert(0, {str(checkout)!r})\nimport numpy\nfrom brian2 import *\n"
+              "G = NeuronGroup(5, 'v : 1')\nrun(1*ms)\n")
+    (tmp_path / "sim.py").write_text(source)
+    assert own_modules(source, tmp_path / "sim.py") == {}
+    assert analyse_script(tmp_path / "sim.py").standalone_ok
+
+
+def test_a_kept_analysis_of_a_relative_folder_depends_on_where_the_script_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sys.path.append("lib")`` is taken from the current folder: the analysis kept for one
+    folder is not the one used from another."""
+    cache = tmp_path / "cache"
+    (tmp_path / "here" / "lib").mkdir(parents=True)
+    (tmp_path / "there").mkdir()
+    (tmp_path / "here" / "lib" / "labsims.py").write_text(LAB_SIMULATE)
+    script = tmp_path / "sweep.py"
+    script.write_text("import sys\nsys.path.append('lib')\nfrom labsims import simulate\n"
+                      "from brian2 import second\nsimulate(1*second)\n")
+    monkeypatch.chdir(tmp_path / "here")
+    assert analyse_script(script, cache_dir=cache).run_calls == 1
+    monkeypatch.chdir(tmp_path / "there")
+    assert analyse_script(script, cache_dir=cache).run_calls == 0

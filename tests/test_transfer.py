@@ -490,26 +490,31 @@ LAB_MODULE = ("from brian2 import *\n\n\ndef simulate():\n"
 
 
 @pytest.mark.slow
-def test_a_script_whose_run_is_in_a_lab_module_on_pythonpath_gets_its_dry_pass(
-        db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reached_by", ["PYTHONPATH", "sys.path.insert"])
+def test_a_script_whose_run_is_in_a_lab_module_elsewhere_gets_its_dry_pass(
+        db_url: str, tmp_path: Path, reached_by: str) -> None:
     """``apply()`` at the top of a script whose only ``run()`` is in ``simulate()`` of a lab
     module on ``PYTHONPATH``: before, the script's reading found no ``run()``, so apply() made
     no dry pass (it would run a script that never simulates a second time) and gave it the
     newest profile's winner for the profile's 10 s, standalone ruled out ("calls no run()").
     Now the lab module is read as the script's own: its dry pass sees the 20 neurons and the
-    choice is predicted for them; editing the lab module makes a new dry pass."""
+    choice is predicted for them; editing the lab module makes a new dry pass. The same where
+    the script puts the lab's folder on ``sys.path`` itself, below ``apply()``."""
     store_this_hosts_suite(db_url)
     lab, project = tmp_path / "lab", tmp_path / "project"
     lab.mkdir()
     project.mkdir()
     (lab / "labsims.py").write_text(LAB_MODULE)
     script = project / "mine.py"
-    script.write_text("import autotune\napplied = autotune.apply()\n"
-                      "from labsims import simulate\nsimulate()\n"
+    reach = ("import os, sys\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), "
+             "'..', 'lab'))\n" if reached_by == "sys.path.insert" else "")
+    script.write_text("import autotune\napplied = autotune.apply()\n" + reach
+                      + "from labsims import simulate\nsimulate()\n"
                       "print('applied', applied.source, applied.config.key)\n")
     cache = tmp_path / "cache"
+    path = [str(REPO), str(lab)] if reached_by == "PYTHONPATH" else [str(REPO)]
     env = {**os.environ, "BRIAN2_AUTOTUNE_CACHE": str(cache), "BRIAN2_AUTOTUNE_DB": db_url,
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(lab)])}
+           "PYTHONPATH": os.pathsep.join(path)}
     digests = []
     for neurons in ("20", "30"):
         (lab / "labsims.py").write_text(LAB_MODULE.replace("20", neurons, 1))
