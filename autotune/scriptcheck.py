@@ -12,7 +12,8 @@ code-generation target is left alone. Pure-Python functions used in equations
 The script's own modules are read too: those Python would import from the script's folder (such
 as a ``model.py`` beside a ``sweep.py``; for ``python -m``, from the folder above its package),
 and the user's code it imports from elsewhere (a lab's module on ``PYTHONPATH``, an editable
-install, a folder the script adds to ``sys.path`` itself: :mod:`autotune.importpaths`), but no
+install, a folder the script adds to ``sys.path`` itself: :mod:`autotune.importpaths`), and a
+lab's package installed from a folder on this machine (``pip install ./lab``), but no other
 library installed into the interpreter's prefix or site-packages (:func:`user_code_root`). A
 ``run()``, a ``network_operation`` or a second ``run()`` there matters as much as in the script,
 and editing them changes the model, so their text is part of the script's digest. The analysis
@@ -843,9 +844,10 @@ _LIBRARIES = ("brian2", "autotune")
 def user_code_root(name: str) -> Path | None:
     """The folder that holds the top-level module or package ``name`` as this interpreter
     would import it, where that is the user's code: found on ``PYTHONPATH``, by an editable
-    install or another path entry outside the interpreter's prefix and site-packages. None
-    for the standard library, Brian2, this tool, installed libraries and what is not found.
-    Nothing is imported."""
+    install or another path entry outside the interpreter's prefix and site-packages, or
+    installed into site-packages from a folder on this machine
+    (:func:`_installed_from_folders`). None for the standard library, Brian2, this tool,
+    other installed libraries and what is not found. Nothing is imported."""
     if (name in sys.stdlib_module_names or name in sys.builtin_module_names
             or name.startswith(_LIBRARIES) or name == "__main__"):
         return None
@@ -865,8 +867,33 @@ def user_code_root(name: str) -> Path | None:
         return None
     folder = Path(location).parent.resolve()
     if any(folder.is_relative_to(library) for library in _library_folders()):
-        return None
+        return folder if name in _installed_from_folders(folder) else None
     return folder
+
+
+@functools.lru_cache(maxsize=8)
+def _installed_from_folders(site_folder: Path) -> frozenset[str]:
+    """The top-level names that distributions installed into ``site_folder`` from a folder
+    on this machine (``pip install ./lab``, not editable) put there: a lab's own code, which
+    pip marks with a ``direct_url.json`` naming a ``file:`` folder (PEP 610). Libraries from
+    an index, a wheel file or a repository URL are not among them: their code (a
+    ``subprocess.run`` read as a second ``run()``) is not the script's."""
+    names: set[str] = set()
+    for marker in site_folder.glob("*.dist-info/direct_url.json"):
+        try:
+            origin = json.loads(marker.read_text())
+            if not (str(origin.get("url", "")).startswith("file:")
+                    and "dir_info" in origin and not origin["dir_info"].get("editable")):
+                continue
+            record = (marker.parent / "RECORD").read_text()
+        except (OSError, ValueError, AttributeError):
+            continue
+        for line in record.splitlines():
+            top = PurePosixPath(line.split(",", 1)[0]).parts[:1]
+            if top and not top[0].endswith((".dist-info", ".data")) and top[0] not in (
+                    "..", "__pycache__"):
+                names.add(top[0].removesuffix(".py"))
+    return frozenset(names)
 
 
 @functools.lru_cache(maxsize=1)

@@ -540,3 +540,77 @@ def test_a_kept_analysis_of_a_relative_folder_depends_on_where_the_script_runs(
     assert analyse_script(script, cache_dir=cache).run_calls == 1
     monkeypatch.chdir(tmp_path / "there")
     assert analyse_script(script, cache_dir=cache).run_calls == 0
+
+
+#: A PEP 517 build backend of no requirements, so that pip builds the lab's package offline.
+LAB_BACKEND = '''
+import base64, hashlib, pathlib, zipfile
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = pathlib.Path("NAME").name
+    files = {f"{name}/{p.name}": p.read_bytes() for p in pathlib.Path(name).glob("*.py")}
+    info = f"{name}-0.1.dist-info"
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\\nName: {name}\\nVersion: 0.1\\n".encode()
+    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\\nGenerator: lab\\nRoot-Is-Purelib: true\\n"
+                              b"Tag: py3-none-any\\n")
+    record = [f"{info}/RECORD,,"]
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(data)}")
+    wheel = f"{name}-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(pathlib.Path(wheel_directory) / wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+        archive.writestr(f"{info}/RECORD", "\\n".join(record) + "\\n")
+    return wheel
+'''
+
+
+def _lab_package(folder: Path, name: str) -> Path:
+    """A package ``name`` whose simulate() runs once, buildable by pip without a network."""
+    (folder / name).mkdir(parents=True)
+    (folder / name / "__init__.py").write_text(LAB_SIMULATE)
+    (folder / "backend.py").write_text(LAB_BACKEND.replace("NAME", name))
+    (folder / "pyproject.toml").write_text('[build-system]\nrequires = []\n'
+                                           'build-backend = "backend"\nbackend-path = ["."]\n')
+    return folder
+
+
+@pytest.mark.slow
+def test_a_lab_package_installed_from_its_folder_is_read_and_a_wheel_file_is_not(
+        tmp_path: Path) -> None:
+    """``pip install ./lab`` (not editable) puts a lab's code into site-packages, where
+    installed libraries are not read; pip marks it as installed from a folder on this machine
+    (PEP 610's ``direct_url.json``), and it is read as the user's code: its ``run()`` lets
+    standalone serve the script (before, 'calls no run()'). A package installed from a wheel
+    file, as libraries are offline, stays unread."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                    str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    lab = _lab_package(tmp_path / "lab", "lablib")
+    other = _lab_package(tmp_path / "other", "otherlib")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
+                    "-w", str(tmp_path / "wheels"), str(other)], check=True, timeout=300)
+    wheel, = (tmp_path / "wheels").glob("otherlib-*.whl")
+    for source in (lab, wheel):
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                        "--no-deps", "--no-index", str(source)], check=True, timeout=300)
+    said = {}
+    for name in ("lablib", "otherlib"):
+        script = tmp_path / f"uses_{name}.py"
+        script.write_text(f"from {name} import simulate\nfrom brian2 import ms\n"
+                          "simulate(10*ms)\n")
+        check = ("import json, sys\nfrom autotune.scriptcheck import analyse_script\n"
+                 "a = analyse_script(sys.argv[1])\n"
+                 "print(json.dumps([a.run_calls, a.standalone_ok]))\n")
+        done = subprocess.run([str(python), "-c", check, str(script)], capture_output=True,
+                              text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+        assert done.returncode == 0, done.stderr
+        said[name] = json.loads(done.stdout)
+    assert said == {"lablib": [1, True], "otherlib": [0, False]}
