@@ -1,6 +1,7 @@
 """The folders a script adds to its own import path, read without running it.
 
-Lab scripts often reach their shared code with a line above their imports::
+Lab scripts often reach their shared code with a line above their imports (or with
+``site.addsitedir``)::
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
     sys.path.append(str(Path(__file__).resolve().parent / "models"))
@@ -35,10 +36,10 @@ _PATH_CLASSES = {"Path", "PosixPath", "PurePath", "PurePosixPath"}
 
 
 def added_import_folders(nodes: Iterable[ast.AST], file: Path) -> list[Path]:
-    """The folders that ``sys.path.insert(i, X)``, ``sys.path.append(X)`` and
-    ``sys.path.extend([X, ...])`` among ``nodes`` (``ast.walk`` of ``file``'s text) add, where ``X``
-    can be evaluated without running anything; a relative one is taken from the current
-    folder, as Python's import does."""
+    """The folders that ``sys.path.insert(i, X)``, ``sys.path.append(X)``,
+    ``sys.path.extend([X, ...])`` and ``site.addsitedir(X)`` among ``nodes`` (``ast.walk`` of
+    ``file``'s text) add, where ``X`` can be evaluated without running anything; a relative
+    one is taken from the current folder, as Python's import does."""
     added: list[ast.expr] = []
     assignments: dict[str, list[ast.expr]] = {}
     for node in nodes:
@@ -57,9 +58,13 @@ def added_import_folders(nodes: Iterable[ast.AST], file: Path) -> list[Path]:
 
 
 def _added_expressions(node: ast.AST) -> Iterator[ast.expr]:
-    """What a ``sys.path`` call adds, where ``node`` is one."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and _is_sys_path(node.func.value)):
+    """What a ``sys.path`` call (or ``site.addsitedir``) adds, where ``node`` is one."""
+    if not isinstance(node, ast.Call):
+        return
+    if _called_name(node.func) == "addsitedir" and len(node.args) == 1:
+        yield node.args[0]
+        return
+    if not (isinstance(node.func, ast.Attribute) and _is_sys_path(node.func.value)):
         return
     method, args = node.func.attr, node.args
     if method == "insert" and len(args) == 2:

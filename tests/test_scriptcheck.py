@@ -491,8 +491,8 @@ def test_folders_the_script_adds_to_its_import_path_are_read(
 
 def test_only_the_spellings_that_can_be_evaluated_add_folders(tmp_path: Path) -> None:
     """A folder read from the environment, or held in a name bound twice, is not guessed;
-    ``append`` and ``extend`` add theirs too, and a relative one is taken from the current
-    folder."""
+    ``append``, ``extend`` and ``site.addsitedir`` add theirs too, and a relative one is taken
+    from the current folder."""
     import ast
 
     from autotune.importpaths import added_import_folders
@@ -502,9 +502,11 @@ def test_only_the_spellings_that_can_be_evaluated_add_folders(tmp_path: Path) ->
               "TWICE = 'a'\nTWICE = 'b'\nsys.path.append(TWICE)\n"
               "sys.path.append(os.path.dirname(__file__) + '/models')\n"
               "sys.path.extend(['shared', '/opt/lab'])\n"
+              "import site\nsite.addsitedir(os.path.join(os.path.dirname(__file__), 'site'))\n"
               "sys.path.insert(0, ','.join(['x', 'y']))\n")
     assert added_import_folders(ast.walk(ast.parse(source)), file) == [
-        tmp_path / "scripts" / "models", Path.cwd() / "shared", Path("/opt/lab")]
+        tmp_path / "scripts" / "models", Path.cwd() / "shared", Path("/opt/lab"),
+        tmp_path / "scripts" / "site"]
 
 
 def test_a_library_folder_the_script_adds_is_not_read(tmp_path: Path) -> None:
