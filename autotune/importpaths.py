@@ -119,7 +119,10 @@ def _evaluate(node: ast.expr, file: Path, names: dict[str, str | Path]) -> str |
     if isinstance(node, ast.Subscript):
         return _parents_item(node, file, names)
     if isinstance(node, ast.Call):
-        return _call(node, file, names)
+        try:
+            return _call(node, file, names)
+        except (OSError, ValueError):  # realpath of a text with a NUL in it, and the like
+            return None
     return None
 
 

@@ -791,9 +791,11 @@ class _Lookup:
         for folder in folders:
             try:
                 folder = folder.resolve()
-            except OSError:
+                if not folder.is_dir():
+                    continue
+            except (OSError, ValueError):  # a loop of links, a NUL in the text
                 continue
-            if (folder.is_dir() and folder not in self.added and folder != self.local
+            if (folder not in self.added and folder != self.local
                     and not any(folder.is_relative_to(library)
                                 for library in _library_folders())):
                 self.added.append(folder)

@@ -503,10 +503,15 @@ def test_only_the_spellings_that_can_be_evaluated_add_folders(tmp_path: Path) ->
               "sys.path.append(os.path.dirname(__file__) + '/models')\n"
               "sys.path.extend(['shared', '/opt/lab'])\n"
               "import site\nsite.addsitedir(os.path.join(os.path.dirname(__file__), 'site'))\n"
-              "sys.path.insert(0, ','.join(['x', 'y']))\n")
+              "sys.path.insert(0, ','.join(['x', 'y']))\n"
+              "sys.path.append(os.path.realpath('x\\x00y'))\n")
     assert added_import_folders(ast.walk(ast.parse(source)), file) == [
         tmp_path / "scripts" / "models", Path.cwd() / "shared", Path("/opt/lab"),
         tmp_path / "scripts" / "site"]
+    # a folder whose text Python cannot use (a NUL in it) is no error of the analysis
+    (tmp_path / "sim.py").write_text("import sys\nsys.path.insert(0, 'a\\x00b')\n"
+                                     "from brian2 import *\nrun(1*ms)\n")
+    assert analyse_script(tmp_path / "sim.py").run_calls == 1
 
 
 def test_a_library_folder_the_script_adds_is_not_read(tmp_path: Path) -> None:
