@@ -264,7 +264,9 @@ def apply(
         device, threads, precision: overrides.
         use_profile: False ignores stored profiles (fallback rule or overrides only).
         standalone_ok: whether the coming script can run under cpp_standalone (None: as its
-            ``analysis`` says).
+            ``analysis`` says; with no script file to read, in an interactive session, under
+            ``python -c`` or from standard input, no, unless ``device``, ``threads`` or
+            ``pgo`` asks for it).
         cython_ok: False when the script needs numpy (pure-Python functions).
         owner: names the script's build folders (None: the running script's).
         cache_root: root of build folders (None: the default cache directory).
@@ -327,6 +329,7 @@ def apply(
     root = cache_root or default_cache_root()
     host = host or collect_host(compiler_cache=root / COMPILER_CACHE)
     script = main_script()
+    why_not_standalone = ""
     if analysis is None and standalone_ok is None:
         running = module or main_module()
         analysis = _analyse(script, running, root)
@@ -334,7 +337,11 @@ def apply(
                 analysis.run_calls):
             dry_pass = (script, sys.argv[1:])  # apply() at the top of a script: its own
             module = running
-    why_not_standalone = "; ".join(analysis.reasons) if analysis else ""
+        if analysis is None and not (device == "cpp_standalone" or threads is not None
+                                     or pgo):
+            standalone_ok, why_not_standalone = False, NO_SCRIPT_REASON
+    if analysis is not None:
+        why_not_standalone = "; ".join(analysis.reasons)
     numpy_reason = analysis.numpy_reason if analysis else None
     if standalone_ok is None:
         standalone_ok = analysis.standalone_ok if analysis else True
@@ -510,6 +517,13 @@ def _profile_guided_note(build_dir: Path) -> str:
                 "(taken afresh if the generated code changed)")
     return ("profile-guided build: this run's binary is instrumented (slower) to take the "
             "profile; the next run rebuilds with it, and later runs reuse that build")
+
+
+#: Why apply() keeps a session without a script file off cpp_standalone unless asked.
+NO_SCRIPT_REASON = ("there is no script file to read (an interactive session, `python -c` or "
+                    "standard input), so nothing tells that its code calls run() once and reads "
+                    "no state before it, as cpp_standalone needs; "
+                    "apply(device='cpp_standalone') uses it all the same")
 
 
 def _analyse(script: Path | None, module: ModuleToRun | None, cache_root: Path

@@ -148,13 +148,31 @@ def test_apply_sets_brian2_from_the_stored_profile(store_url: str) -> None:
     profile = make_profile(host)
     with open_store(store_url) as store:
         store.save_profile(profile)
-    state = _apply_in_child(store_url, "duration=100.0, ")
+    # the code runs from `python -c`: no script file tells standalone can serve it, so say so
+    state = _apply_in_child(store_url, "duration=100.0, standalone_ok=True, ")
     assert state["applied"]["source"] == "profile"  # type: ignore[index]
     assert state["device"] == "CPPStandaloneDevice"
-    short = _apply_in_child(store_url, "duration=0.5, ")
+    short = _apply_in_child(store_url, "duration=0.5, standalone_ok=True, ")
     assert short["device"] == "RuntimeDevice" and short["target"] == "numpy"
-    f32 = _apply_in_child(store_url, "duration=100.0, precision='float32', ")
+    f32 = _apply_in_child(store_url, "duration=100.0, precision='float32', standalone_ok=True, ")
     assert f32["dtype"] == "float32" and f32["applied"]["source"] == "override"  # type: ignore[index]
+
+
+def test_code_without_a_script_file_is_kept_off_standalone_unless_asked(db_url: str) -> None:
+    """An interactive session (a notebook, ``python -c``, standard input) has no script file
+    to read: nothing tells that it calls run() once and reads no state before it, so the
+    profile's standalone winner is not applied (before, it was: a notebook's second run()
+    then failed), the log says why, and asking for standalone still gets it."""
+    from autotune.host import collect_host
+
+    with open_store(db_url) as store:
+        store.save_profile(make_profile(collect_host()))  # standalone wins at 100 s
+    plain = _apply_in_child(db_url, "duration=100.0, ")
+    assert plain["device"] == "RuntimeDevice"
+    assert plain["applied"]["source"] == "profile"  # type: ignore[index]
+    assert "there is no script file to read" in plain["applied"]["reason"]  # type: ignore[index]
+    asked = _apply_in_child(db_url, "duration=100.0, device='cpp_standalone', ")
+    assert asked["device"] == "CPPStandaloneDevice"
 
 
 def test_a_stale_profile_is_not_applied_and_the_change_is_named(db_url: str) -> None:
