@@ -594,7 +594,12 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
     """The coming model's prediction from the host's suite (see :class:`_SuitePrediction`);
     ``key``: what its features are cached under (:func:`_features_key`); ``module``: the
     module the script is, where this process runs it with ``python -m``."""
-    from autotune.drypass import known_features, model_cache_dir, script_features
+    from autotune.drypass import (
+        forget_no_run_once_run,
+        known_features,
+        model_cache_dir,
+        script_features,
+    )
     from autotune.transfer import loop_relations, members_of, predicted_profile, suite_ready
 
     if features is None and digest is not None:  # a cache file: cheaper than the suite
@@ -611,6 +616,8 @@ def _suite_prediction(url: str, host: HostFingerprint, node: Path,
         features = script_features(dry_pass[0], dry_pass[1], digest, root, key=key,
                                    module=module)  # paid once, here
         dry_seconds = time.perf_counter() - started
+        if features is None:
+            atexit.register(forget_no_run_once_run, root, digest, list(key))
     if features is None:
         return _SuitePrediction(dry_pass_seconds=dry_seconds)
     profile = predicted_profile(members, features, model_cache_dir(root))

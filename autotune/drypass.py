@@ -304,11 +304,17 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
         if failed is not None:  # the run we waited for tried this very text and failed
             logger.info("dry pass of %s: %s; predicting without its size", script, failed)
             return None
+        if _no_run_file(path).exists():
+            logger.info("no dry pass of %s: with these arguments and inputs it finished "
+                        "without calling run() before; predicting without its size", script)
+            return None
         started = time.perf_counter()
         document, error = _dry_run([*_what_to_run(script, module), "--", *args], timeout)
         if document is None:
             logger.info("dry pass of %s: %s; predicting without its size", script, error)
             _note_failure(path, error)
+            if error == NO_RUN_REASON:
+                _note_no_run(path)
             return None
         cython_cache = document.pop("cython_cache", None)
         first_run = document.pop(FIRST_RUN, None)
@@ -345,6 +351,38 @@ def _cache_note(state: object) -> str:
 
 def _failure_file(path: Path) -> Path:
     return path.with_suffix(".failed")
+
+
+#: Why a dry pass gave no features where the script ended without reaching a ``run()``.
+NO_RUN_REASON = "it finished without calling run()"
+
+
+def _no_run_file(path: Path) -> Path:
+    """Where a dry pass that ended without a ``run()`` is kept: a script with modes (``python
+    sim.py --plot`` reads saved results and exits) paid a dry pass of seconds on every such
+    call, each ending the same way. A failure is not kept (the script may need a file made
+    since); this end is, until a run with the same text, arguments and inputs does call
+    ``run()`` (:func:`forget_no_run_once_run`)."""
+    return path.with_suffix(".norun")
+
+
+def _note_no_run(path: Path) -> None:
+    try:
+        _no_run_file(path).touch()
+    except OSError as e:
+        logger.debug("cannot keep the dry pass's end in %s: %s", path.parent, e)
+
+
+def forget_no_run_once_run(cache_root: Path, digest: str, key: Sequence[str]) -> None:
+    """At the end of a run whose dry pass was skipped because an earlier one ended without a
+    ``run()``: where this run did simulate (what decides it was outside the text, arguments
+    and inputs the key holds), forget that end, so that the next run makes its dry pass."""
+    from autotune.runrecord import simulated_seconds
+
+    marker = _no_run_file(cache_file(cache_root, digest, key))
+    if marker.exists() and simulated_seconds():
+        marker.unlink(missing_ok=True)
+        logger.debug("the run simulated after all: its next run makes its dry pass")
 
 
 def _note_failure(path: Path, error: str) -> None:
@@ -419,7 +457,7 @@ def _dry_run(arguments: list[str], timeout: float) -> tuple[dict[str, object] | 
         if out.exists():  # written at the first run(), by the child or one of its workers
             return json.loads(out.read_text()), ""
         if child.returncode == _NO_RUN_EXIT:
-            return None, "it finished without calling run()"
+            return None, NO_RUN_REASON
         last = (stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
         return None, f"it failed before its first run() ({last})"
 

@@ -529,6 +529,47 @@ def test_a_script_whose_run_is_in_a_lab_module_elsewhere_gets_its_dry_pass(
     assert digests[0] != digests[1]
 
 
+#: TINY behind a mode: ``--plot`` reads saved results and ends before building anything,
+#: unless a flag file (which the script analysis does not count as an input) asks to simulate.
+WITH_A_PLOT_MODE = ("import logging, os, sys\nlogging.basicConfig(level=logging.INFO)\n"
+                    "import autotune\napplied = autotune.apply()\n"
+                    "if '--plot' in sys.argv and not os.path.exists('simulate.flag'):\n"
+                    "    print('plotted')\n    sys.exit(0)\n" + TINY)
+
+
+@pytest.mark.slow
+def test_a_dry_pass_that_ends_without_run_is_not_made_again_until_a_run_simulates(
+        db_url: str, tmp_path: Path) -> None:
+    """``python sim.py --plot`` ends before any ``run()``: its dry pass found nothing, and
+    every such call paid one again (seconds each, where the script itself takes less). That
+    end is kept for the text, arguments and inputs: the next call makes no dry pass. Where a
+    call with them does simulate after all (here a flag file decides, outside the key), the
+    kept end is forgotten and the next call makes its dry pass."""
+    store_this_hosts_suite(db_url)
+    script = tmp_path / "sim.py"
+    script.write_text(WITH_A_PLOT_MODE)
+    env = {**os.environ, "BRIAN2_AUTOTUNE_CACHE": str(tmp_path / "cache"),
+           "BRIAN2_AUTOTUNE_DB": db_url, "PYTHONPATH": str(REPO)}
+
+    def call() -> tuple[str, str]:
+        done = subprocess.run([sys.executable, str(script), "--plot"], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1], " ".join(done.stderr.split())
+
+    said, log = call()
+    assert said == "plotted" and "finished without calling run()" in log
+    said, log = call()
+    assert said == "plotted" and "no dry pass of" in log and "dry pass of" not in log.replace(
+        "no dry pass of", "")
+    (tmp_path / "simulate.flag").touch()
+    said, log = call()
+    assert said == "done" and "no dry pass of" in log  # the kept end, then a real run
+    (tmp_path / "simulate.flag").unlink()
+    said, log = call()
+    assert said == "plotted" and "finished without calling run()" in log  # made again
+
+
 #: TINY, its run length given on the command line in milliseconds.
 LENGTH_AS_ARGUMENT = "import sys\n" + TINY.replace("run(50*ms)", "run(float(sys.argv[1])*ms)")
 
