@@ -380,9 +380,12 @@ def forget_no_run_once_run(cache_root: Path, digest: str, key: Sequence[str]) ->
     from autotune.runrecord import simulated_seconds
 
     marker = _no_run_file(cache_file(cache_root, digest, key))
-    if marker.exists() and simulated_seconds():
-        marker.unlink(missing_ok=True)
-        logger.debug("the run simulated after all: its next run makes its dry pass")
+    try:
+        if marker.exists() and simulated_seconds():
+            marker.unlink(missing_ok=True)
+            logger.debug("the run simulated after all: its next run makes its dry pass")
+    except OSError as e:  # at exit: never a traceback over the user's run
+        logger.debug("cannot forget the kept end of the dry pass in %s: %s", marker.parent, e)
 
 
 def _note_failure(path: Path, error: str) -> None:
