@@ -304,7 +304,7 @@ def script_features(script: str | Path, args: Sequence[str], digest: str, cache_
         if failed is not None:  # the run we waited for tried this very text and failed
             logger.info("dry pass of %s: %s; predicting without its size", script, failed)
             return None
-        if _no_run_file(path).exists():
+        if _kept_no_run(path):
             logger.info("no dry pass of %s: with these arguments and inputs it finished "
                         "without calling run() before; predicting without its size", script)
             return None
@@ -364,6 +364,13 @@ def _no_run_file(path: Path) -> Path:
     since); this end is, until a run with the same text, arguments and inputs does call
     ``run()`` (:func:`forget_no_run_once_run`)."""
     return path.with_suffix(".norun")
+
+
+def _kept_no_run(path: Path) -> bool:
+    try:
+        return _no_run_file(path).exists()
+    except OSError:  # an unreadable cache is no reason to skip the dry pass
+        return False
 
 
 def _note_no_run(path: Path) -> None:
