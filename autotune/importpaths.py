@@ -48,13 +48,26 @@ def added_import_folders(nodes: Iterable[ast.AST], file: Path) -> list[Path]:
     if not added:
         return []
     names = _bound_names(assignments, file)
+    here = current_folder()
     folders: list[Path] = []
     for expression in added:
         value = _evaluate(expression, file, names)
         if isinstance(value, str) and value:
             folder = Path(value)
-            folders.append(folder if folder.is_absolute() else Path.cwd() / folder)
+            if folder.is_absolute():
+                folders.append(folder)
+            elif here is not None:
+                folders.append(here / folder)
     return folders
+
+
+def current_folder() -> Path | None:
+    """The process's current folder; None where it was removed while the process ran in it
+    (Python itself runs on there, and so must the script's analysis)."""
+    try:
+        return Path.cwd()
+    except OSError:
+        return None
 
 
 def _added_expressions(node: ast.AST) -> Iterator[ast.expr]:

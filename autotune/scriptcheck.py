@@ -28,7 +28,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import site
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from autotune.errors import ScriptError
-from autotune.importpaths import added_import_folders
+from autotune.importpaths import added_import_folders, current_folder
 
 if TYPE_CHECKING:
     from autotune.paths import ModuleToRun
@@ -682,7 +681,7 @@ def _cache_file(cache_dir: Path, path: Path, module_root: Path | None) -> Path:
     """Where the analysis of ``path`` (run from ``module_root``, with this import path, from
     this folder: a relative folder the script adds to ``sys.path`` is taken from it) is
     kept."""
-    key = json.dumps([str(path.resolve()), str(module_root), sys.path, os.getcwd()])
+    key = json.dumps([str(path.resolve()), str(module_root), sys.path, str(current_folder())])
     return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 

@@ -621,3 +621,20 @@ def test_a_lab_package_installed_from_its_folder_is_read_and_a_wheel_file_is_not
         assert done.returncode == 0, done.stderr
         said[name] = json.loads(done.stdout)
     assert said == {"lablib": [1, True], "otherlib": [0, False]}
+
+
+def test_a_script_run_from_a_removed_folder_is_still_read(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shell left in a folder that was then removed: Python runs on there, and so must the
+    analysis (a relative folder added to ``sys.path`` is then no folder at all). Keying the
+    kept analysis by the current folder stopped apply() there with FileNotFoundError."""
+    script = tmp_path / "sim.py"
+    script.write_text("import sys\nsys.path.append('lib')\nfrom brian2 import *\n"
+                      "G = NeuronGroup(5, 'v : 1')\nrun(1*ms)\n")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    analysis = analyse_script(script, cache_dir=tmp_path / "cache")
+    assert analysis.run_calls == 1 and analysis.standalone_ok
+    assert analyse_script(script, cache_dir=tmp_path / "cache") == analysis
