@@ -194,8 +194,7 @@ def _call(node: ast.Call, file: Path, names: dict[str, str | Path]) -> str | Pat
     if name in _PATH_METHODS and not args and isinstance(node.func, ast.Attribute):
         base = _evaluate(node.func.value, file, names)
         if isinstance(base, Path):
-            return {"resolve": base.resolve, "absolute": base.absolute,
-                    "expanduser": base.expanduser}[name]()
+            return getattr(base, name)()  # type: ignore[no-any-return]
     return None
 
 

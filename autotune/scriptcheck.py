@@ -794,9 +794,7 @@ class _Lookup:
                     continue
             except (OSError, ValueError):  # a loop of links, a NUL in the text
                 continue
-            if (folder not in self.added and folder != self.local
-                    and not any(folder.is_relative_to(library)
-                                for library in _library_folders())):
+            if folder not in self.added and folder != self.local and not _in_libraries(folder):
                 self.added.append(folder)
 
     def files(self, parts: list[str]) -> Iterator[tuple[Path, Path]]:
@@ -867,9 +865,14 @@ def user_code_root(name: str) -> Path | None:
     if location is None:
         return None
     folder = Path(location).parent.resolve()
-    if any(folder.is_relative_to(library) for library in _library_folders()):
+    if _in_libraries(folder):
         return folder if name in _installed_from_folders(folder) else None
     return folder
+
+
+def _in_libraries(folder: Path) -> bool:
+    """Whether ``folder`` (resolved) is in the standard library or installed packages."""
+    return any(folder.is_relative_to(library) for library in _library_folders())
 
 
 @functools.lru_cache(maxsize=8)
